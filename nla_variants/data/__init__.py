@@ -1,0 +1,1 @@
+"""Corpus sources, truncation sampling, teachers and the activation store."""
