@@ -1,0 +1,95 @@
+"""The `nla` command. Every user error is one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from nla_variants import __version__
+from nla_variants.errors import NLAError
+
+log = logging.getLogger("nla_variants")
+
+
+def _setup_logging(quiet: bool) -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(show_time=False, show_path=False, markup=False)
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO, handlers=[handler], format="%(message)s"
+    )
+    for noisy in ("transformers", "httpx", "datasets", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from nla_variants.config import PrepareConfig, load_config
+    from nla_variants.data.prepare import prepare
+
+    cfg = load_config(args.config, PrepareConfig, args.set)
+    result = prepare(cfg, progress=not args.quiet)
+    side = result.sidecar
+    console = Console(stderr=False)
+    status = "cache hit (already complete)" if result.cache_hit else "built"
+    console.print(f"dataset {status}: {result.path}")
+    table = Table("split", "rows", "documents", "explained")
+    for split, c in side["splits"].items():
+        table.add_row(split, str(c["rows"]), str(c["documents"]), str(c["explained"]))
+    console.print(table)
+    tp = side.get("throughput", {})
+    if not result.cache_hit and tp.get("tokens_per_s"):
+        console.print(
+            f"extracted {tp['tokens']} tokens at {tp['tokens_per_s']:.0f} tok/s; "
+            f"teacher dropped {side['counts']['dropped']} of {side['counts']['teacher_rows']}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nla",
+        description="Natural Language Autoencoder ablation platform.",
+    )
+    parser.add_argument("--version", action="version", version=f"nla_variants {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "prepare",
+        help="build an activation dataset (corpus -> target activations -> teacher explanations)",
+        description="Build (or find, if already complete) the content-addressed activation "
+        "dataset a config describes. Safe to kill and rerun: it resumes.",
+    )
+    p.add_argument("config", help="YAML config, e.g. configs/quickstart.yaml")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (dotted path, YAML value); repeatable",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    p.set_defaults(func=_cmd_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(getattr(args, "quiet", False))
+    try:
+        return args.func(args)
+    except NLAError as e:
+        print(f"nla: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nla: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

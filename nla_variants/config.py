@@ -1,0 +1,182 @@
+"""Typed, validated configs (pydantic): unknown keys and wrong types fail on load, in one line.
+
+A config is YAML; `--set a.b=value` overrides (value parsed as YAML) are applied before
+validation. `load_config` is the one entry point the CLI and the tests use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from nla_variants.errors import NLAError
+
+SPLITS = ("av_sft", "ar_sft", "rl", "eval")
+T = TypeVar("T", bound="BaseModel")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TargetConfig(Strict):
+    model: str = Field("embedded", description="embedded | path.gguf | local dir | hub id")
+    layer: int = Field(20, ge=0, description="hidden_states[layer]: residual after `layer` blocks")
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    device: str | None = None
+    max_batch_tokens: int = Field(8192, ge=16)
+
+
+class HFDatasetConfig(Strict):
+    name: str
+    config: str | None = None
+    split: str = "train"
+    streaming: bool = True
+    data_files: list[str] | None = None
+
+
+class CorpusConfig(Strict):
+    source: Literal["builtin", "files", "hf"] = "builtin"
+    paths: list[str] = Field(default_factory=list, description="files source: .txt/.jsonl/.parquet")
+    text_column: str = "text"
+    genre_column: str | None = None
+    hf: HFDatasetConfig | None = None
+    max_documents: int | None = Field(None, ge=1)
+    min_chars: int = Field(200, ge=1)
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> CorpusConfig:
+        if self.source == "files" and not self.paths:
+            raise ValueError("corpus.source 'files' needs corpus.paths (a list of files)")
+        if self.source == "hf" and self.hf is None:
+            raise ValueError("corpus.source 'hf' needs corpus.hf.name")
+        return self
+
+
+class SamplingConfig(Strict):
+    positions_per_doc: int = Field(4, ge=1)
+    min_prefix: int = Field(8, ge=1)
+    max_tokens: int = Field(128, ge=2, description="documents are cut to this many tokens")
+    splits: dict[str, float] = Field(
+        default_factory=lambda: {"av_sft": 0.4, "ar_sft": 0.4, "rl": 0.1, "eval": 0.1}
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> SamplingConfig:
+        unknown = set(self.splits) - set(SPLITS)
+        if unknown:
+            raise ValueError(f"unknown split(s) {sorted(unknown)}; known: {list(SPLITS)}")
+        if any(v < 0 for v in self.splits.values()) or abs(sum(self.splits.values()) - 1) > 1e-6:
+            raise ValueError("split fractions must be >= 0 and sum to 1")
+        if self.min_prefix > self.max_tokens:
+            raise ValueError("sampling.min_prefix must be <= sampling.max_tokens")
+        return self
+
+
+class AnthropicTeacherConfig(Strict):
+    model: str = "claude-sonnet-4-5"
+    mode: Literal["batch", "sync"] = "batch"
+    max_concurrency: int = Field(8, ge=1)
+    max_retries: int = Field(5, ge=0)
+    max_tokens: int = Field(200, ge=16)
+    temperature: float = Field(0.0, ge=0, le=1)
+    base_url: str | None = None
+    poll_interval_s: float = Field(10.0, gt=0)
+    timeout_s: float = Field(60.0, gt=0)
+
+
+class LocalTeacherConfig(Strict):
+    model: str = "embedded"
+    batch_size: int = Field(16, ge=1)
+    max_new_tokens: int = Field(80, ge=8)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+
+
+class TeacherConfig(Strict):
+    kind: Literal["heuristic", "local", "anthropic"] = "heuristic"
+    splits: list[str] = Field(default_factory=lambda: ["av_sft", "ar_sft", "eval"])
+    anthropic: AnthropicTeacherConfig = Field(default_factory=AnthropicTeacherConfig)
+    local: LocalTeacherConfig = Field(default_factory=LocalTeacherConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> TeacherConfig:
+        unknown = set(self.splits) - set(SPLITS)
+        if unknown:
+            raise ValueError(f"unknown split(s) {sorted(unknown)}; known: {list(SPLITS)}")
+        return self
+
+
+class StoreConfig(Strict):
+    root: str = Field(".nla/datasets", description="datasets live in ROOT/NAME-HASH/")
+    shard_docs: int = Field(128, ge=1, description="documents per parquet shard")
+
+
+class PrepareConfig(Strict):
+    """Everything `nla prepare` needs: target, corpus, sampling, teacher, store."""
+
+    name: str = Field("dataset", pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    target: TargetConfig = Field(default_factory=TargetConfig)
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+
+
+def _set_dotted(data: dict, key: str, value: Any) -> None:
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise NLAError(f"--set {key}: {part} is not a section", "set a leaf key like a.b=value")
+    node[parts[-1]] = value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `key.path=value` strings; the value is parsed as YAML (so 3 is an int, [a] a list)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise NLAError(f"--set {item!r} is not key=value", "write e.g. --set target.layer=12")
+        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw else None)
+    return data
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """The first problem of a pydantic error, as `where: what` on one line."""
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "config"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{where}: {msg}{more}"
+
+
+def load_config(path: str | Path | None, model: type[T], overrides: list[str] | None = None) -> T:
+    """Read YAML, apply overrides, validate. Every failure is an NLAError with a fix."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise NLAError(f"config file {p} does not exist", "pass the path of a YAML config")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise NLAError(f"config {p} is not valid YAML{where}", "fix the YAML syntax") from None
+        if not isinstance(data, dict):
+            raise NLAError(f"config {p} must be a YAML mapping", "write key: value pairs")
+    data = apply_overrides(data, overrides or [])
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise NLAError(
+            f"config error: {format_validation_error(e)}",
+            "correct that key (see configs/ for examples)",
+        ) from None

