@@ -1,0 +1,45 @@
+"""Config loading: overrides, one-line errors naming the key and the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from nla_variants.config import PrepareConfig, load_config
+from nla_variants.errors import NLAError
+
+
+def test_defaults_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: demo\ntarget:\n  layer: 12\n")
+    cfg = load_config(
+        path, PrepareConfig, ["sampling.positions_per_doc=2", "teacher.splits=[eval]"]
+    )
+    assert (cfg.name, cfg.target.layer, cfg.sampling.positions_per_doc) == ("demo", 12, 2)
+    assert cfg.teacher.splits == ["eval"]
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "match"),
+    [
+        ("target:\n  lyer: 3\n", [], r"target\.lyer: unknown key"),
+        ("", ["target.layer=abc"], r"target\.layer: Input should be a valid integer"),
+        ("", ["sampling.splits={train: 1.0}"], r"unknown split"),
+        ("", ["sampling.splits={eval: 0.5}"], r"sum to 1"),
+        ("", ["corpus.source=files"], r"needs corpus.paths"),
+        ("", ["teacher.kind=gpt"], r"teacher\.kind"),
+        ("a: [1,\n", [], r"not valid YAML at line"),
+        ("- 1\n", [], r"must be a YAML mapping"),
+        ("", ["novalue"], r"not key=value"),
+    ],
+)
+def test_bad_configs_raise_one_line_errors(tmp_path, text, overrides, match):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(NLAError, match=match) as info:
+        load_config(path, PrepareConfig, overrides)
+    assert "\n" not in str(info.value) and "fix:" in str(info.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(NLAError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml", PrepareConfig)
