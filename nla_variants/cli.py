@@ -23,6 +23,9 @@ def _setup_logging(quiet: bool) -> None:
     for noisy in ("transformers", "httpx", "datasets", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-call "Loading weights" bars are noise here
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:

@@ -77,12 +77,11 @@ class SamplingConfig(Strict):
 
 
 class AnthropicTeacherConfig(Strict):
-    model: str = "claude-sonnet-4-5"
+    model: str = "claude-sonnet-4-6"
     mode: Literal["batch", "sync"] = "batch"
     max_concurrency: int = Field(8, ge=1)
     max_retries: int = Field(5, ge=0)
     max_tokens: int = Field(200, ge=16)
-    temperature: float = Field(0.0, ge=0, le=1)
     base_url: str | None = None
     poll_interval_s: float = Field(10.0, gt=0)
     timeout_s: float = Field(60.0, gt=0)

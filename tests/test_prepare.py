@@ -1,0 +1,205 @@
+"""`nla prepare` end to end on the tiny model: the store, cache hits, bad inputs, kill + resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from nla_variants.cli import main
+from nla_variants.config import PrepareConfig, load_config
+from nla_variants.data.prepare import prepare
+from nla_variants.data.store import StoredDataset
+from nla_variants.target import TargetModel
+
+WORDS = [
+    "river",
+    "market",
+    "signal",
+    "lantern",
+    "orbit",
+    "ledger",
+    "harbor",
+    "engine",
+    "garden",
+    "paper",
+    "cobalt",
+    "meadow",
+    "violin",
+    "thunder",
+    "copper",
+    "station",
+]
+
+
+def write_corpus(path: Path, n_docs: int) -> Path:
+    rng = np.random.default_rng(0)
+    with path.open("w") as f:
+        for i in range(n_docs):
+            words = rng.choice(WORDS, size=int(rng.integers(40, 90)))
+            text = f"Entry {i}: " + " ".join(words) + "."
+            f.write(json.dumps({"text": text, "genre": ["a", "b", "c"][i % 3]}) + "\n")
+    return path
+
+
+def write_config(tmp_path: Path, model_dir: Path, n_docs: int = 24, **extra) -> Path:
+    cfg = {
+        "name": "tiny",
+        "seed": 0,
+        "target": {
+            "model": str(model_dir),
+            "layer": 2,
+            "precision": "fp32",
+            "device": "cpu",
+            "max_batch_tokens": 256,
+        },
+        "corpus": {
+            "source": "files",
+            "paths": [str(write_corpus(tmp_path / "c.jsonl", n_docs))],
+            "genre_column": "genre",
+            "min_chars": 50,
+        },
+        "sampling": {"positions_per_doc": 3, "min_prefix": 4, "max_tokens": 48},
+        "store": {"root": str(tmp_path / "datasets"), "shard_docs": 5},
+    }
+    for key, value in extra.items():
+        cfg[key] = {**cfg.get(key, {}), **value}
+    path = tmp_path / "prepare.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_prepare_writes_a_complete_store_and_rerun_is_a_cache_hit(tmp_path, tiny_model_dir):
+    cfg = load_config(write_config(tmp_path, tiny_model_dir), PrepareConfig)
+    first = prepare(cfg, progress=False)
+    assert not first.cache_hit
+    ds = StoredDataset.open(first.path)
+    side = ds.sidecar
+    assert side["d_model"] == 64 and side["layer"] == 2 and side["model"]["num_layers"] == 4
+    assert side["corpus"]["documents"] == 24 and side["teacher"]["kind"] == "heuristic"
+    assert side["counts"]["rows"] == 72 and side["counts"]["dropped"] == 0
+    assert set(side["norms"]["all"]) >= {"mean", "std", "min", "max"}
+    assert len(ds.shards) == 5
+
+    table = ds.table()
+    assert table.num_rows == 72
+    assert table.schema.field("vector").type.list_size == 64
+    rows = table.to_pylist()
+    # documents never cross splits; explanations exist exactly on the teacher's splits
+    split_of = {}
+    for r in rows:
+        assert split_of.setdefault(r["doc_id"], r["split"]) == r["split"]
+        assert (r["explanation"] is not None) == (r["split"] in cfg.teacher.splits)
+    # each vector is the residual at the prefix's last token
+    target = TargetModel(str(tiny_model_dir), "fp32", "cpu")
+    r = rows[5]
+    ids = target.tokenize([r["prefix"]])[0]
+    assert len(ids) == r["token_position"]
+    again = target.residuals([ids], 2, [[len(ids) - 1]])[0][0]
+    np.testing.assert_allclose(np.array(r["vector"], np.float32), again, atol=1e-4)
+    # raw, not normalised
+    assert not np.allclose(np.linalg.norm(ds.vectors(), axis=1), 1.0)
+
+    second = prepare(cfg, progress=False)
+    assert second.cache_hit and second.path == first.path
+
+
+def test_address_changes_with_content_not_with_speed_settings(tmp_path, tiny_model_dir):
+    path = write_config(tmp_path, tiny_model_dir)
+    base = prepare(load_config(path, PrepareConfig), progress=False).path
+    faster = load_config(path, PrepareConfig, ["target.max_batch_tokens=1024"])
+    assert prepare(faster, progress=False).cache_hit
+    other = load_config(path, PrepareConfig, ["target.layer=3"])
+    assert prepare(other, progress=False).path != base
+
+
+def _run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    code = main(argv)
+    return code, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["target.lyer=2"], "target.lyer: unknown key"),
+        (["target.layer=two"], "target.layer: Input should be a valid integer"),
+        (["target.layer=4"], "target.layer 4 is outside 1..3"),
+        (
+            ["corpus.paths=[/no/such/corpus.jsonl]"],
+            "corpus file /no/such/corpus.jsonl does not exist",
+        ),
+        (["teacher.kind=anthropic"], "ANTHROPIC_API_KEY"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(
+    tmp_path, tiny_model_dir, capsys, monkeypatch, overrides, match
+):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    path = write_config(tmp_path, tiny_model_dir)
+    argv = ["prepare", str(path), "-q"]
+    for o in overrides:
+        argv += ["--set", o]
+    code, err = _run_cli(argv, capsys)
+    assert code == 2
+    assert err.startswith("nla: error: ") and match in err and "\n" not in err and "fix:" in err
+    assert not (tmp_path / "datasets").exists()
+
+
+def test_cli_prepare_prints_summary(tmp_path, tiny_model_dir, capsys):
+    path = write_config(tmp_path, tiny_model_dir)
+    assert main(["prepare", str(path), "-q"]) == 0
+    assert "dataset built" in capsys.readouterr().out
+    assert main(["prepare", str(path), "-q"]) == 0
+    assert "cache hit" in capsys.readouterr().out
+
+
+def _sorted_rows(directory: Path) -> list[dict]:
+    table = pq.read_table(sorted(directory.glob("shard-*.parquet")))
+    return sorted(table.to_pylist(), key=lambda r: r["example_id"])
+
+
+@pytest.mark.integration
+def test_kill_at_any_moment_then_resume_gives_exactly_the_uninterrupted_rows(
+    tmp_path, tiny_model_dir
+):
+    """A real SIGKILL mid-run; the rerun ends with the same rows: none duplicated, none missing."""
+    path = write_config(tmp_path, tiny_model_dir, n_docs=120, store={"shard_docs": 2})
+    cmd = [sys.executable, "-m", "nla_variants.cli", "prepare", str(path), "-q"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    root = tmp_path / "datasets"
+
+    victim = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(root.glob("*/shard-*.parquet"))) < 5:
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    (directory,) = root.iterdir()
+    done_before = len(list(directory.glob("shard-*.parquet")))
+    assert not (directory / "dataset.yaml").exists(), "killed too late to test resumption"
+    assert 5 <= done_before < 60
+
+    resumed = subprocess.run(cmd[:-1], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    assert not list(directory.glob(".*.tmp"))
+
+    clean_cfg = path.read_text().replace(str(root), str(tmp_path / "clean"))
+    (tmp_path / "clean.yaml").write_text(clean_cfg)
+    clean = prepare(load_config(tmp_path / "clean.yaml", PrepareConfig), progress=False)
+    got, want = _sorted_rows(directory), _sorted_rows(clean.path)
+    assert len(got) == len(want) == 360
+    assert len({r["example_id"] for r in got}) == 360
+    for a, b in zip(got, want, strict=True):
+        assert a["example_id"] == b["example_id"] and a["explanation"] == b["explanation"]
+        np.testing.assert_array_equal(a["vector"], b["vector"])
+    assert StoredDataset.open(directory).sidecar["counts"] == clean.sidecar["counts"]
