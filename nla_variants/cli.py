@@ -14,9 +14,12 @@ log = logging.getLogger("nla_variants")
 
 
 def _setup_logging(quiet: bool) -> None:
+    from rich.console import Console
     from rich.logging import RichHandler
 
-    handler = RichHandler(show_time=False, show_path=False, markup=False)
+    handler = RichHandler(
+        console=Console(stderr=True), show_time=False, show_path=False, markup=False
+    )
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO, handlers=[handler], format="%(message)s"
     )

@@ -26,7 +26,6 @@ from nla_variants.data.teachers.base import INSTRUCTION, parse_explanation
 from nla_variants.data.teachers.claude import ClaudeTeacher
 from nla_variants.errors import NLAError
 
-
 FAKE_KEY = "fake-key-3f9c2d1e-SECRET-do-not-log"
 _DOC = re.compile(r"<document>(.*)</document>", re.DOTALL)
 _FAIL = re.compile(r"\[(\d{3})x(\d+)\]")

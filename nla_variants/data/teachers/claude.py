@@ -287,7 +287,7 @@ class ClaudeTeacher(Teacher):
                 "instruction": INSTRUCTION,
                 "lead_in": USER_LEAD_IN,
                 "max_tokens": self.max_tokens,
-                    "prefix": prefix,
+                "prefix": prefix,
             }
         )
 

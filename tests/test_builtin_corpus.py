@@ -1,0 +1,138 @@
+"""The builtin corpus: deterministic, large enough, all genres, varied starts, real installed text."""
+
+from __future__ import annotations
+
+import ast
+import random
+import re
+from collections import Counter
+
+import pytest
+
+from nla_variants.data.builtin import BUILTIN_VERSION, build_builtin_corpus
+from nla_variants.data.builtin.grammar import Grammar, tidy
+from nla_variants.data.builtin.installed import stdlib_files
+from nla_variants.data.builtin.snippets import make_code_snippet
+from nla_variants.data.documents import GENRES, Document
+
+GENERATED_GENRES = ("narrative", "dialogue", "expository", "structured")
+ID = re.compile(r"^builtin/([a-z]+)/([a-z-]+)/(\d{6})$")
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[Document]:
+    return build_builtin_corpus()
+
+
+def by_genre(docs: list[Document], genre: str) -> list[Document]:
+    return [d for d in docs if d.genre == genre]
+
+
+def test_version_is_a_nonempty_string() -> None:
+    assert isinstance(BUILTIN_VERSION, str) and BUILTIN_VERSION
+
+
+def test_deterministic_per_seed(corpus: list[Document]) -> None:
+    assert build_builtin_corpus(seed=0) == corpus
+    other = build_builtin_corpus(seed=1)
+    for genre in GENERATED_GENRES:
+        a = {d.text for d in by_genre(corpus, genre)}
+        b = {d.text for d in by_genre(other, genre)}
+        assert len(a & b) < 0.05 * len(a), genre
+
+
+def test_size_genres_and_balance(corpus: list[Document]) -> None:
+    assert sum(len(d.text.encode("utf-8")) for d in corpus) >= 2_000_000
+    counts = Counter(d.genre for d in corpus)
+    assert set(counts) == set(GENRES)
+    for genre in GENRES:
+        assert counts[genre] >= 0.08 * len(corpus), (genre, counts)
+
+
+def test_min_bytes_is_honoured() -> None:
+    docs = build_builtin_corpus(seed=3, min_bytes=4_000_000)
+    assert sum(len(d.text.encode("utf-8")) for d in docs) >= 4_000_000
+    sizes = Counter()
+    for d in docs:
+        sizes[d.genre] += len(d.text.encode("utf-8"))
+    assert min(sizes.values()) >= 4_000_000 // len(GENRES)
+
+
+def test_generated_genres_have_1000_distinct_documents(corpus: list[Document]) -> None:
+    for genre in GENERATED_GENRES:
+        texts = {d.text for d in by_genre(corpus, genre) if d.source == "generated"}
+        assert len(texts) >= 1000, genre
+
+
+def test_doc_ids_unique_and_well_formed(corpus: list[Document]) -> None:
+    assert len({d.doc_id for d in corpus}) == len(corpus)
+    for d in corpus:
+        m = ID.match(d.doc_id)
+        assert m, d.doc_id
+        assert m.group(1) == d.genre and m.group(2) == d.source
+        assert d.source in ("generated", "stdlib-source", "stdlib-docstrings", "package-metadata")
+
+
+def test_lengths(corpus: list[Document]) -> None:
+    lengths = [len(d.text) for d in corpus]
+    assert min(lengths) >= 400
+    assert sum(300 <= n <= 3000 for n in lengths) >= 0.95 * len(lengths)
+    assert max(lengths) <= 6000
+
+
+def test_documents_do_not_share_openings(corpus: list[Document]) -> None:
+    for genre in GENRES:
+        docs = by_genre(corpus, genre)
+        prefix, count = Counter(d.text[:20] for d in docs).most_common(1)[0]
+        assert count < 0.1 * len(docs), (genre, prefix, count)
+        if genre in ("narrative", "dialogue", "expository"):
+            word, count = Counter(d.text.split(maxsplit=1)[0] for d in docs).most_common(1)[0]
+            assert count < 0.3 * len(docs), (genre, word, count)
+
+
+def test_prose_has_no_unexpanded_slots(corpus: list[Document]) -> None:
+    slot = re.compile(r"\{\^?[A-Za-z_]+\}")
+    for genre in ("narrative", "dialogue", "expository"):
+        for d in by_genre(corpus, genre):
+            assert not slot.search(d.text), d.text[:200]
+            assert not re.search(r"\S[^\S\n]{2,}\S| [,.;:!?]", d.text), d.text[:200]
+
+
+@pytest.mark.skipif(not stdlib_files(), reason="this Python install ships no stdlib sources")
+def test_code_is_real_stdlib_python(corpus: list[Document]) -> None:
+    code = by_genre(corpus, "code")
+    stdlib = [d for d in code if d.source == "stdlib-source"]
+    assert len(stdlib) >= 0.5 * len(code)
+    parsed = 0
+    for d in stdlib:
+        try:
+            ast.parse(d.text)
+            parsed += 1
+        except SyntaxError:
+            pass
+    assert parsed >= 50
+    assert sum("def " in d.text or "class " in d.text for d in stdlib) >= 0.6 * len(stdlib)
+
+
+@pytest.mark.skipif(not stdlib_files(), reason="this Python install ships no stdlib sources")
+def test_technical_mixes_docstrings_and_package_docs(corpus: list[Document]) -> None:
+    sources = Counter(d.source for d in by_genre(corpus, "technical"))
+    assert sources["stdlib-docstrings"] >= 100
+    assert sources["generated"] >= 1
+    # Qualified names head the docstring pages.
+    pages = [d.text for d in by_genre(corpus, "technical") if d.source == "stdlib-docstrings"]
+    assert sum(bool(re.match(r"^(### `)?(class )?[a-z_][\w.]*", p)) for p in pages) == len(pages)
+
+
+def test_generated_code_snippets_compile() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        compile(make_code_snippet(rng), "<snippet>", "exec")
+
+
+def test_grammar_bindings_capitals_and_articles() -> None:
+    g = Grammar({"animal": ("owl", "fox"), "greeting": ("{^who} saw a {animal}.",)})
+    rng = random.Random(0)
+    out = tidy(g("{greeting}", rng, {"who": "ada"}))
+    assert out in ("Ada saw an owl.", "Ada saw a fox.")
+    assert tidy("a apple , a unicorn and a hour") == "an apple, a unicorn and an hour"
