@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from .grammar import P, W, target_length
+from .grammar import P, W, render_document
 
 _STEM = W("sync pack tidy scan index fetch merge watch serve sift stash trace shard probe mint")
 _TAIL = W("ctl d er ify tool kit up io x fs")
@@ -264,10 +264,4 @@ _FORMATS = (_man_page, _help_output, _api_reference, _config_reference)
 
 def make_api_doc(rng: random.Random) -> str:
     """One manual page, help screen, API reference or configuration reference (450-3000 chars)."""
-    target = target_length(rng, median=1000, high=2400)
-    render = rng.choice(_FORMATS)
-    text = render(rng, target)
-    while len(text) < 450:
-        target += 400
-        text = render(rng, target)
-    return text
+    return render_document(rng, _FORMATS, median=1000, high=2400, grow=400)

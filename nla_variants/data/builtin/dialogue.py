@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from .grammar import Grammar, L, P, W, target_length, tidy
+from .grammar import Grammar, L, P, W, render_document, tidy
 from .vocab import COMMON_RULES, FEMALE, MALE
 
 RULES = {
@@ -608,10 +608,4 @@ _FORMAT_CHOICES = tuple(f for f, w in FORMATS for _ in range(w))
 
 def make_dialogue(rng: random.Random) -> str:
     """One transcript, 450-2400 characters."""
-    target = target_length(rng, median=800, high=2200)
-    render = rng.choice(_FORMAT_CHOICES)
-    text = render(rng, target)
-    while len(text) < 450:
-        target += 400
-        text = render(rng, target)
-    return text
+    return render_document(rng, _FORMAT_CHOICES, median=800, high=2200, grow=400)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from .grammar import Grammar, L, P, cap, draw, target_length, tidy
+from .grammar import Grammar, L, P, cap, draw, render_document, tidy
 from .vocab import COMMON_RULES
 
 RULES = {
@@ -582,10 +582,4 @@ _FORMATS = (_news, _news, _news, _entry, _entry, _explainer, _report)
 
 def make_expository(rng: random.Random) -> str:
     """One news story, reference entry, explainer or report, 450-2400 characters."""
-    target = target_length(rng, median=850, high=2000)
-    render = rng.choice(_FORMATS)
-    text = render(rng, target)
-    while len(text) < 450:
-        target += 300
-        text = render(rng, target)
-    return text
+    return render_document(rng, _FORMATS, median=850, high=2000, grow=300)

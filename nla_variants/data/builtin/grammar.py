@@ -147,6 +147,26 @@ def target_length(rng: random.Random, low: int = 450, median: int = 800, high: i
     return max(low, min(high, int(rng.lognormvariate(0.0, 0.5) * median)))
 
 
+def render_document(
+    rng: random.Random,
+    formats: Sequence[Callable[[random.Random, int], str]],
+    *,
+    median: int,
+    high: int,
+    grow: int = 400,
+    min_chars: int = 450,
+) -> str:
+    """Render one randomly chosen format at a sampled target length, raising the target until the
+    text reaches `min_chars` (every document must give the sampler enough tokens)."""
+    target = target_length(rng, median=median, high=high)
+    render = rng.choice(formats)
+    text = render(rng, target)
+    while len(text) < min_chars:
+        target += grow
+        text = render(rng, target)
+    return text
+
+
 def number(lo: int, hi: int) -> Callable[[random.Random], str]:
     """A rule producing a random integer in [lo, hi]."""
     return lambda rng: str(rng.randint(lo, hi))

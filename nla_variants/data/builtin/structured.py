@@ -15,7 +15,7 @@ import json
 import random
 from collections.abc import Callable
 
-from .grammar import P, W, target_length
+from .grammar import P, W, render_document
 from .vocab import CITIES, MONTHS, SURNAMES, WEEKDAYS, first_name, street, town
 
 Field = Callable[[random.Random], object]
@@ -562,10 +562,4 @@ _CHOICES = tuple(f for f, w in FORMATS for _ in range(w))
 
 def make_structured(rng: random.Random) -> str:
     """One table, record set, list or recipe, 450-2600 characters."""
-    target = target_length(rng, median=800, high=2200)
-    render = rng.choice(_CHOICES)
-    text = render(rng, target)
-    while len(text) < 450:
-        target += 300
-        text = render(rng, target)
-    return text
+    return render_document(rng, _CHOICES, median=800, high=2200, grow=300)
