@@ -23,7 +23,7 @@ def _setup_logging(quiet: bool) -> None:
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO, handlers=[handler], format="%(message)s"
     )
-    for noisy in ("transformers", "httpx", "datasets", "filelock"):
+    for noisy in ("transformers", "httpx", "datasets", "filelock", "lightning", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers.utils import logging as hf_logging
@@ -57,6 +57,35 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from nla_variants.config import TrialConfig, load_config
+    from nla_variants.experiment import run_trial
+
+    cfg = load_config(args.config, TrialConfig, args.set)
+    metrics = run_trial(cfg, progress=not args.quiet)
+    table = Table("metric", "value", title=f"trial {cfg.name} (MLflow run {metrics['run_id']})")
+    for key, value in metrics.items():
+        if key != "run_id":
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+    return 0
+
+
+def _add_config_args(p: argparse.ArgumentParser, example: str) -> None:
+    p.add_argument("config", help=f"YAML config, e.g. {example}")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (dotted path, YAML value); repeatable",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nla",
@@ -71,16 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build (or find, if already complete) the content-addressed activation "
         "dataset a config describes. Safe to kill and rerun: it resumes.",
     )
-    p.add_argument("config", help="YAML config, e.g. configs/quickstart.yaml")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (dotted path, YAML value); repeatable",
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    _add_config_args(p, "configs/quickstart.yaml")
     p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser(
+        "train",
+        help="one trial: warm-start the AV and AR, evaluate, log to MLflow",
+        description="Run one trial (prepare data if needed, AV and AR warm start, held-out "
+        "evaluation) and record it as an MLflow run.",
+    )
+    _add_config_args(p, "configs/train_baseline.yaml")
+    p.set_defaults(func=_cmd_train)
     return parser
 
 

@@ -179,3 +179,57 @@ def load_config(path: str | Path | None, model: type[T], overrides: list[str] | 
             f"config error: {format_validation_error(e)}",
             "correct that key (see configs/ for examples)",
         ) from None
+
+
+class SFTConfig(Strict):
+    steps: int = Field(100, ge=1)
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(10, ge=0)
+    max_minutes: float | None = Field(None, gt=0, description="stop early after this wall time")
+    checkpoint_every: int = Field(0, ge=0, description="save a resumable checkpoint every N steps")
+    resume_from: str | None = Field(None, description="a checkpoint dir to continue from")
+
+
+class TrainConfig(Strict):
+    precision: Literal["auto", "bf16-mixed", "32-true"] = "auto"
+    device: str | None = None
+    av_sft: SFTConfig = Field(default_factory=SFTConfig)
+    ar_sft: SFTConfig = Field(default_factory=lambda: SFTConfig(batch_size=16))
+
+
+class EvalConfig(Strict):
+    max_samples: int = Field(256, ge=2, description="eval rows scored (all of them if fewer)")
+    max_new_tokens: int = Field(96, ge=8)
+    batch_size: int = Field(32, ge=1)
+    table_rows: int = Field(24, ge=0, description="sample explanations logged to MLflow")
+    quote_ngram: int = Field(3, ge=1)
+
+
+class MLflowConfig(Strict):
+    tracking_uri: str | None = Field(None, description="None: MLflow's local default (./mlflow.db)")
+    experiment: str = "nla"
+    log_checkpoints: bool = True
+
+
+class TrialConfig(Strict):
+    """One trial: data (prepared or found in the cache), AV and AR variants, training, eval."""
+
+    name: str = Field("trial", pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    data: PrepareConfig = Field(default_factory=PrepareConfig)
+    av: dict[str, Any] = Field(default_factory=lambda: {"variant": "baseline"})
+    ar: dict[str, Any] = Field(default_factory=lambda: {"variant": "baseline"})
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    mlflow: MLflowConfig = Field(default_factory=MLflowConfig)
+    output_dir: str = ".nla/runs"
+
+    @model_validator(mode="after")
+    def _variants(self) -> TrialConfig:
+        from nla_variants.registry import variant_config
+
+        variant_config("av", self.av)  # raises NLAError naming the key and the known variants
+        variant_config("ar", self.ar)
+        return self

@@ -255,22 +255,26 @@ def length_buckets(lengths: Sequence[int], max_batch_tokens: int) -> Iterator[li
         yield batch
 
 
+def load_lm(source: ModelSource) -> tuple[nn.Module, object]:
+    """A fresh fp32 copy of the model and its tokenizer (the AV and AR each train their own)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source.load_path)
+    model = AutoModelForCausalLM.from_pretrained(source.load_path, dtype=torch.float32)
+    return model, tokenizer
+
+
 class TargetModel:
     """The frozen target: tokenizer plus a causal LM in eval mode, and activation extraction."""
 
     def __init__(
         self, spec: str = EMBEDDED, precision: str = "auto", device: str | None = None
     ) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         self.source = resolve_model(spec)
         self.device = torch.device(device) if device else default_device()
         self.dtype = resolve_precision(precision, self.device)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.source.load_path)
-        self.model = AutoModelForCausalLM.from_pretrained(
-            self.source.load_path, dtype=torch.float32
-        ).to(self.device)
-        self.model.eval().requires_grad_(False)
+        self.model, self.tokenizer = load_lm(self.source)
+        self.model.to(self.device).eval().requires_grad_(False)
 
     @property
     def num_layers(self) -> int:

@@ -3,8 +3,10 @@ embedded model's real tokenizer)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 
@@ -42,3 +44,33 @@ def tiny_model_dir(tmp_path_factory, embedded_dir) -> Path:
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     return out
+
+
+WORDS = [
+    "river",
+    "market",
+    "signal",
+    "lantern",
+    "orbit",
+    "ledger",
+    "harbor",
+    "engine",
+    "garden",
+    "paper",
+    "cobalt",
+    "meadow",
+    "violin",
+    "thunder",
+    "copper",
+    "station",
+]
+
+
+def write_corpus(path: Path, n_docs: int) -> Path:
+    rng = np.random.default_rng(0)
+    with path.open("w") as f:
+        for i in range(n_docs):
+            words = rng.choice(WORDS, size=int(rng.integers(40, 90)))
+            text = f"Entry {i}: " + " ".join(words) + "."
+            f.write(json.dumps({"text": text, "genre": ["a", "b", "c"][i % 3]}) + "\n")
+    return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -21,37 +20,10 @@ from nla_variants.data.prepare import prepare
 from nla_variants.data.store import StoredDataset
 from nla_variants.target import TargetModel
 
-WORDS = [
-    "river",
-    "market",
-    "signal",
-    "lantern",
-    "orbit",
-    "ledger",
-    "harbor",
-    "engine",
-    "garden",
-    "paper",
-    "cobalt",
-    "meadow",
-    "violin",
-    "thunder",
-    "copper",
-    "station",
-]
-
-
-def write_corpus(path: Path, n_docs: int) -> Path:
-    rng = np.random.default_rng(0)
-    with path.open("w") as f:
-        for i in range(n_docs):
-            words = rng.choice(WORDS, size=int(rng.integers(40, 90)))
-            text = f"Entry {i}: " + " ".join(words) + "."
-            f.write(json.dumps({"text": text, "genre": ["a", "b", "c"][i % 3]}) + "\n")
-    return path
-
 
 def write_config(tmp_path: Path, model_dir: Path, n_docs: int = 24, **extra) -> Path:
+    from conftest import write_corpus
+
     cfg = {
         "name": "tiny",
         "seed": 0,

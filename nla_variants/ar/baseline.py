@@ -1,0 +1,92 @@
+"""The baseline Activation Reconstructor: the target truncated to the extraction layer's blocks
+(no final norm) plus a Linear(d, d) head initialised to the identity; it reads a fixed template
+around the explanation and predicts the activation at the template's last token.
+
+With the `hidden_states[l]` layer convention the AR keeps exactly the l blocks that produced the
+activation, so at step 0 it predicts the residual of the template's last token, a vector of the
+right space, and the identity head leaves its direction unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from nla_variants.config import Strict
+from nla_variants.core.vectors import normalized_mse
+from nla_variants.registry import BuildContext, register_ar
+from nla_variants.target import load_lm, truncated_backbone
+
+EXPLANATION_SLOT = "{explanation}"
+
+
+class BaselineARConfig(Strict):
+    template: str = (
+        "Notes on what a language model is thinking:\n{explanation}\nThe model's hidden state:"
+    )
+    max_explanation_tokens: int = Field(128, ge=8)
+
+
+@register_ar("baseline", BaselineARConfig)
+class BaselineAR(nn.Module):
+    """Explanations -> predicted vectors [B, d]."""
+
+    def __init__(self, cfg: BaselineARConfig, ctx: BuildContext) -> None:
+        super().__init__()
+        if cfg.template.count(EXPLANATION_SLOT) != 1:
+            raise ValueError(f"the AR template must contain {EXPLANATION_SLOT} exactly once")
+        self.cfg = cfg
+        lm, self.tokenizer = load_lm(ctx.source)
+        self.backbone = truncated_backbone(lm, ctx.layer)
+        self.head = nn.Linear(ctx.d_model, ctx.d_model)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.eye(ctx.d_model))
+            self.head.bias.zero_()
+        before, after = cfg.template.split(EXPLANATION_SLOT)
+        self.before_ids = self._tok(before)
+        self.after_ids = self._tok(after)
+        self.pad_id = self.tokenizer.pad_token_id or 0
+
+    def _tok(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def metadata(self) -> dict:
+        return {
+            "blocks": len(self.backbone.layers),
+            "template_tokens": len(self.before_ids) + len(self.after_ids),
+        }
+
+    def sequences(
+        self, explanations: Sequence[str], sources: Sequence[str] | None = None
+    ) -> list[list[int]]:
+        """Token ids of the template around each explanation (explanation capped in length,
+        the template's end always kept: that is where the prediction is read)."""
+        cap = self.cfg.max_explanation_tokens
+        return [self.before_ids + self._tok(e)[:cap] + self.after_ids for e in explanations]
+
+    def forward(
+        self, explanations: Sequence[str], sources: Sequence[str] | None = None
+    ) -> torch.Tensor:
+        seqs = self.sequences(explanations, sources)
+        device = self.head.weight.device
+        width = max(map(len, seqs))
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long, device=device)
+        mask = torch.zeros_like(ids)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.tensor(s, device=device)
+            mask[i, : len(s)] = 1
+        hidden = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+        last = hidden[torch.arange(len(seqs), device=device), mask.sum(1) - 1]
+        return self.head(last).float()
+
+    def loss(
+        self,
+        explanations: Sequence[str],
+        vectors: torch.Tensor,
+        sources: Sequence[str] | None = None,
+    ) -> torch.Tensor:
+        """Normalised MSE (2(1 - cos)) between prediction and activation, batch mean."""
+        return normalized_mse(self(explanations, sources), vectors).mean()

@@ -1,0 +1,253 @@
+"""The baseline Activation Verbalizer: a trainable copy of the target that reads the activation
+through one placeholder token of a fixed chat prompt and writes a tagged explanation.
+
+The placeholder is a rare token chosen automatically for the tokenizer: a string that tokenises to
+exactly one token inside the prompt. It is located by id, verified by its neighbours and counted
+per sequence, so an injection that silently misses is an error rather than a model that trains on
+the raw token (which for a CJK placeholder shows up as CJK text in the explanations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from nla_variants.config import Strict
+from nla_variants.core.injection import inject, resolve_injection_scale
+from nla_variants.core.text import CLOSE_TAG, wrap_explanation
+from nla_variants.registry import BuildContext, register_av
+from nla_variants.target import load_lm
+
+PLACEHOLDER_SLOT = "{placeholder}"
+
+
+class BaselineAVConfig(Strict):
+    injection_scale: float | Literal["sqrt_d", "data", "embed"] = Field(
+        "sqrt_d", description="norm the injected vector is scaled to"
+    )
+    finetune: Literal["full", "lora"] = "full"
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: float = Field(32.0, gt=0)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    system: str = "You read activation vectors and explain them."
+    prompt: str = (
+        "Here is an activation vector from a language model: {placeholder}\n"
+        "Explain what the model is thinking about."
+    )
+    max_response_tokens: int = Field(96, ge=8, description="cap on explanation tokens")
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    """Where the vector enters: its token id, the string that produces it, and its neighbours."""
+
+    text: str
+    token_id: int
+    left_id: int
+    right_id: int
+
+
+def _render_prompt(tokenizer, system: str, prompt: str, text: str) -> list[int]:
+    messages = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": prompt.replace(PLACEHOLDER_SLOT, text)},
+    ]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return list(tokenizer(rendered, add_special_tokens=False)["input_ids"])
+
+
+def choose_placeholder(
+    tokenizer, system: str, prompt: str, count: int = 1
+) -> tuple[Placeholder, list[int]]:
+    """The highest-id (latest-merged, so rare) non-ASCII single-token string that appears as
+    exactly `count` tokens of its id in the rendered prompt. Deterministic for a tokenizer."""
+    if prompt.count(PLACEHOLDER_SLOT) != 1:
+        raise ValueError(f"the AV prompt must contain {PLACEHOLDER_SLOT} exactly once")
+    special = set(tokenizer.all_special_ids)
+    for token_id in range(len(tokenizer) - 1, 0, -1):
+        if token_id in special:
+            continue
+        text = tokenizer.decode([token_id])
+        if not text or text.isascii() or any(c.isspace() for c in text) or "\ufffd" in text:
+            continue
+        ids = _render_prompt(tokenizer, system, prompt, text * count)
+        if ids.count(token_id) != count:
+            continue
+        first = ids.index(token_id)
+        last = first + count - 1
+        if last + 1 >= len(ids) or ids[first : last + 1] != [token_id] * count or first == 0:
+            continue
+        return Placeholder(text, token_id, ids[first - 1], ids[last + 1]), ids
+    raise RuntimeError("no single-token placeholder found for this tokenizer")
+
+
+@register_av("baseline", BaselineAVConfig)
+class BaselineAV(nn.Module):
+    """Vector -> explanation. Subclasses change how the vector enters (`vector_inputs`,
+    `n_slots`) and keep the SFT loss, log-probs and generation."""
+
+    n_slots = 1
+
+    def __init__(self, cfg: BaselineAVConfig, ctx: BuildContext) -> None:
+        super().__init__()
+        self.cfg = cfg
+        lm, self.tokenizer = load_lm(ctx.source)
+        with torch.no_grad():
+            self.embed_norm = float(lm.get_input_embeddings().weight.norm(dim=-1).mean())
+        if cfg.finetune == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            lm = get_peft_model(
+                lm,
+                LoraConfig(
+                    r=cfg.lora_r,
+                    lora_alpha=cfg.lora_alpha,
+                    lora_dropout=cfg.lora_dropout,
+                    target_modules="all-linear",
+                ),
+            )
+        self.lm = lm
+        self.placeholder, prompt_ids = choose_placeholder(
+            self.tokenizer, cfg.system, cfg.prompt, self.n_slots
+        )
+        self.register_buffer("prompt_ids", torch.tensor(prompt_ids), persistent=False)
+        self.scale = resolve_injection_scale(
+            cfg.injection_scale, ctx.d_model, ctx.data_norm, self.embed_norm
+        )
+        self.eos_id = self.tokenizer.eos_token_id
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    # -- pieces a variant may override -----------------------------------------------------------
+
+    def vector_inputs(self, vectors: torch.Tensor) -> torch.Tensor:
+        """What replaces the placeholder embeddings: [B, n_slots, d] (here: the vector itself)."""
+        return vectors.unsqueeze(1)
+
+    def metadata(self) -> dict:
+        """Recorded in the checkpoint sidecar."""
+        return {
+            "placeholder": asdict(self.placeholder),
+            "injection_scale": self.scale,
+            "n_slots": self.n_slots,
+            "prompt_tokens": len(self.prompt_ids),
+        }
+
+    # -- shared machinery ---------------------------------------------------------------------------
+
+    @property
+    def _decoder(self) -> nn.Module:
+        base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+        return base.get_decoder()
+
+    @property
+    def _head(self) -> nn.Module:
+        base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+        return base.get_output_embeddings()
+
+    def _embed(self, ids: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        """Input embeddings of `ids` with the prompt's placeholder slots holding the vectors,
+        after checking the placeholder's neighbours in every row."""
+        pos = int((self.prompt_ids == self.placeholder.token_id).nonzero()[0])
+        left = ids[:, pos - 1]
+        right = ids[:, pos + self.n_slots]
+        if not (
+            bool((left == self.placeholder.left_id).all())
+            and bool((right == self.placeholder.right_id).all())
+        ):
+            raise RuntimeError("placeholder neighbours changed: the prompt is not the fixed one")
+        embeds = self.lm.get_input_embeddings()(ids)
+        return inject(
+            embeds, ids, self.placeholder.token_id, self.vector_inputs(vectors), self.scale
+        )
+
+    @torch.no_grad()
+    def verify_injection(self) -> None:
+        """Fail loudly if the vector does not reach the model: two different vectors must give
+        different next-token logits at the end of the prompt."""
+        d = self.lm.get_input_embeddings().weight.shape[1]
+        g = torch.Generator().manual_seed(0)
+        vectors = torch.randn(2, d, generator=g).to(self.prompt_ids.device)
+        ids = self.prompt_ids.expand(2, -1)
+        hidden = self._decoder(inputs_embeds=self._embed(ids, vectors)).last_hidden_state
+        logits = self._head(hidden[:, -1]).float()
+        if torch.allclose(logits[0], logits[1]):
+            raise RuntimeError("injection has no effect: the AV never sees the activation")
+
+    def encode_responses(self, explanations: Sequence[str]) -> list[list[int]]:
+        """Tagged explanation tokens plus end-of-turn, capped at max_response_tokens."""
+        out = []
+        for text in explanations:
+            ids = self.tokenizer(wrap_explanation(text), add_special_tokens=False)["input_ids"]
+            out.append(list(ids)[: self.cfg.max_response_tokens - 1] + [self.eos_id])
+        return out
+
+    def response_logprobs(
+        self, vectors: torch.Tensor, responses: Sequence[Sequence[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token log-probs of given responses: ([B, R], mask [B, R]). The LM head runs only
+        on response positions (a 49k-vocab head over the prompt would be thrown away)."""
+        b, p = len(responses), len(self.prompt_ids)
+        r = max(len(x) for x in responses)
+        device = self.prompt_ids.device
+        ids = torch.full((b, p + r), self.pad_id, dtype=torch.long, device=device)
+        ids[:, :p] = self.prompt_ids
+        mask = torch.zeros((b, p + r), dtype=torch.long, device=device)
+        mask[:, :p] = 1
+        for i, resp in enumerate(responses):
+            ids[i, p : p + len(resp)] = torch.tensor(resp, device=device)
+            mask[i, p : p + len(resp)] = 1
+        hidden = self._decoder(
+            inputs_embeds=self._embed(ids, vectors), attention_mask=mask
+        ).last_hidden_state
+        logits = self._head(hidden[:, p - 1 : p + r - 1]).float()
+        targets = ids[:, p:]
+        logp = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        resp_mask = mask[:, p:].to(logp.dtype)
+        return logp * resp_mask, resp_mask
+
+    def sft_loss(self, vectors: torch.Tensor, explanations: Sequence[str]) -> torch.Tensor:
+        """Mean next-token NLL over response tokens only."""
+        logp, mask = self.response_logprobs(vectors, self.encode_responses(explanations))
+        return -(logp.sum() / mask.sum())
+
+    @torch.no_grad()
+    def generate(
+        self,
+        vectors: torch.Tensor,
+        max_new_tokens: int | None = None,
+        temperature: float = 0.0,
+        num_samples: int = 1,
+    ) -> tuple[list[str], list[list[int]]]:
+        """Batched KV-cached generation from input embeddings (every prompt has the same length,
+        so no padding), stopping at the closing tag or end of turn. Returns texts and token ids,
+        `num_samples` consecutive rows per vector."""
+        b, p = len(vectors), len(self.prompt_ids)
+        ids = self.prompt_ids.expand(b, p)
+        embeds = self._embed(ids, vectors)
+        sampling = temperature > 0
+        out = self.lm.generate(
+            inputs_embeds=embeds,
+            attention_mask=torch.ones((b, p), dtype=torch.long, device=embeds.device),
+            max_new_tokens=max_new_tokens or self.cfg.max_response_tokens,
+            do_sample=sampling,
+            temperature=temperature if sampling else None,
+            top_p=None,
+            top_k=None,
+            num_return_sequences=num_samples,
+            stop_strings=[CLOSE_TAG],
+            tokenizer=self.tokenizer,
+            eos_token_id=self.eos_id,
+            pad_token_id=self.pad_id,
+        )
+        tokens = []
+        for row in out.tolist():
+            while row and row[-1] == self.pad_id:
+                row.pop()
+            tokens.append(row)
+        texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
+        return texts, tokens

@@ -1,0 +1,43 @@
+"""Normalisation, normalised MSE and FVE.
+
+Both prediction and target are L2-normalised to the same `scale` before the squared error, so at
+unit scale the MSE is 2(1 - cos): direction only. FVE = 1 - MSE / MSE_baseline, where the baseline
+predicts the mean of the (normalised) training vectors for every example.
+"""
+
+from __future__ import annotations
+
+import torch
+
+ORTHOGONAL_MSE = 2.0  # normalised MSE of orthogonal unit vectors: the failed-extraction score
+
+
+def normalize(x: torch.Tensor, scale: float = 1.0, eps: float = 1e-8) -> torch.Tensor:
+    """Rows of `x` rescaled to L2 norm `scale` (computed in fp32 for bf16 inputs)."""
+    x32 = x.float()
+    return (x32 * (scale / x32.norm(dim=-1, keepdim=True).clamp_min(eps))).to(x.dtype)
+
+
+def normalized_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-example squared error of unit-normalised vectors: [B], in [0, 4], = 2(1 - cos)."""
+    return (normalize(pred.float()) - normalize(target.float())).pow(2).sum(-1)
+
+
+def mean_direction(train_vectors: torch.Tensor) -> torch.Tensor:
+    """The predict-the-mean baseline: mean of the normalised training vectors, [d]."""
+    return normalize(train_vectors.float()).mean(0)
+
+
+def baseline_mse(target: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """Per-example normalised MSE of predicting `mean` for every target: [B]."""
+    return normalized_mse(mean.expand_as(target), target)
+
+
+def fve(pred_mse: torch.Tensor, base_mse: torch.Tensor) -> float:
+    """Fraction of variance explained from per-example MSEs (the mean over the set of each)."""
+    return float(1.0 - pred_mse.float().mean() / base_mse.float().mean().clamp_min(1e-12))
+
+
+def fve_of(pred: torch.Tensor, target: torch.Tensor, mean: torch.Tensor) -> float:
+    """FVE of predictions against targets, with the training mean as the baseline."""
+    return fve(normalized_mse(pred, target), baseline_mse(target, mean))

@@ -1,0 +1,143 @@
+"""The one evaluation every command uses, on the held-out `eval` split.
+
+Metrics (all FVEs against the predict-the-training-mean baseline, on normalised vectors):
+- `ar_teacher_fve`: the AR alone, reading the teacher's explanations.
+- `roundtrip_fve`: AV -> explanation -> AR, the NLA's headline number. A generation whose
+  explanation tag never closes scores the orthogonal MSE (2), as in RL.
+- `*_shuffled_fve`: the same predictions scored against a permutation of the targets: the control.
+  `*_gap` = real - shuffled is the evidence that anything about the vector was learned.
+- `quote_rate` (share of explanation n-grams found in the source prefix), `length_mean` (words),
+  `tag_failure_rate`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from nla_variants.core.text import extract_explanation, length_stats, quote_rate
+from nla_variants.core.vectors import ORTHOGONAL_MSE, baseline_mse, fve, normalized_mse
+from nla_variants.training.data import SplitRows
+
+
+def _batches(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+@torch.no_grad()
+def ar_predict(
+    ar, explanations: Sequence[str], prefixes: Sequence[str], batch_size: int
+) -> torch.Tensor:
+    preds = [
+        ar(list(explanations[s]), list(prefixes[s]))
+        for s in _batches(len(explanations), batch_size)
+    ]
+    return torch.cat(preds).float().cpu()
+
+
+def _fves(
+    pred_mse: torch.Tensor,
+    targets: torch.Tensor,
+    mean: torch.Tensor,
+    perm: torch.Tensor,
+    shuffled_mse: torch.Tensor,
+) -> tuple[float, float]:
+    return fve(pred_mse, baseline_mse(targets, mean)), fve(
+        shuffled_mse, baseline_mse(targets[perm], mean)
+    )
+
+
+def derangement(n: int, seed: int) -> torch.Tensor:
+    """A seeded permutation with no fixed point (so no row is scored against itself)."""
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=g)
+    return torch.roll(perm, 1)[torch.argsort(perm)] if n > 1 else perm
+
+
+@torch.no_grad()
+def evaluate(
+    av,
+    ar,
+    rows: SplitRows,
+    train_mean: torch.Tensor,
+    *,
+    max_samples: int = 256,
+    max_new_tokens: int = 96,
+    batch_size: int = 32,
+    table_rows: int = 24,
+    quote_ngram: int = 3,
+    seed: int = 0,
+    autocast: contextlib.AbstractContextManager | None = None,
+) -> tuple[dict[str, float], list[dict]]:
+    """Score the AV/AR pair on `rows` (the eval split). Returns (metrics, sample table rows)."""
+    n = min(len(rows), max_samples)
+    vectors = torch.from_numpy(rows.vectors[:n])
+    prefixes = rows.prefixes[:n]
+    teacher = rows.explanations[:n]
+    perm = derangement(n, seed)
+    mean = train_mean.float()
+    ctx = autocast or contextlib.nullcontext()
+    device = next(ar.parameters()).device
+    metrics: dict[str, float] = {"eval_rows": float(n)}
+
+    with ctx:
+        # the AR alone, on teacher explanations
+        have = [i for i in range(n) if teacher[i] is not None]
+        if have:
+            pred = ar_predict(
+                ar, [teacher[i] for i in have], [prefixes[i] for i in have], batch_size
+            )
+            tv = vectors[have]
+            tperm = derangement(len(have), seed)
+            real, shuf = _fves(
+                normalized_mse(pred, tv), tv, mean, tperm, normalized_mse(pred, tv[tperm])
+            )
+            metrics.update(
+                ar_teacher_fve=real, ar_teacher_shuffled_fve=shuf, ar_teacher_gap=real - shuf
+            )
+
+        # the round trip
+        texts: list[str] = []
+        for s in _batches(n, batch_size):
+            out, _ = av.generate(vectors[s].to(device), max_new_tokens=max_new_tokens)
+            texts.extend(out)
+        explained = [extract_explanation(t) for t in texts]
+        ok = [i for i, e in enumerate(explained) if e is not None]
+        pred = torch.zeros_like(vectors)
+        if ok:
+            pred[ok] = ar_predict(
+                ar, [explained[i] for i in ok], [prefixes[i] for i in ok], batch_size
+            )
+    failed = torch.ones(n, dtype=torch.bool)
+    failed[ok] = False
+    rt_mse = normalized_mse(pred, vectors).masked_fill(failed, ORTHOGONAL_MSE)
+    shuffled_mse = normalized_mse(pred, vectors[perm]).masked_fill(failed, ORTHOGONAL_MSE)
+    real, shuf = _fves(rt_mse, vectors, mean, perm, shuffled_mse)
+    metrics.update(roundtrip_fve=real, roundtrip_shuffled_fve=shuf, roundtrip_gap=real - shuf)
+    metrics["tag_failure_rate"] = float(failed.float().mean())
+    good = [explained[i] for i in ok]
+    metrics["quote_rate"] = (
+        float(np.mean([quote_rate(explained[i], prefixes[i], quote_ngram) for i in ok]))
+        if ok
+        else 0.0
+    )
+    metrics["length_mean"] = length_stats(good)["mean"]
+
+    base = baseline_mse(vectors, mean)
+    per_sample = 1.0 - rt_mse / base.mean()
+    table = [
+        {
+            "example_id": rows.example_ids[i],
+            "prefix_end": prefixes[i][-160:],
+            "teacher_explanation": teacher[i] or "",
+            "av_explanation": explained[i] if explained[i] is not None else texts[i][:300],
+            "tag_ok": explained[i] is not None,
+            "fve": round(float(per_sample[i]), 4),
+        }
+        for i in range(min(n, table_rows))
+    ]
+    return metrics, table

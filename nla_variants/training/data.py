@@ -1,0 +1,106 @@
+"""The Lightning data module over an activation store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from nla_variants.data.store import StoredDataset
+
+
+@dataclass
+class SplitRows:
+    """One split in memory: raw vectors and their texts, aligned by row."""
+
+    vectors: np.ndarray  # [n, d] float32, raw
+    explanations: list[str | None]
+    prefixes: list[str]
+    example_ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.prefixes)
+
+    def with_explanations(self) -> SplitRows:
+        keep = [i for i, e in enumerate(self.explanations) if e is not None]
+        return SplitRows(
+            self.vectors[keep],
+            [self.explanations[i] for i in keep],
+            [self.prefixes[i] for i in keep],
+            [self.example_ids[i] for i in keep],
+        )
+
+
+def load_split(dataset: StoredDataset, split: str) -> SplitRows:
+    table = dataset.table(split, ["example_id", "prefix", "explanation", "vector"])
+    vec = table.column("vector").combine_chunks()
+    return SplitRows(
+        vectors=vec.values.to_numpy().reshape(len(vec), -1).astype(np.float32),
+        explanations=table.column("explanation").to_pylist(),
+        prefixes=table.column("prefix").to_pylist(),
+        example_ids=table.column("example_id").to_pylist(),
+    )
+
+
+class _RowsDataset(Dataset):
+    def __init__(self, rows: SplitRows) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        r = self.rows
+        return {
+            "vector": torch.from_numpy(r.vectors[i]),
+            "explanation": r.explanations[i],
+            "prefix": r.prefixes[i],
+        }
+
+
+def collate(items: list[dict]) -> dict:
+    return {
+        "vectors": torch.stack([it["vector"] for it in items]),
+        "explanations": [it["explanation"] for it in items],
+        "prefixes": [it["prefix"] for it in items],
+    }
+
+
+class NLADataModule(L.LightningDataModule):
+    """Serves one split of a prepared dataset for training, shuffled with a seeded generator
+    (rows without a teacher explanation are left out of supervised splits)."""
+
+    def __init__(
+        self,
+        dataset: StoredDataset,
+        train_split: str,
+        batch_size: int,
+        seed: int,
+        require_explanations: bool = True,
+    ) -> None:
+        super().__init__()
+        self.dataset = dataset
+        self.train_split = train_split
+        self.batch_size = batch_size
+        self.seed = seed
+        self.require_explanations = require_explanations
+        self.rows: SplitRows | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.rows is None:
+            rows = load_split(self.dataset, self.train_split)
+            self.rows = rows.with_explanations() if self.require_explanations else rows
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        return DataLoader(
+            _RowsDataset(self.rows),
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=len(self.rows) > self.batch_size,
+            generator=torch.Generator().manual_seed(self.seed),
+            collate_fn=collate,
+        )

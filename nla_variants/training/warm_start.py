@@ -1,0 +1,98 @@
+"""Warm start (SFT) of the AV and the AR as LightningModules.
+
+Both share one optimiser/schedule recipe (AdamW, linear warm-up then cosine decay) and count the
+tokens they train on, so throughput is measured, not guessed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import lightning as L
+import torch
+from torch import nn
+
+
+def warmup_cosine(warmup: int, total: int, offset: int = 0):
+    """LR multiplier: linear warm-up over `warmup` steps, cosine to 10% at `total`."""
+
+    def factor(step: int) -> float:
+        s = step + offset
+        if s < warmup:
+            return (s + 1) / warmup
+        progress = min(1.0, (s - warmup) / max(1, total - warmup))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class WarmStart(L.LightningModule):
+    """Supervised training of one component; subclasses say how a batch becomes a loss."""
+
+    def __init__(
+        self,
+        component: nn.Module,
+        lr: float,
+        weight_decay: float,
+        warmup_steps: int,
+        total_steps: int,
+        step_offset: int = 0,
+    ) -> None:
+        super().__init__()
+        self.component = component
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+        self.step_offset = step_offset  # steps done before a resume
+        self.tokens = 0
+        self.train_seconds = 0.0
+        self._t0 = 0.0
+
+    def batch_tokens(self, batch: dict) -> int:
+        raise NotImplementedError
+
+    def compute_loss(self, batch: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.compute_loss(batch)
+        self.tokens += self.batch_tokens(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["vectors"]))
+        return loss
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self.train_seconds += time.perf_counter() - self._t0
+
+    def configure_optimizers(self):
+        params = [p for p in self.component.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, warmup_cosine(self.warmup_steps, self.total_steps, self.step_offset)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class AVWarmStart(WarmStart):
+    """AV SFT: vector -> teacher explanation, loss on response tokens only."""
+
+    def compute_loss(self, batch: dict) -> torch.Tensor:
+        return self.component.sft_loss(batch["vectors"], batch["explanations"])
+
+    def batch_tokens(self, batch: dict) -> int:
+        prompt = len(self.component.prompt_ids)
+        return sum(prompt + len(r) for r in self.component.encode_responses(batch["explanations"]))
+
+
+class ARWarmStart(WarmStart):
+    """AR SFT: teacher explanation -> vector, normalised MSE."""
+
+    def compute_loss(self, batch: dict) -> torch.Tensor:
+        return self.component.loss(batch["explanations"], batch["vectors"], batch["prefixes"])
+
+    def batch_tokens(self, batch: dict) -> int:
+        return sum(map(len, self.component.sequences(batch["explanations"], batch["prefixes"])))

@@ -1,0 +1,402 @@
+"""Core math and text helpers: normalisation, normalised MSE, FVE, explanation tags, quote rate,
+length statistics and activation injection. Pure tensor code, no model loading."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nla_variants.core.injection import inject, resolve_injection_scale
+from nla_variants.core.text import extract_explanation, length_stats, quote_rate
+from nla_variants.core.vectors import (
+    ORTHOGONAL_MSE,
+    baseline_mse,
+    fve,
+    fve_of,
+    mean_direction,
+    normalize,
+    normalized_mse,
+)
+from nla_variants.errors import NLAError
+
+# -- normalize ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5, 8.0])
+def test_normalize_gives_requested_norm_and_keeps_direction(scale):
+    x = torch.randn(5, 7, generator=torch.Generator().manual_seed(0)) * 3
+    y = normalize(x, scale)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    torch.testing.assert_close(y.norm(dim=-1), torch.full((5,), scale))
+    torch.testing.assert_close(torch.cosine_similarity(x, y, dim=-1), torch.ones(5))
+    # Same direction, positive multiple: y = c * x with c > 0 per row.
+    ratio = y / x
+    torch.testing.assert_close(ratio, ratio[:, :1].expand_as(ratio))
+    assert bool((ratio > 0).all())
+
+
+def test_normalize_hand_computed():
+    y = normalize(torch.tensor([[3.0, 4.0]]), scale=10.0)
+    torch.testing.assert_close(y, torch.tensor([[6.0, 8.0]]))
+
+
+def test_normalize_bf16_returns_bf16():
+    x = (torch.randn(4, 64, generator=torch.Generator().manual_seed(1)) * 50).to(torch.bfloat16)
+    y = normalize(x, 2.0)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float().norm(dim=-1), torch.full((4,), 2.0), rtol=1e-2, atol=0)
+    cos = torch.cosine_similarity(x.float(), y.float(), dim=-1)
+    assert bool((cos > 0.999).all())
+
+
+@pytest.mark.parametrize("x", [torch.zeros(2, 3), torch.full((2, 3), 1e-30)])
+def test_normalize_zero_ish_vectors_have_no_nan(x):
+    y = normalize(x, 5.0)
+    assert torch.isfinite(y).all()
+    assert bool((y.norm(dim=-1) <= 5.0 + 1e-6).all())
+
+
+def test_normalize_zero_vector_bf16_no_nan():
+    y = normalize(torch.zeros(3, 8, dtype=torch.bfloat16))
+    assert y.dtype == torch.bfloat16 and torch.isfinite(y.float()).all()
+
+
+# -- normalized_mse -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pred", "target", "expected"),
+    [
+        ([1.0, 0.0], [0.0, 1.0], 2.0),  # orthogonal
+        ([1.0, 0.0], [-1.0, 0.0], 4.0),  # opposite
+        ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], 0.0),  # identical
+        ([1.0, 0.0], [1.0, 1.0], 2.0 - math.sqrt(2.0)),  # 45 degrees: 2(1 - 1/sqrt 2)
+        ([1.0, 0.0, 0.0], [0.0, 0.0, -2.0], 2.0),  # orthogonal in 3D, target not unit
+        ([1.0, 1.0, 0.0], [1.0, 0.0, 0.0], 2.0 - math.sqrt(2.0)),
+        ([0.0, 3.0], [0.0, -0.1], 4.0),
+    ],
+)
+def test_normalized_mse_hand_computed(pred, target, expected):
+    mse = normalized_mse(torch.tensor([pred]), torch.tensor([target]))
+    assert mse.shape == (1,)
+    assert mse.item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_orthogonal_constant_matches():
+    assert normalized_mse(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])).item() == (
+        pytest.approx(ORTHOGONAL_MSE)
+    )
+
+
+def test_normalized_mse_is_two_one_minus_cos_and_scale_invariant():
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.randn(16, 9, generator=g), torch.randn(16, 9, generator=g)
+    mse = normalized_mse(a, b)
+    torch.testing.assert_close(mse, 2 * (1 - torch.cosine_similarity(a, b, dim=-1)))
+    assert bool(((mse >= 0) & (mse <= 4 + 1e-6)).all())
+    torch.testing.assert_close(normalized_mse(a * 17.0, b), mse)
+    torch.testing.assert_close(normalized_mse(a, b * 0.003), mse)
+    torch.testing.assert_close(normalized_mse(a * 0.5, b * 40.0), mse)
+    # bf16 inputs are computed in fp32 and give an fp32 result
+    assert normalized_mse(a.bfloat16(), b.bfloat16()).dtype == torch.float32
+
+
+# -- FVE ------------------------------------------------------------------------------------------
+
+D = 16
+
+
+def _draw(n: int, seed: int) -> torch.Tensor:
+    """Vectors with a shared mean direction plus isotropic noise (the same distribution for every
+    seed)."""
+    g = torch.Generator().manual_seed(seed)
+    mu = torch.zeros(D)
+    mu[0], mu[1] = 2.0, 1.0
+    return mu + torch.randn(n, D, generator=g)
+
+
+@pytest.fixture(scope="module")
+def fve_data():
+    train, targets = _draw(20000, seed=10), _draw(4000, seed=11)
+    return train, targets, mean_direction(train)
+
+
+def test_mean_direction_is_mean_of_unit_vectors(fve_data):
+    train, _, mean = fve_data
+    assert mean.shape == (D,)
+    torch.testing.assert_close(mean, (train / train.norm(dim=-1, keepdim=True)).mean(0))
+    assert 0 < mean.norm().item() < 1
+
+
+def test_fve_of_predicting_the_training_mean_is_zero(fve_data):
+    train, targets, mean = fve_data
+    pred = mean.expand_as(targets)
+    assert fve_of(pred, targets, mean) == pytest.approx(0.0, abs=1e-6)
+    # Against the targets' own mean direction as the baseline: the training mean, drawn from the
+    # same distribution, is (nearly) as good.
+    own = fve(normalized_mse(pred, targets), baseline_mse(targets, mean_direction(targets)))
+    assert abs(own) < 0.02
+
+
+def test_fve_perfect_prediction_is_one(fve_data):
+    _, targets, mean = fve_data
+    assert fve_of(targets, targets, mean) == pytest.approx(1.0, abs=1e-6)
+    assert fve_of(targets * 3.5, targets, mean) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_fve_noisy_prediction_between_zero_and_one(fve_data):
+    _, targets, mean = fve_data
+    g = torch.Generator().manual_seed(12)
+    small = fve_of(targets + 0.3 * torch.randn(targets.shape, generator=g), targets, mean)
+    large = fve_of(targets + 1.0 * torch.randn(targets.shape, generator=g), targets, mean)
+    assert 0.0 < large < small < 1.0
+
+
+def test_fve_worse_than_mean_is_negative(fve_data):
+    _, targets, mean = fve_data
+    assert fve_of(-mean.expand_as(targets), targets, mean) < 0
+    assert fve_of(-targets, targets, mean) < 0
+    g = torch.Generator().manual_seed(13)
+    assert fve_of(torch.randn(targets.shape, generator=g), targets, mean) < 0
+
+
+def test_fve_of_agrees_with_fve_of_mses(fve_data):
+    _, targets, mean = fve_data
+    g = torch.Generator().manual_seed(14)
+    pred = targets + 0.7 * torch.randn(targets.shape, generator=g)
+    expected = fve(normalized_mse(pred, targets), baseline_mse(targets, mean))
+    assert fve_of(pred, targets, mean) == pytest.approx(expected, abs=1e-7)
+    torch.testing.assert_close(
+        baseline_mse(targets, mean), normalized_mse(mean.expand_as(targets), targets)
+    )
+
+
+def test_fve_hand_computed():
+    assert fve(torch.tensor([1.0, 1.0]), torch.tensor([2.0, 2.0])) == pytest.approx(0.5)
+    assert fve(torch.tensor([0.0, 2.0]), torch.tensor([1.0, 3.0])) == pytest.approx(0.5)
+    assert fve(torch.tensor([3.0]), torch.tensor([1.0])) == pytest.approx(-2.0)
+    assert isinstance(fve(torch.tensor([1.0]), torch.tensor([1.0])), float)
+
+
+# -- extract_explanation --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<explanation>\n  the cat  \n</explanation>", "the cat"),
+        ("prefix <explanation>body</explanation> suffix", "body"),
+        ("<explanation>a\nb</explanation>", "a\nb"),
+        ("<explanation>never closed", None),
+        ("no open tag</explanation>", None),
+        ("no tags at all", None),
+        ("", None),
+        ("<explanation></explanation>", None),
+        ("<explanation>  \n\t </explanation>", None),
+        ("<explanation>first</explanation><explanation>second</explanation>", "first"),
+        ("<explanation>first</explanation> junk </explanation>", "first"),
+        ("</explanation><explanation>after</explanation>", "after"),
+    ],
+)
+def test_extract_explanation(text, expected):
+    assert extract_explanation(text) == expected
+
+
+def test_extract_explanation_custom_tags():
+    assert extract_explanation("[[ hi ]] [[ no ]]", "[[", "]]") == "hi"
+    assert extract_explanation("<e>x</e>", "<a>", "</a>") is None
+    assert extract_explanation("<a>x", "<a>", "</a>") is None
+    # The default tags are not recognised when custom ones are given.
+    assert extract_explanation("<explanation>x</explanation>", "<a>", "</a>") is None
+
+
+# -- quote_rate -----------------------------------------------------------------------------------
+
+EXPLANATION = "the cat sat on the mat"
+SOURCE = "a cat sat on a rug"
+
+
+def test_quote_rate_hand_computed_bigrams():
+    # bigrams: the-cat, cat-sat*, sat-on*, on-the, the-mat -> 2 / 5 in the source
+    assert quote_rate(EXPLANATION, SOURCE, n=2) == pytest.approx(2 / 5)
+
+
+def test_quote_rate_hand_computed_trigrams():
+    # trigrams: the-cat-sat, cat-sat-on*, sat-on-the, on-the-mat -> 1 / 4 (and n=3 is default)
+    assert quote_rate(EXPLANATION, SOURCE, n=3) == pytest.approx(1 / 4)
+    assert quote_rate(EXPLANATION, SOURCE) == pytest.approx(1 / 4)
+
+
+def test_quote_rate_short_explanation_is_zero():
+    assert quote_rate("cat sat", "cat sat on", n=3) == 0.0
+    assert quote_rate("", "anything here at all", n=2) == 0.0
+    assert quote_rate("cat", "cat", n=2) == 0.0
+
+
+def test_quote_rate_full_quote_is_one():
+    source = "Yesterday the cat sat on the mat all day long."
+    assert quote_rate(EXPLANATION, source, n=3) == 1.0
+    assert quote_rate(EXPLANATION, EXPLANATION, n=2) == 1.0
+    assert quote_rate("cat", "cat", n=1) == 1.0
+
+
+def test_quote_rate_case_and_punctuation_insensitive():
+    assert quote_rate("The CAT, sat... ON the mat!", "the cat sat on the mat", n=3) == 1.0
+    assert quote_rate("the cat sat on the mat", "THE CAT; SAT -- ON (the) Mat?", n=2) == 1.0
+
+
+def test_quote_rate_no_overlap_is_zero():
+    assert quote_rate("dogs bark loudly at night", SOURCE, n=2) == 0.0
+
+
+# -- length_stats ---------------------------------------------------------------------------------
+
+
+def test_length_stats_small_list():
+    stats = length_stats(["one two three", "a", "x, y!", "four words go here"])
+    # word counts 3, 1, 2, 4
+    assert stats == {"mean": 2.5, "median": 2.5, "max": 4.0}
+    assert all(isinstance(v, float) for v in stats.values())
+    assert length_stats(["a b", "c", "d e f"]) == {"mean": 2.0, "median": 2.0, "max": 3.0}
+
+
+def test_length_stats_empty():
+    assert length_stats([]) == {"mean": 0.0, "median": 0.0, "max": 0.0}
+
+
+# -- inject ---------------------------------------------------------------------------------------
+
+PH = 7  # placeholder token id
+
+
+def _ids_and_embeds(ids: list[list[int]], d: int = 4, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    input_ids = torch.tensor(ids)
+    embeds = torch.randn(*input_ids.shape, d, generator=g)
+    return input_ids, embeds
+
+
+def test_inject_replaces_exactly_placeholder_positions():
+    input_ids, embeds = _ids_and_embeds([[1, 2, PH, 3, 4], [PH, 5, 6, 1, 2]])
+    vectors = torch.tensor([[3.0, 0.0, 4.0, 0.0], [0.0, -1.0, 0.0, 0.0]])
+    out = inject(embeds, input_ids, PH, vectors, scale=2.5)
+    assert out.shape == embeds.shape and out.dtype == embeds.dtype
+    mask = input_ids == PH
+    torch.testing.assert_close(out[~mask], embeds[~mask])
+    torch.testing.assert_close(out[0, 2], torch.tensor([1.5, 0.0, 2.0, 0.0]))
+    torch.testing.assert_close(out[1, 0], torch.tensor([0.0, -2.5, 0.0, 0.0]))
+    injected = out[mask]
+    torch.testing.assert_close(injected.norm(dim=-1), torch.full((2,), 2.5))
+    torch.testing.assert_close(torch.cosine_similarity(injected, vectors, dim=-1), torch.ones(2))
+    # The input embeddings are not modified in place.
+    assert not torch.equal(embeds[mask], injected)
+
+
+def test_inject_random_vectors_norm_and_direction():
+    input_ids, embeds = _ids_and_embeds([[1, PH, 2], [PH, 3, 4], [5, 6, PH]], d=32)
+    vectors = torch.randn(3, 32, generator=torch.Generator().manual_seed(5)) * 100
+    out = inject(embeds, input_ids, PH, vectors, scale=math.sqrt(32))
+    injected = out[input_ids == PH]
+    torch.testing.assert_close(injected.norm(dim=-1), torch.full((3,), math.sqrt(32)))
+    torch.testing.assert_close(torch.cosine_similarity(injected, vectors, dim=-1), torch.ones(3))
+
+
+def test_inject_multiple_placeholders_in_order():
+    input_ids, embeds = _ids_and_embeds([[1, PH, PH, 2, PH], [PH, PH, PH, 3, 4]], d=3)
+    vectors = torch.tensor(
+        [
+            [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 3.0]],
+            [[0.0, 0.0, -1.0], [0.0, -1.0, 0.0], [-1.0, 0.0, 0.0]],
+        ]
+    )
+    out = inject(embeds, input_ids, PH, vectors, scale=1.0)
+    positions = [[1, 2, 4], [0, 1, 2]]
+    for b in range(2):
+        for slot, t in enumerate(positions[b]):
+            torch.testing.assert_close(out[b, t], normalize(vectors[b, slot]))
+    mask = input_ids == PH
+    torch.testing.assert_close(out[~mask], embeds[~mask])
+
+
+def test_inject_bf16_embeddings():
+    input_ids, embeds = _ids_and_embeds([[1, PH, 2]], d=8)
+    embeds = embeds.bfloat16()
+    out = inject(embeds, input_ids, PH, torch.randn(1, 8) * 30, scale=4.0)
+    assert out.dtype == torch.bfloat16
+    assert out[0, 1].float().norm().item() == pytest.approx(4.0, rel=1e-2)
+    assert torch.equal(out[0, 0], embeds[0, 0]) and torch.equal(out[0, 2], embeds[0, 2])
+
+
+@pytest.mark.parametrize(
+    ("ids", "k"),
+    [
+        ([[1, PH, 2], [1, 2, 3]], 1),  # missing in a row
+        ([[1, PH, 2], [PH, 2, PH]], 1),  # duplicated in a row
+        ([[1, 2, 3], [4, 5, 6]], 1),  # missing everywhere
+        ([[PH, PH, 1], [PH, 1, 2]], 2),  # k=2 but one row has one
+        ([[PH, PH, PH], [PH, PH, 1]], 2),  # k=2 but one row has three
+    ],
+)
+def test_inject_wrong_placeholder_count_raises(ids, k):
+    input_ids, embeds = _ids_and_embeds(ids)
+    vectors = torch.randn(2, k, 4) if k > 1 else torch.randn(2, 4)
+    with pytest.raises(RuntimeError, match="placeholder"):
+        inject(embeds, input_ids, PH, vectors, scale=1.0)
+
+
+def test_inject_gradients_flow_to_vectors_and_embeddings():
+    input_ids, embeds = _ids_and_embeds([[1, PH, 2, 3], [PH, 4, 5, 6]], d=6)
+    embeds.requires_grad_(True)
+    vectors = torch.randn(2, 6, generator=torch.Generator().manual_seed(3)).requires_grad_(True)
+    weights = torch.randn(2, 4, 6, generator=torch.Generator().manual_seed(4))
+    (inject(embeds, input_ids, PH, vectors, scale=3.0) * weights).sum().backward()
+
+    mask = (input_ids == PH).unsqueeze(-1)
+    # Non-placeholder embeddings pass through unchanged; the replaced ones get no gradient.
+    torch.testing.assert_close(embeds.grad, weights * ~mask)
+
+    assert vectors.grad is not None and torch.isfinite(vectors.grad).all()
+    assert bool((vectors.grad.abs().sum(-1) > 0).all())
+    # Injection depends only on the direction, so the gradient is orthogonal to the vector.
+    dots = (vectors.grad * vectors.detach()).sum(-1)
+    torch.testing.assert_close(dots, torch.zeros(2), atol=1e-5, rtol=0)
+    # And it matches the analytic gradient of w . scale * v / |v|.
+    v = vectors.detach()
+    n = v.norm(dim=-1, keepdim=True)
+    w = torch.stack([weights[0, 1], weights[1, 0]])
+    u = v / n
+    expected = 3.0 / n * (w - (w * u).sum(-1, keepdim=True) * u)
+    torch.testing.assert_close(vectors.grad, expected)
+
+
+# -- resolve_injection_scale ----------------------------------------------------------------------
+
+
+def test_resolve_injection_scale_numbers():
+    assert resolve_injection_scale(3, d_model=64, data_norm=None, embed_norm=None) == 3.0
+    scale = resolve_injection_scale(2.5, d_model=64, data_norm=10.0, embed_norm=1.0)
+    assert scale == 2.5 and isinstance(scale, float)
+
+
+def test_resolve_injection_scale_named():
+    assert resolve_injection_scale("sqrt_d", 576, None, None) == pytest.approx(24.0)
+    assert resolve_injection_scale("data", 576, 41.5, None) == 41.5
+    assert resolve_injection_scale("embed", 576, None, 0.7) == 0.7
+    assert resolve_injection_scale("embed", 576, 41.5, 0.7) == 0.7
+
+
+@pytest.mark.parametrize(
+    ("spec", "data_norm", "embed_norm"),
+    [
+        ("nope", 1.0, 1.0),
+        ("SQRT_D", 1.0, 1.0),
+        ("data", None, 1.0),
+        ("embed", 1.0, None),
+    ],
+)
+def test_resolve_injection_scale_errors(spec, data_norm, embed_norm):
+    with pytest.raises(NLAError, match="injection_scale") as info:
+        resolve_injection_scale(spec, 64, data_norm, embed_norm)
+    assert info.value.fix is not None

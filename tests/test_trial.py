@@ -1,0 +1,179 @@
+"""run_trial on the tiny model: the one training path, its MLflow record, resume, and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from nla_variants.cli import main
+from nla_variants.config import TrialConfig, load_config
+from nla_variants.experiment import flatten, run_trial
+
+FAKE_SECRET = "fake-secret-value-0123456789"
+
+
+def trial_config(tmp_path: Path, model_dir: Path, **overrides) -> Path:
+    from conftest import write_corpus
+
+    cfg = {
+        "name": "tiny-trial",
+        "seed": 0,
+        "data": {
+            "name": "tiny",
+            "target": {"model": str(model_dir), "layer": 2, "precision": "fp32"},
+            "corpus": {
+                "source": "files",
+                "min_chars": 50,
+                "paths": [str(write_corpus(tmp_path / "c.jsonl", 40))],
+            },
+            "sampling": {"positions_per_doc": 2, "min_prefix": 4, "max_tokens": 40},
+            "store": {"root": str(tmp_path / "datasets")},
+        },
+        "av": {"variant": "baseline", "injection_scale": "data"},
+        "train": {
+            "precision": "32-true",
+            "av_sft": {"steps": 3, "batch_size": 4, "warmup_steps": 1},
+            "ar_sft": {"steps": 3, "batch_size": 4, "warmup_steps": 1},
+        },
+        "eval": {"max_samples": 6, "max_new_tokens": 8, "batch_size": 4, "table_rows": 4},
+        "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "tests"},
+        "output_dir": str(tmp_path / "runs"),
+    }
+    for key, value in overrides.items():
+        node = cfg
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    path = tmp_path / "trial.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_model_dir):
+    tmp = tmp_path_factory.mktemp("trial")
+    path = trial_config(tmp, tiny_model_dir, **{"train.av_sft.checkpoint_every": 2})
+    cfg = load_config(path, TrialConfig)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ANTHROPIC_API_KEY", FAKE_SECRET)
+    try:
+        metrics = run_trial(cfg, progress=False)
+    finally:
+        mp.undo()
+    return tmp, cfg, metrics
+
+
+def test_run_trial_returns_the_evaluation_metrics(finished):
+    _, _, m = finished
+    for key in (
+        "eval/ar_teacher_fve",
+        "eval/ar_teacher_shuffled_fve",
+        "eval/roundtrip_fve",
+        "eval/roundtrip_shuffled_fve",
+        "eval/roundtrip_gap",
+        "eval/quote_rate",
+        "eval/length_mean",
+        "eval/tag_failure_rate",
+        "av_sft/tokens_per_s",
+        "ar_sft/tokens_per_s",
+    ):
+        assert isinstance(m[key], float), key
+    assert m["av_sft/steps"] == 3 and m["ar_sft/steps"] == 3
+    assert 0.0 <= m["eval/tag_failure_rate"] <= 1.0
+    assert m["eval/eval_rows"] == 6
+
+
+def test_the_mlflow_run_holds_params_step_metrics_tags_and_artifacts(finished):
+    tmp, cfg, m = finished
+    client = MlflowClient(tracking_uri=cfg.mlflow.tracking_uri)
+    run = client.get_run(m["run_id"])
+    assert run.data.params["train.av_sft.lr"] == str(cfg.train.av_sft.lr)
+    assert run.data.params["av.variant"] == "baseline"
+    assert run.data.tags["ar.variant"] == "baseline"
+    history = client.get_metric_history(m["run_id"], "av_sft-train/loss")
+    assert len(history) == 3
+    assert run.data.metrics["eval/roundtrip_fve"] == pytest.approx(m["eval/roundtrip_fve"])
+    names = {a.path for a in client.list_artifacts(m["run_id"])}
+    assert {"config.yaml", "samples.json", "checkpoints"} <= names
+    ckpt = {a.path for a in client.list_artifacts(m["run_id"], "checkpoints/av")}
+    assert "checkpoints/av/weights.safetensors" in ckpt
+    assert "checkpoints/av/checkpoint.yaml" in ckpt
+    local = Path(client.download_artifacts(m["run_id"], "samples.json", str(tmp)))
+    samples = yaml.safe_load(local.read_text())
+    assert set(samples["columns"]) >= {"prefix_end", "teacher_explanation", "av_explanation", "fve"}
+
+
+def test_no_secret_reaches_params_or_artifacts(finished):
+    tmp, cfg, m = finished
+    client = MlflowClient(tracking_uri=cfg.mlflow.tracking_uri)
+    run = client.get_run(m["run_id"])
+    assert FAKE_SECRET not in str(run.data.params) + str(run.data.tags)
+    out = Path(client.download_artifacts(m["run_id"], "", str(tmp / "all")))
+    for f in out.rglob("*"):
+        if f.is_file() and f.suffix in (".yaml", ".json"):
+            assert FAKE_SECRET not in f.read_text()
+    assert flatten({"teacher": {"api_key": "x", "max_tokens": 3}}) == {"teacher.max_tokens": 3}
+
+
+def test_resume_continues_from_the_checkpoint_step(finished, tiny_model_dir):
+    tmp, cfg, m = finished
+    ckpt = Path(cfg.output_dir) / m["run_id"] / "av_checkpoint"
+    assert yaml.safe_load((ckpt / "checkpoint.yaml").read_text())["step"] == 3
+    resumed = load_config(
+        trial_config(tmp, tiny_model_dir),
+        TrialConfig,
+        [
+            f"train.av_sft.resume_from={ckpt}",
+            "train.av_sft.steps=5",
+            "train.ar_sft.steps=1",
+        ],
+    )
+    metrics = run_trial(resumed, progress=False)
+    assert metrics["av_sft/steps"] == 5
+    history = MlflowClient(cfg.mlflow.tracking_uri).get_metric_history(
+        metrics["run_id"], "av_sft-train/loss"
+    )
+    assert len(history) == 2
+
+
+def test_trials_nest_under_an_active_parent_run(tmp_path, tiny_model_dir):
+    cfg = load_config(
+        trial_config(tmp_path, tiny_model_dir),
+        TrialConfig,
+        [
+            "train.av_sft.steps=1",
+            "train.ar_sft.steps=1",
+            "eval.max_samples=2",
+            "mlflow.log_checkpoints=false",
+        ],
+    )
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    mlflow.set_experiment(cfg.mlflow.experiment)
+    with mlflow.start_run(run_name="sweep") as parent:
+        child = run_trial(cfg, progress=False)["run_id"]
+    run = MlflowClient(cfg.mlflow.tracking_uri).get_run(child)
+    assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+
+
+def test_cli_train_and_its_bad_inputs(tmp_path, tiny_model_dir, capsys):
+    path = trial_config(
+        tmp_path,
+        tiny_model_dir,
+        **{"train.av_sft.steps": 1, "train.ar_sft.steps": 1, "eval.max_samples": 2},
+    )
+    assert main(["train", str(path), "-q"]) == 0
+    assert "eval/roundtrip_fve" in capsys.readouterr().out
+    for override, message in [
+        ("av.variant=nope", "unknown av variant 'nope' (fix: use one of: baseline"),
+        ("ar.depth=3", "ar (baseline): depth: unknown key"),
+        ("train.av_sft.lr=0", "train.av_sft.lr: Input should be greater than 0"),
+        ("train.av_sft.resume_from=/no/ckpt", "/no/ckpt is not a checkpoint"),
+    ]:
+        assert main(["train", str(path), "-q", "--set", override]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("nla: error:") and message in err and "\n" not in err
