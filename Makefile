@@ -37,6 +37,7 @@ format: setup
 
 bench: setup
 	$(BIN)/python benchmarks/extract.py
+	$(BIN)/python benchmarks/train_throughput.py
 
 clean:
 	rm -rf $(VENV) .nla .pytest_cache .ruff_cache

@@ -19,26 +19,12 @@ import time
 
 import numpy as np
 import torch
+from common import matmul_ceiling
 
 from nla_variants.config import PrepareConfig, load_config
 from nla_variants.data.corpus import load_corpus
 from nla_variants.data.sampling import plan_documents
 from nla_variants.target import TargetModel, length_buckets, truncated_backbone
-
-
-def matmul_ceiling(dtype: torch.dtype, n: int = 2048, reps: int = 20) -> float:
-    """Sustained GFLOP/s of a square matmul at this dtype (the best of a few timed runs)."""
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
-    for _ in range(3):
-        a @ b
-    best = 0.0
-    for _ in range(3):
-        t = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t) / 1e9)
-    return best
 
 
 def block_params(target: TargetModel, n_blocks: int) -> int:
