@@ -192,11 +192,36 @@ class SFTConfig(Strict):
     resume_from: str | None = Field(None, description="a checkpoint dir to continue from")
 
 
+class RLConfig(Strict):
+    """GRPO on the AV with an online AR (the paper's second stage). steps: 0 skips RL."""
+
+    steps: int = Field(0, ge=0)
+    batch_size: int = Field(4, ge=1, description="activations per step (B)")
+    group_size: int = Field(8, ge=2, description="sampled explanations per activation (G)")
+    av_lr: float = Field(1e-5, gt=0)
+    ar_lr: float = Field(5e-5, gt=0, description="the paper's working point: ~5x the AV's")
+    warmup_steps: int = Field(0, ge=0)
+    kl_coef: float = Field(0.05, ge=0, description="penalty to the frozen warm-start AV")
+    clip_eps: float = Field(0.2, gt=0)
+    inner_epochs: int = Field(1, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    max_response_tokens: int = Field(96, ge=8, description="hard cap; a cut response fails")
+    grad_clip: float = Field(1.0, gt=0)
+    train_ar: bool = True
+    eval_every: int = Field(10, ge=0, description="eval round-trip FVE every N steps (0: never)")
+    eval_samples: int = Field(64, ge=2)
+    max_nonfinite: int = Field(3, ge=1, description="consecutive skipped steps before failing")
+    checkpoint_every: int = Field(0, ge=0)
+    resume_from: str | None = None
+    max_minutes: float | None = Field(None, gt=0)
+
+
 class TrainConfig(Strict):
     precision: Literal["auto", "bf16-mixed", "32-true"] = "auto"
     device: str | None = None
     av_sft: SFTConfig = Field(default_factory=SFTConfig)
     ar_sft: SFTConfig = Field(default_factory=lambda: SFTConfig(batch_size=16))
+    rl: RLConfig = Field(default_factory=RLConfig)
 
 
 class EvalConfig(Strict):

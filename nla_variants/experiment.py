@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,24 @@ from nla_variants.config import SFTConfig, TrialConfig
 from nla_variants.core.vectors import mean_direction
 from nla_variants.data.prepare import prepare
 from nla_variants.data.store import StoredDataset
+from nla_variants.errors import NLAError
 from nla_variants.evaluation import evaluate
 from nla_variants.registry import BuildContext, build
 from nla_variants.target import cpu_has_bf16, resolve_model
 from nla_variants.training.data import NLADataModule, load_split
+from nla_variants.training.rl import (
+    STATE,
+    RLCheckpoint,
+    RLModule,
+    load_rl_checkpoint,
+    save_rl_checkpoint,
+    steps_loader,
+)
 from nla_variants.training.warm_start import ARWarmStart, AVWarmStart, WarmStart
 
 log = logging.getLogger(__name__)
+# Lightning's own INFO lines (accelerator banners, tips) drown the trial's output.
+logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 
 SECRET_WORDS = ("key", "token", "secret", "password")
 
@@ -85,65 +97,107 @@ class _ResumeOptimizer(L.Callback):
         load_optimizer_state(self.directory, trainer.optimizers[0])
 
 
-def _fit(
-    module_cls: type[WarmStart],
-    kind: str,
-    split: str,
-    sft: SFTConfig,
-    ctx: BuildContext,
-    section: dict,
-    dataset: StoredDataset,
-    run_dir: Path,
-    cfg: TrialConfig,
-    run_id: str,
-    device: torch.device,
-) -> tuple[torch.nn.Module, dict[str, float]]:
-    """Warm-start one component; returns it (on `device`) and its training figures."""
-    offset = 0
-    callbacks: list[L.Callback] = []
-    if sft.resume_from:
-        component, meta = load_component(sft.resume_from, ctx)
-        offset = int(meta["step"])
-        callbacks.append(_ResumeOptimizer(sft.resume_from))
-    else:
-        component = build(kind, section, ctx)
-    if hasattr(component, "verify_injection"):
-        component.verify_injection()
-    component.train()
-    ckpt_dir = run_dir / f"{kind}_checkpoint"
-    if sft.checkpoint_every:
-        callbacks.append(ComponentCheckpoint(sft.checkpoint_every, ckpt_dir, kind, ctx))
-    remaining = max(0, sft.steps - offset)
-    module = module_cls(component, sft.lr, sft.weight_decay, sft.warmup_steps, sft.steps, offset)
-    figures = {"steps": float(offset)}
-    if remaining:
-        trainer = L.Trainer(
-            accelerator="gpu" if device.type == "cuda" else "cpu",
+_STAGES: dict[str, tuple[type[WarmStart], str]] = {
+    "av": (AVWarmStart, "av_sft"),
+    "ar": (ARWarmStart, "ar_sft"),
+}
+
+
+@dataclass
+class _Trial:
+    """What every stage of one trial shares."""
+
+    cfg: TrialConfig
+    ctx: BuildContext
+    dataset: StoredDataset
+    run_dir: Path
+    run_id: str
+    device: torch.device
+    progress: bool
+    train_mean: torch.Tensor
+
+    @property
+    def precision(self) -> str:
+        return resolve_trainer_precision(self.cfg.train.precision, self.device)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision.startswith("bf16"):
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def trainer(
+        self, prefix: str, max_steps: int, max_minutes: float | None, callbacks: list[L.Callback]
+    ) -> L.Trainer:
+        """max_steps=-1: one pass over the loader (RL, where each item is one step and
+        Lightning would count every optimiser's step in global_step)."""
+        return L.Trainer(
+            accelerator="gpu" if self.device.type == "cuda" else "cpu",
             devices=1,
-            max_steps=remaining,
-            max_epochs=-1,
-            max_time={"minutes": sft.max_minutes} if sft.max_minutes else None,
-            precision=resolve_trainer_precision(cfg.train.precision, device),
+            max_steps=max_steps,
+            max_epochs=1 if max_steps == -1 else -1,
+            max_time={"minutes": max_minutes} if max_minutes else None,
+            precision=self.precision,
             logger=MLFlowLogger(
-                experiment_name=cfg.mlflow.experiment,
+                experiment_name=self.cfg.mlflow.experiment,
                 tracking_uri=mlflow.get_tracking_uri(),
-                run_id=run_id,
-                prefix=split,
+                run_id=self.run_id,
+                prefix=prefix,
             ),
             callbacks=callbacks,
             enable_checkpointing=False,
             enable_model_summary=False,
+            enable_progress_bar=self.progress,
             num_sanity_val_steps=0,
             limit_val_batches=0,
             log_every_n_steps=1,
-            default_root_dir=run_dir,
+            default_root_dir=self.run_dir,
         )
-        dm = NLADataModule(dataset, split, sft.batch_size, cfg.seed)
-        t = time.perf_counter()
-        trainer.fit(module, datamodule=dm)
+
+    def evaluate(self, av, ar, max_samples: int) -> tuple[dict[str, float], list[dict]]:
+        e = self.cfg.eval
+        return evaluate(
+            av,
+            ar,
+            load_split(self.dataset, "eval"),
+            self.train_mean,
+            max_samples=max_samples,
+            max_new_tokens=e.max_new_tokens,
+            batch_size=e.batch_size,
+            table_rows=e.table_rows,
+            quote_ngram=e.quote_ngram,
+            seed=self.cfg.seed,
+            autocast=self.autocast(),
+        )
+
+
+def _warm_start(t: _Trial, kind: str) -> tuple[torch.nn.Module, dict[str, float]]:
+    """Warm-start one component; returns it (on the device) and its training figures."""
+    module_cls, split = _STAGES[kind]
+    sft: SFTConfig = getattr(t.cfg.train, split)
+    offset = 0
+    callbacks: list[L.Callback] = []
+    if sft.resume_from:
+        component, meta = load_component(sft.resume_from, t.ctx)
+        offset = int(meta["step"])
+        callbacks.append(_ResumeOptimizer(sft.resume_from))
+    else:
+        component = build(kind, getattr(t.cfg, kind), t.ctx)
+    if hasattr(component, "verify_injection"):
+        component.verify_injection()
+    component.train()
+    ckpt_dir = t.run_dir / f"{kind}_checkpoint"
+    if sft.checkpoint_every:
+        callbacks.append(ComponentCheckpoint(sft.checkpoint_every, ckpt_dir, kind, t.ctx))
+    remaining = max(0, sft.steps - offset)
+    module = module_cls(component, sft.lr, sft.weight_decay, sft.warmup_steps, sft.steps, offset)
+    figures = {"steps": float(offset)}
+    if remaining:
+        trainer = t.trainer(split, remaining, sft.max_minutes, callbacks)
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=NLADataModule(t.dataset, split, sft.batch_size, t.cfg.seed))
         figures = {
             "steps": float(offset + trainer.global_step),
-            "wall_s": time.perf_counter() - t,
+            "wall_s": time.perf_counter() - start,
             "tokens": float(module.tokens),
             "tokens_per_s": module.tokens / max(module.train_seconds, 1e-9),
             "final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
@@ -152,13 +206,74 @@ def _fit(
             ckpt_dir,
             component,
             kind,
-            ctx,
+            t.ctx,
             step=int(figures["steps"]),
             optimizer=trainer.optimizers[0],
             scheduler=trainer.lr_scheduler_configs[0].scheduler,
         )
-    component.to(device).eval()
+    component.to(t.device).eval()
     return component, {f"{split}/{k}": v for k, v in figures.items()}
+
+
+def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, float]]:
+    """GRPO on the warm-started AV with the AR trained online (skipped when rl.steps is 0)."""
+    rl = t.cfg.train.rl
+    start = 0
+    resume = Path(rl.resume_from) if rl.resume_from else None
+    if resume is not None:
+        if not (resume / STATE).is_file():
+            raise NLAError(
+                f"{resume} is not an RL checkpoint (no {STATE})",
+                "point train.rl.resume_from at RUN_DIR/rl_checkpoint",
+            )
+        av, ar, state = load_rl_checkpoint(resume, t.ctx)
+        start = int(state["step"])
+        reference_dir = Path(state["reference"])
+    else:
+        reference_dir = t.run_dir / "av_checkpoint"
+    reference, _ = load_component(reference_dir, t.ctx)
+    av.to(t.device).train()
+    ar.to(t.device).train()
+    reference.to(t.device)
+    rows = load_split(t.dataset, "rl")
+
+    def on_eval(step: int) -> dict[str, float]:
+        av.eval()
+        ar.eval()
+        scores, _ = t.evaluate(av, ar, t.cfg.train.rl.eval_samples)
+        av.train()
+        ar.train()
+        return {
+            k: scores[k]
+            for k in (
+                "roundtrip_fve",
+                "roundtrip_shuffled_fve",
+                "tag_failure_rate",
+                "quote_rate",
+                "length_mean",
+            )
+        }
+
+    module = RLModule(av, ar, reference, rows, t.train_mean, rl, t.cfg.seed, start, on_eval)
+    ckpt_dir = t.run_dir / "rl_checkpoint"
+    callbacks = [RLCheckpoint(rl.checkpoint_every, ckpt_dir, t.ctx, reference_dir, resume)]
+    figures: dict[str, float] = {"steps": float(start)}
+    if rl.steps > start:
+        trainer = t.trainer("", -1, rl.max_minutes, callbacks)
+        begin = time.perf_counter()
+        trainer.fit(module, steps_loader(start, rl.steps))
+        save_rl_checkpoint(ckpt_dir, module, t.ctx, reference_dir)
+        hist = module.history
+        figures = {
+            "steps": float(module.step_no),
+            "wall_s": time.perf_counter() - begin,
+            "skipped_steps": float(module.skipped),
+        }
+        for part in ("generate", "score", "train"):
+            figures[f"step_{part}_s"] = float(np.mean([h[f"time/{part}_s"] for h in hist]))
+    av.eval()
+    ar.eval()
+    return av, ar, {f"rl/{k}": v for k, v in figures.items()}
 
 
 def run_trial(cfg: TrialConfig, progress: bool = True) -> dict[str, Any]:
@@ -174,11 +289,7 @@ def run_trial(cfg: TrialConfig, progress: bool = True) -> dict[str, Any]:
         side["d_model"],
         side["norms"]["all"]["p50"],
     )
-    device = (
-        torch.device(cfg.train.device)
-        if cfg.train.device
-        else (torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
-    )
+    device = torch.device(cfg.train.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     train_vecs = np.concatenate([dataset.vectors("av_sft"), dataset.vectors("ar_sft")])
     train_mean = mean_direction(torch.from_numpy(train_vecs))
 
@@ -189,6 +300,7 @@ def run_trial(cfg: TrialConfig, progress: bool = True) -> dict[str, Any]:
     with mlflow.start_run(run_name=cfg.name, nested=nested) as run:
         run_dir = Path(cfg.output_dir) / run.info.run_id
         run_dir.mkdir(parents=True, exist_ok=True)
+        t = _Trial(cfg, ctx, dataset, run_dir, run.info.run_id, device, progress, train_mean)
         resolved = cfg.model_dump(mode="json")
         (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
         mlflow.log_params({k: str(v)[:500] for k, v in flatten(resolved).items()})
@@ -202,57 +314,21 @@ def run_trial(cfg: TrialConfig, progress: bool = True) -> dict[str, Any]:
         )
         mlflow.log_artifact(str(run_dir / "config.yaml"))
 
-        metrics: dict[str, float] = {}
+        metrics: dict[str, Any] = {}
         t0 = time.perf_counter()
-        av, figs = _fit(
-            AVWarmStart,
-            "av",
-            "av_sft",
-            cfg.train.av_sft,
-            ctx,
-            cfg.av,
-            dataset,
-            run_dir,
-            cfg,
-            run.info.run_id,
-            device,
-        )
-        metrics.update(figs)
-        ar, figs = _fit(
-            ARWarmStart,
-            "ar",
-            "ar_sft",
-            cfg.train.ar_sft,
-            ctx,
-            cfg.ar,
-            dataset,
-            run_dir,
-            cfg,
-            run.info.run_id,
-            device,
-        )
-        metrics.update(figs)
+        if cfg.train.rl.resume_from:  # the warm start is inside the RL checkpoint
+            av = ar = None
+        else:
+            av, figs = _warm_start(t, "av")
+            metrics.update(figs)
+            ar, figs = _warm_start(t, "ar")
+            metrics.update(figs)
+        if cfg.train.rl.steps:
+            av, ar, figs = _rl(t, av, ar)
+            metrics.update(figs)
 
-        precision = resolve_trainer_precision(cfg.train.precision, device)
-        autocast = (
-            torch.autocast(device.type, dtype=torch.bfloat16)
-            if precision.startswith("bf16")
-            else contextlib.nullcontext()
-        )
         t_eval = time.perf_counter()
-        scores, table = evaluate(
-            av,
-            ar,
-            load_split(dataset, "eval"),
-            train_mean,
-            max_samples=cfg.eval.max_samples,
-            max_new_tokens=cfg.eval.max_new_tokens,
-            batch_size=cfg.eval.batch_size,
-            table_rows=cfg.eval.table_rows,
-            quote_ngram=cfg.eval.quote_ngram,
-            seed=cfg.seed,
-            autocast=autocast,
-        )
+        scores, table = t.evaluate(av, ar, cfg.eval.max_samples)
         metrics.update({f"eval/{k}": v for k, v in scores.items()})
         metrics["eval/wall_s"] = time.perf_counter() - t_eval
         metrics["trial/wall_s"] = time.perf_counter() - t0
@@ -260,8 +336,8 @@ def run_trial(cfg: TrialConfig, progress: bool = True) -> dict[str, Any]:
         if table:
             mlflow.log_table({k: [r[k] for r in table] for k in table[0]}, "samples.json")
         if cfg.mlflow.log_checkpoints:
-            for kind in ("av", "ar"):
-                if (run_dir / f"{kind}_checkpoint").is_dir():
-                    mlflow.log_artifacts(str(run_dir / f"{kind}_checkpoint"), f"checkpoints/{kind}")
+            for name in ("av_checkpoint", "ar_checkpoint", "rl_checkpoint"):
+                if (run_dir / name).is_dir():
+                    mlflow.log_artifacts(str(run_dir / name), f"checkpoints/{name}")
         metrics["run_id"] = run.info.run_id
     return metrics

@@ -100,9 +100,9 @@ def test_the_mlflow_run_holds_params_step_metrics_tags_and_artifacts(finished):
     assert run.data.metrics["eval/roundtrip_fve"] == pytest.approx(m["eval/roundtrip_fve"])
     names = {a.path for a in client.list_artifacts(m["run_id"])}
     assert {"config.yaml", "samples.json", "checkpoints"} <= names
-    ckpt = {a.path for a in client.list_artifacts(m["run_id"], "checkpoints/av")}
-    assert "checkpoints/av/weights.safetensors" in ckpt
-    assert "checkpoints/av/checkpoint.yaml" in ckpt
+    ckpt = {a.path for a in client.list_artifacts(m["run_id"], "checkpoints/av_checkpoint")}
+    assert "checkpoints/av_checkpoint/weights.safetensors" in ckpt
+    assert "checkpoints/av_checkpoint/checkpoint.yaml" in ckpt
     local = Path(client.download_artifacts(m["run_id"], "samples.json", str(tmp)))
     samples = yaml.safe_load(local.read_text())
     assert set(samples["columns"]) >= {"prefix_end", "teacher_explanation", "av_explanation", "fve"}

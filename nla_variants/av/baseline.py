@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Literal
 
 import torch
 from pydantic import Field
 from torch import nn
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from nla_variants.config import Strict
 from nla_variants.core.injection import inject, resolve_injection_scale
@@ -84,6 +86,20 @@ def choose_placeholder(
             continue
         return Placeholder(text, token_id, ids[first - 1], ids[last + 1]), ids
     raise RuntimeError("no single-token placeholder found for this tokenizer")
+
+
+class CloseTagStop(StoppingCriteria):
+    """Stop a row once its last few tokens decode to text containing the closing tag.
+    (transformers' `stop_strings` precomputes a table over the whole vocabulary in Python,
+    which costs tens of seconds per tokenizer; decoding a short tail per step costs little.)"""
+
+    def __init__(self, tokenizer, tail: int = 8) -> None:
+        self.tokenizer = tokenizer
+        self.tail = tail
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        tails = self.tokenizer.batch_decode(input_ids[:, -self.tail :].tolist())
+        return torch.tensor([CLOSE_TAG in t for t in tails], device=input_ids.device)
 
 
 @register_av("baseline", BaselineAVConfig)
@@ -165,6 +181,10 @@ class BaselineAV(nn.Module):
             embeds, ids, self.placeholder.token_id, self.vector_inputs(vectors), self.scale
         )
 
+    @cached_property
+    def _close_tag_stop(self) -> StoppingCriteria:
+        return CloseTagStop(self.tokenizer)
+
     @torch.no_grad()
     def verify_injection(self) -> None:
         """Fail loudly if the vector does not reach the model: two different vectors must give
@@ -230,6 +250,9 @@ class BaselineAV(nn.Module):
         ids = self.prompt_ids.expand(b, p)
         embeds = self._embed(ids, vectors)
         sampling = temperature > 0
+        # Pad finished rows with the placeholder id, not EOS (they are the same token in many
+        # chat tokenizers), so a sampled EOS stays distinguishable from padding.
+        gen_pad = self.placeholder.token_id
         out = self.lm.generate(
             inputs_embeds=embeds,
             attention_mask=torch.ones((b, p), dtype=torch.long, device=embeds.device),
@@ -239,14 +262,15 @@ class BaselineAV(nn.Module):
             top_p=None,
             top_k=None,
             num_return_sequences=num_samples,
-            stop_strings=[CLOSE_TAG],
-            tokenizer=self.tokenizer,
+            stopping_criteria=StoppingCriteriaList([self._close_tag_stop]),
             eos_token_id=self.eos_id,
-            pad_token_id=self.pad_id,
+            pad_token_id=gen_pad,
         )
         tokens = []
         for row in out.tolist():
-            while row and row[-1] == self.pad_id:
+            if self.eos_id in row:
+                row = row[: row.index(self.eos_id) + 1]
+            while row and row[-1] == gen_pad:
                 row.pop()
             tokens.append(row)
         texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)

@@ -1,0 +1,360 @@
+"""RL stage: GRPO on the AV with an online AR, as one LightningModule (manual optimisation,
+two optimisers).
+
+One step: B activations -> B x G explanations sampled in one KV-cached batched generate call ->
+every closed explanation scored by the AR in one batched forward (reward = -normalised MSE; a
+response without a closed tag, or cut by the cap, gets the orthogonal reward -2 and is left out
+of AR training) -> group-normalised advantages -> clipped policy loss + KL to the frozen
+warm-start AV (reference log-probs computed once per rollout, without gradients) -> AV step ->
+AR step by supervised normalised MSE on the same rollouts.
+
+Data order is a function of (seed, step) and RNG states travel in checkpoints, so a run resumed
+from a mid-RL checkpoint continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from nla_variants.checkpoint import load_component, load_optimizer_state, save_checkpoint
+from nla_variants.config import RLConfig
+from nla_variants.core.grpo import clipped_policy_loss, group_advantages, kl_penalty
+from nla_variants.core.text import extract_explanation, quote_rate
+from nla_variants.core.vectors import ORTHOGONAL_MSE, baseline_mse, fve, normalized_mse
+from nla_variants.registry import BuildContext
+from nla_variants.training.data import SplitRows
+
+log = logging.getLogger(__name__)
+
+STATE = "rl_state.yaml"
+RNG = "rng.safetensors"
+
+
+class NonFiniteError(RuntimeError):
+    """Too many consecutive steps with a non-finite loss or reward: the trial has diverged."""
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
+    """The rows a step trains on: a pure function of (seed, step), so resuming is exact."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return torch.randperm(n, generator=g)[:batch_size].tolist()
+
+
+def warmup_constant(warmup: int, offset: int = 0):
+    """RL learning rate: linear warm-up, then constant (so a resumed run, or one with more
+    steps, follows the same schedule step for step)."""
+    return lambda step: min(1.0, (step + offset + 1) / warmup) if warmup else 1.0
+
+
+def _grad_norm(params: list[nn.Parameter], clip: float) -> float:
+    return float(torch.nn.utils.clip_grad_norm_(params, clip))
+
+
+class RLModule(L.LightningModule):
+    """GRPO on the AV (optimiser 0) with the AR trained online (optimiser 1)."""
+
+    def __init__(
+        self,
+        av: nn.Module,
+        ar: nn.Module,
+        reference: nn.Module,
+        rows: SplitRows,
+        train_mean: torch.Tensor,
+        cfg: RLConfig,
+        seed: int,
+        start_step: int = 0,
+        on_eval: Callable[[int], dict[str, float]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.av, self.ar = av, ar
+        self.reference = reference.requires_grad_(False).eval()
+        self.rows = rows
+        self.register_buffer("train_mean", train_mean.float(), persistent=False)
+        self.cfg = cfg
+        self.seed = seed
+        self.step_no = start_step
+        self.nonfinite_in_a_row = 0
+        self.skipped = 0
+        self.on_eval = on_eval
+        self.history: list[dict[str, float]] = []
+
+    def configure_optimizers(self):
+        cfg = self.cfg
+        av_params = [p for p in self.av.parameters() if p.requires_grad]
+        opt_av = torch.optim.AdamW(av_params, lr=cfg.av_lr, weight_decay=0.0)
+        opt_ar = torch.optim.AdamW(self.ar.parameters(), lr=cfg.ar_lr, weight_decay=0.0)
+        scheds = [
+            torch.optim.lr_scheduler.LambdaLR(o, warmup_constant(cfg.warmup_steps, self.step_no))
+            for o in (opt_av, opt_ar)
+        ]
+        return [opt_av, opt_ar], scheds
+
+    # -- one GRPO step ----------------------------------------------------------------------------
+
+    def rollout(self, vectors: torch.Tensor) -> dict:
+        """Sample, extract and score B x G explanations; no gradients."""
+        cfg = self.cfg
+        g = cfg.group_size
+        t0 = time.perf_counter()
+        texts, tokens = self.av.generate(
+            vectors,
+            max_new_tokens=cfg.max_response_tokens,
+            temperature=cfg.temperature,
+            num_samples=g,
+        )
+        t1 = time.perf_counter()
+        explanations = [extract_explanation(t) for t in texts]
+        ok = torch.tensor([e is not None for e in explanations], dtype=torch.bool)
+        cut = [
+            len(t) >= cfg.max_response_tokens and e is None
+            for t, e in zip(tokens, explanations, strict=True)
+        ]
+        targets = vectors.repeat_interleave(g, 0)
+        mse = torch.full((len(texts),), ORTHOGONAL_MSE)
+        if bool(ok.any()):
+            idx = ok.nonzero().squeeze(1).tolist()
+            with torch.no_grad():
+                pred = self.ar([explanations[i] for i in idx]).float()
+            mse[ok] = normalized_mse(pred, targets[ok].float()).cpu()
+        t2 = time.perf_counter()
+        return {
+            "texts": texts,
+            "tokens": tokens,
+            "explanations": explanations,
+            "ok": ok,
+            "cut": cut,
+            "targets": targets,
+            "rewards": -mse,
+            "mse": mse,
+            "t_generate": t1 - t0,
+            "t_score": t2 - t1,
+        }
+
+    def training_step(self, batch, batch_idx):
+        cfg = self.cfg
+        opt_av, opt_ar = self.optimizers()
+        sched_av, sched_ar = self.lr_schedulers()
+        step = self.step_no
+        idx = batch_indices(len(self.rows), cfg.batch_size, self.seed, step)
+        vectors = torch.from_numpy(self.rows.vectors[idx]).to(self.device)
+        prefixes = [self.rows.prefixes[i] for i in idx]
+
+        ro = self.rollout(vectors)
+        t0 = time.perf_counter()
+        rewards = ro["rewards"]
+        adv = group_advantages(rewards, cfg.group_size).to(self.device)
+        responses = [t if t else [self.av.eos_id] for t in ro["tokens"]]
+        vec_rep = ro["targets"]
+        with torch.no_grad():
+            logp_ref, mask = self.reference.response_logprobs(vec_rep, responses)
+            logp_old = None
+            if cfg.inner_epochs > 1:
+                logp_old, _ = self.av.response_logprobs(vec_rep, responses)
+
+        metrics: dict[str, float] = {}
+        finite = bool(torch.isfinite(rewards).all())
+        av_params = [p for p in self.av.parameters() if p.requires_grad]
+        for _ in range(cfg.inner_epochs):
+            logp, _ = self.av.response_logprobs(vec_rep, responses)
+            old = logp.detach() if logp_old is None else logp_old
+            pg, clip_frac = clipped_policy_loss(logp, old, adv, mask, cfg.clip_eps)
+            kl = kl_penalty(logp, logp_ref, mask)
+            loss = pg + cfg.kl_coef * kl
+            if not (finite and bool(torch.isfinite(loss))):
+                finite = False
+                break
+            opt_av.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            metrics["grad_norm/av"] = _grad_norm(av_params, cfg.grad_clip)
+            opt_av.step()
+            metrics.update(
+                {"loss/policy": float(pg), "kl": float(kl), "clip_frac": float(clip_frac)}
+            )
+        ok = ro["ok"]
+        if finite and cfg.train_ar and bool(ok.any()):
+            keep = ok.nonzero().squeeze(1).tolist()
+            ar_loss = self.ar.loss([ro["explanations"][i] for i in keep], vec_rep[keep])
+            if bool(torch.isfinite(ar_loss)):
+                opt_ar.zero_grad(set_to_none=True)
+                self.manual_backward(ar_loss)
+                metrics["grad_norm/ar"] = _grad_norm(list(self.ar.parameters()), cfg.grad_clip)
+                opt_ar.step()
+                metrics["loss/ar"] = float(ar_loss)
+            else:
+                finite = False
+        t_train = time.perf_counter() - t0
+
+        self.step_no += 1
+        sched_av.step()
+        sched_ar.step()
+        if not finite:
+            self.skipped += 1
+            self.nonfinite_in_a_row += 1
+            log.warning("RL step %d skipped: non-finite loss or reward", step)
+            if self.nonfinite_in_a_row >= cfg.max_nonfinite:
+                raise NonFiniteError(
+                    f"{self.nonfinite_in_a_row} consecutive RL steps had a non-finite loss or "
+                    f"reward (last at step {step}); lower rl.av_lr / rl.ar_lr or check the data"
+                )
+        else:
+            self.nonfinite_in_a_row = 0
+
+        base = baseline_mse(ro["targets"].float().cpu(), self.train_mean.cpu())
+        expl_ok = [e for e in ro["explanations"] if e is not None]
+        srcs = [
+            prefixes[i // cfg.group_size] for i, e in enumerate(ro["explanations"]) if e is not None
+        ]
+        lengths = [len(t) for t in ro["tokens"]]
+        metrics.update(
+            {
+                "reward/mean": float(rewards.mean()),
+                "reward/std": float(rewards.std()),
+                "batch_fve": fve(ro["mse"], base),
+                "tag_failure_rate": float((~ok).float().mean()),
+                "cut_rate": float(np.mean(ro["cut"])),
+                "response_tokens": float(np.mean(lengths)),
+                "quote_rate": float(
+                    np.mean([quote_rate(e, s) for e, s in zip(expl_ok, srcs, strict=True)])
+                )
+                if expl_ok
+                else 0.0,
+                "time/generate_s": ro["t_generate"],
+                "time/score_s": ro["t_score"],
+                "time/train_s": t_train,
+                "skipped_steps": float(self.skipped),
+                "kl_coef": cfg.kl_coef,
+            }
+        )
+        if self.on_eval is not None and cfg.eval_every and self.step_no % cfg.eval_every == 0:
+            metrics.update({f"eval/{k}": v for k, v in self.on_eval(self.step_no).items()})
+        self.history.append({"step": float(self.step_no), **metrics})
+        self.log_dict(
+            {f"rl/{k}": v for k, v in metrics.items()}, on_step=True, batch_size=cfg.batch_size
+        )
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict]:
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors["cuda"] = torch.cuda.get_rng_state()
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    scalars = {
+        "numpy": [np_state[0], np_state[1].tolist(), *map(_py, np_state[2:])],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+    return tensors, scalars
+
+
+def _py(x):
+    return x.item() if hasattr(x, "item") else x
+
+
+def _set_rng_state(tensors: dict[str, torch.Tensor], scalars: dict) -> None:
+    torch.set_rng_state(tensors["torch"])
+    if "cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["cuda"])
+    n = scalars["numpy"]
+    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
+    p = scalars["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+
+
+def save_rl_checkpoint(
+    directory: Path, module: RLModule, ctx: BuildContext, reference_dir: Path
+) -> None:
+    """AV and AR with their optimisers, the step, counters and every RNG state."""
+    opt_av, opt_ar = module.optimizers()
+    sched_av, sched_ar = module.lr_schedulers()
+    directory.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(
+        directory / "av",
+        module.av,
+        "av",
+        ctx,
+        step=module.step_no,
+        optimizer=opt_av.optimizer if hasattr(opt_av, "optimizer") else opt_av,
+        scheduler=sched_av,
+    )
+    save_checkpoint(
+        directory / "ar",
+        module.ar,
+        "ar",
+        ctx,
+        step=module.step_no,
+        optimizer=opt_ar.optimizer if hasattr(opt_ar, "optimizer") else opt_ar,
+        scheduler=sched_ar,
+    )
+    tensors, scalars = _rng_state()
+    save_file(tensors, directory / RNG)
+    state = {
+        "step": module.step_no,
+        "skipped": module.skipped,
+        "nonfinite_in_a_row": module.nonfinite_in_a_row,
+        "reference": str(Path(reference_dir).resolve()),
+        "rng": scalars,
+    }
+    tmp = directory / f".{STATE}.tmp"
+    tmp.write_text(yaml.safe_dump(state, sort_keys=False))
+    tmp.replace(directory / STATE)
+
+
+def load_rl_checkpoint(directory: Path, ctx: BuildContext) -> tuple[nn.Module, nn.Module, dict]:
+    """(av, ar, state) from an RL checkpoint; the RNG states are applied by `restore_rng`."""
+    state = yaml.safe_load((Path(directory) / STATE).read_text())
+    av, _ = load_component(Path(directory) / "av", ctx)
+    ar, _ = load_component(Path(directory) / "ar", ctx)
+    return av, ar, state
+
+
+def restore_rng(directory: Path, state: dict) -> None:
+    _set_rng_state(load_file(Path(directory) / RNG), state["rng"])
+
+
+class RLCheckpoint(L.Callback):
+    """Resumable RL checkpoints every N steps (and optimiser states restored on resume)."""
+
+    def __init__(
+        self,
+        every: int,
+        directory: Path,
+        ctx: BuildContext,
+        reference_dir: Path,
+        resume_from: Path | None = None,
+    ) -> None:
+        self.every, self.directory, self.ctx = every, directory, ctx
+        self.reference_dir, self.resume_from = reference_dir, resume_from
+
+    def on_train_start(self, trainer, module) -> None:
+        if self.resume_from is not None:
+            for opt, kind in zip(module.optimizers(), ("av", "ar"), strict=True):
+                load_optimizer_state(
+                    Path(self.resume_from) / kind,
+                    opt.optimizer if hasattr(opt, "optimizer") else opt,
+                )
+            state = yaml.safe_load((Path(self.resume_from) / STATE).read_text())
+            restore_rng(Path(self.resume_from), state)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if self.every and module.step_no % self.every == 0:
+            save_rl_checkpoint(self.directory, module, self.ctx, self.reference_dir)
+
+
+def steps_loader(start: int, total: int) -> torch.utils.data.DataLoader:
+    """One item per remaining RL step (the module draws its own batch from the step number)."""
+    return torch.utils.data.DataLoader(list(range(start, total)), batch_size=None)

@@ -1,0 +1,204 @@
+"""RL stage on the tiny model: one GRPO step, failed-tag handling, non-finite guard, resume."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from nla_variants.av.baseline import BaselineAV
+from nla_variants.config import RLConfig, TrialConfig, load_config
+from nla_variants.core.vectors import ORTHOGONAL_MSE, mean_direction
+from nla_variants.experiment import run_trial
+from nla_variants.registry import BuildContext, build
+from nla_variants.target import resolve_model
+from nla_variants.training.data import SplitRows
+from nla_variants.training.rl import NonFiniteError, RLModule, steps_loader
+
+REAL_GENERATE = BaselineAV.generate
+
+
+def closing_generate(self, vectors, max_new_tokens=None, temperature=0.0, num_samples=1):
+    """The real sampler (it consumes the RNG, which resume must restore), with every other
+    sample rewritten into a closed explanation built from the sampled ids (a random tiny model
+    never closes its tag on its own), so rewards vary with what was sampled."""
+    texts, tokens = REAL_GENERATE(self, vectors, max_new_tokens, temperature, num_samples)
+    out_t, out_k = [], []
+    for i, (text, toks) in enumerate(zip(texts, tokens, strict=True)):
+        if i % 2 == 0:
+            words = " ".join(f"w{t % 40}" for t in toks[:6]) or "w0"
+            text = f"<explanation>\n{words}\n</explanation>"
+            toks = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        out_t.append(text)
+        out_k.append(list(toks))
+    return out_t, out_k
+
+
+@pytest.fixture
+def closing(monkeypatch):
+    monkeypatch.setattr(BaselineAV, "generate", closing_generate)
+
+
+@pytest.fixture(scope="module")
+def ctx(tiny_model_dir) -> BuildContext:
+    return BuildContext(resolve_model(str(tiny_model_dir)), layer=2, d_model=64, data_norm=12.0)
+
+
+def rows(n: int = 8) -> SplitRows:
+    v = np.random.default_rng(0).normal(size=(n, 64)).astype(np.float32) * 12
+    return SplitRows(
+        v, [None] * n, [f"prefix {i} w1 w2 w3" for i in range(n)], [f"e{i}" for i in range(n)]
+    )
+
+
+def make_module(ctx, cfg: RLConfig) -> RLModule:
+    torch.manual_seed(0)
+    av = build("av", {"injection_scale": 8.0, "max_response_tokens": 16}, ctx).train()
+    ar = build("ar", {}, ctx).train()
+    data = rows()
+    return RLModule(
+        av, ar, copy.deepcopy(av), data, mean_direction(torch.from_numpy(data.vectors)), cfg, seed=0
+    )
+
+
+def fit(module: RLModule, steps: int) -> None:
+    import lightning as L
+
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        max_epochs=-1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, steps_loader(module.step_no, module.step_no + steps))
+
+
+def snapshot(m: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in m.named_parameters()}
+
+
+def changed(before: dict, m: torch.nn.Module) -> bool:
+    return any(not torch.equal(before[k], v) for k, v in m.named_parameters())
+
+
+def test_one_rl_step_updates_av_and_ar_and_not_the_reference(ctx, closing):
+    cfg = RLConfig(
+        steps=1,
+        batch_size=2,
+        group_size=4,
+        av_lr=1e-3,
+        ar_lr=1e-3,
+        max_response_tokens=8,
+        eval_every=0,
+    )
+    module = make_module(ctx, cfg)
+    av0, ar0, ref0 = snapshot(module.av), snapshot(module.ar), snapshot(module.reference)
+    fit(module, 1)
+    assert changed(av0, module.av) and changed(ar0, module.ar)
+    assert not changed(ref0, module.reference)
+    h = module.history[-1]
+    assert h["tag_failure_rate"] == pytest.approx(0.5)
+    for key in (
+        "reward/mean",
+        "reward/std",
+        "batch_fve",
+        "kl",
+        "grad_norm/av",
+        "grad_norm/ar",
+        "time/generate_s",
+        "time/score_s",
+        "time/train_s",
+        "response_tokens",
+    ):
+        assert np.isfinite(h[key]), key
+
+
+def test_failed_tags_get_the_orthogonal_reward_and_no_ar_training(ctx, monkeypatch):
+    cfg = RLConfig(steps=1, batch_size=2, group_size=4, max_response_tokens=8, eval_every=0)
+    module = make_module(ctx, cfg)
+    ro = module.rollout(torch.from_numpy(module.rows.vectors[:2]))
+    assert not bool(ro["ok"].any())  # a random tiny model never closes its tag
+    assert torch.equal(ro["rewards"], torch.full((8,), -ORTHOGONAL_MSE))
+    assert all(ro["cut"])
+    seen = []
+    monkeypatch.setattr(module.ar, "loss", lambda *a, **k: seen.append(a))
+    ar0 = snapshot(module.ar)
+    fit(module, 1)
+    assert not seen and not changed(ar0, module.ar)
+
+
+def test_only_closed_explanations_train_the_ar(ctx, closing, monkeypatch):
+    cfg = RLConfig(steps=1, batch_size=2, group_size=4, max_response_tokens=8, eval_every=0)
+    module = make_module(ctx, cfg)
+    real_loss = module.ar.loss
+    seen = []
+
+    def spy(explanations, vectors, sources=None):
+        seen.append(list(explanations))
+        return real_loss(explanations, vectors, sources)
+
+    monkeypatch.setattr(module.ar, "loss", spy)
+    fit(module, 1)
+    assert len(seen) == 1 and len(seen[0]) == 4 and all(e.startswith("w") for e in seen[0])
+
+
+def test_non_finite_rewards_skip_steps_then_fail_the_trial(ctx, closing, monkeypatch):
+    cfg = RLConfig(
+        steps=5, batch_size=2, group_size=2, max_response_tokens=8, eval_every=0, max_nonfinite=2
+    )
+    module = make_module(ctx, cfg)
+    monkeypatch.setattr(
+        type(module.ar), "forward", lambda self, e, s=None: torch.full((len(e), 64), float("nan"))
+    )
+    av0 = snapshot(module.av)
+    with pytest.raises(NonFiniteError, match="2 consecutive RL steps"):
+        fit(module, 5)
+    assert module.skipped == 2 and not changed(av0, module.av)
+
+
+def _rl_trial(tmp: Path, model_dir: Path, steps: int, **extra) -> dict:
+    from test_trial import trial_config
+
+    overrides = [
+        f"train.rl.steps={steps}",
+        "train.rl.batch_size=2",
+        "train.rl.group_size=2",
+        "train.rl.max_response_tokens=8",
+        "train.rl.eval_every=0",
+        "train.rl.av_lr=1e-3",
+        "train.rl.ar_lr=1e-3",
+        "train.av_sft.steps=1",
+        "train.ar_sft.steps=1",
+        "eval.max_samples=2",
+        "mlflow.log_checkpoints=false",
+    ]
+    overrides += [f"{k}={v}" for k, v in extra.items()]
+    tmp.mkdir(exist_ok=True)
+    cfg = load_config(trial_config(tmp, model_dir), TrialConfig, overrides)
+    return run_trial(cfg, progress=False)
+
+
+def test_resumed_rl_matches_an_uninterrupted_run(tmp_path, tiny_model_dir, closing):
+    first = _rl_trial(tmp_path / "a", tiny_model_dir, 2)
+    ckpt = tmp_path / "a" / "runs" / first["run_id"] / "rl_checkpoint"
+    resumed = _rl_trial(tmp_path / "a", tiny_model_dir, 4, **{"train.rl.resume_from": ckpt})
+    straight = _rl_trial(tmp_path / "c", tiny_model_dir, 4)
+    assert resumed["rl/steps"] == straight["rl/steps"] == 4
+
+    def history(tmp: Path, run_id: str, key: str) -> list[float]:
+        client = MlflowClient(f"sqlite:///{tmp}/mlflow.db")
+        return [
+            m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        ]
+
+    for key in ("rl/reward/mean", "rl/loss/ar", "rl/kl", "rl/response_tokens"):
+        tail = history(tmp_path / "c", straight["run_id"], key)[2:]
+        assert history(tmp_path / "a", resumed["run_id"], key) == pytest.approx(tail, abs=1e-5)
+    assert resumed["eval/roundtrip_fve"] == pytest.approx(straight["eval/roundtrip_fve"], abs=1e-5)
