@@ -38,6 +38,7 @@ format: setup
 bench: setup
 	$(BIN)/python benchmarks/extract.py
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/rollout.py
 
 clean:
 	rm -rf $(VENV) .nla .pytest_cache .ruff_cache

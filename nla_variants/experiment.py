@@ -258,6 +258,10 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
     ckpt_dir = t.run_dir / "rl_checkpoint"
     callbacks = [RLCheckpoint(rl.checkpoint_every, ckpt_dir, t.ctx, reference_dir, resume)]
     figures: dict[str, float] = {"steps": float(start)}
+    if rl.eval_every and rl.steps > start:  # the curve starts at the warm start (or resume point)
+        first = on_eval(start)
+        mlflow.log_metrics({f"rl/eval/{k}": v for k, v in first.items()}, step=start)
+        figures.update({f"eval_start/{k}": v for k, v in first.items()})
     if rl.steps > start:
         trainer = t.trainer("", -1, rl.max_minutes, callbacks)
         begin = time.perf_counter()
