@@ -243,16 +243,17 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
         scores, _ = t.evaluate(av, ar, t.cfg.train.rl.eval_samples)
         av.train()
         ar.train()
-        return {
-            k: scores[k]
-            for k in (
-                "roundtrip_fve",
-                "roundtrip_shuffled_fve",
-                "tag_failure_rate",
-                "quote_rate",
-                "length_mean",
-            )
-        }
+        keep = (
+            "roundtrip_fve",
+            "roundtrip_shuffled_fve",
+            "roundtrip_gap",
+            "tag_failure_rate",
+            "quote_rate",
+            "length_mean",
+        )
+        picked = {k: scores[k] for k in keep}
+        mlflow.log_metrics({f"rl/eval/{k}": v for k, v in picked.items()}, step=step)
+        return picked
 
     module = RLModule(av, ar, reference, rows, t.train_mean, rl, t.cfg.seed, start, on_eval)
     ckpt_dir = t.run_dir / "rl_checkpoint"
@@ -260,7 +261,6 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
     figures: dict[str, float] = {"steps": float(start)}
     if rl.eval_every and rl.steps > start:  # the curve starts at the warm start (or resume point)
         first = on_eval(start)
-        mlflow.log_metrics({f"rl/eval/{k}": v for k, v in first.items()}, step=start)
         figures.update({f"eval_start/{k}": v for k, v in first.items()})
     if rl.steps > start:
         trainer = t.trainer("", -1, rl.max_minutes, callbacks)

@@ -180,7 +180,7 @@ class RLModule(L.LightningModule):
             metrics["grad_norm/av"] = _grad_norm(av_params, cfg.grad_clip)
             opt_av.step()
             metrics.update(
-                {"loss/policy": float(pg), "kl": float(kl), "clip_frac": float(clip_frac)}
+                {"loss/policy": pg.item(), "kl": kl.item(), "clip_frac": clip_frac.item()}
             )
         ok = ro["ok"]
         if finite and cfg.train_ar and bool(ok.any()):
@@ -191,7 +191,7 @@ class RLModule(L.LightningModule):
                 self.manual_backward(ar_loss)
                 metrics["grad_norm/ar"] = _grad_norm(list(self.ar.parameters()), cfg.grad_clip)
                 opt_ar.step()
-                metrics["loss/ar"] = float(ar_loss)
+                metrics["loss/ar"] = ar_loss.item()
             else:
                 finite = False
         t_train = time.perf_counter() - t0
@@ -237,12 +237,14 @@ class RLModule(L.LightningModule):
                 "kl_coef": cfg.kl_coef,
             }
         )
-        if self.on_eval is not None and cfg.eval_every and self.step_no % cfg.eval_every == 0:
-            metrics.update({f"eval/{k}": v for k, v in self.on_eval(self.step_no).items()})
-        self.history.append({"step": float(self.step_no), **metrics})
         self.log_dict(
             {f"rl/{k}": v for k, v in metrics.items()}, on_step=True, batch_size=cfg.batch_size
         )
+        if self.on_eval is not None and cfg.eval_every and self.step_no % cfg.eval_every == 0:
+            # on_eval records its own metrics at this step (not through Lightning, whose step
+            # counter advances once per optimiser)
+            metrics.update({f"eval/{k}": v for k, v in self.on_eval(self.step_no).items()})
+        self.history.append({"step": float(self.step_no), **metrics})
 
 
 # -- checkpoints --------------------------------------------------------------------------------
