@@ -13,8 +13,6 @@ tensors, so a checkpoint is only ever as trusted as a YAML file and a safetensor
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nla_variants.errors import NLAError
+from nla_variants.io import atomic_dir
 from nla_variants.registry import BuildContext, build
 
 SIDECAR = "checkpoint.yaml"
@@ -77,9 +76,7 @@ def save_checkpoint(
 ) -> Path:
     """Write atomically (temp dir, then rename over any previous checkpoint at `directory`)."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_dir(directory) as tmp:
         save_file(trainable_state(component), tmp / WEIGHTS)
         meta: dict[str, Any] = {
             "kind": kind,
@@ -103,16 +100,6 @@ def save_checkpoint(
             }
         meta.update(extra or {})
         (tmp / SIDECAR).write_text(yaml.safe_dump(meta, sort_keys=False))
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            directory.rename(old)
-            tmp.rename(directory)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
 
 

@@ -24,8 +24,6 @@ import copy
 import importlib.util
 import json
 import logging
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -37,6 +35,7 @@ from torch import nn
 
 from nla_variants.errors import NLAError
 from nla_variants.hashing import hash_file, hash_obj, hash_text
+from nla_variants.io import atomic_dir
 from nla_variants.paths import cache_root
 
 log = logging.getLogger(__name__)
@@ -105,19 +104,10 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
     model.hf_quantizer = None
     if getattr(model.config, "quantization_config", None) is not None:
         del model.config.quantization_config
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir, replace=False) as tmp:  # a concurrent converter may win; fine
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "source.json").write_text(json.dumps({"gguf": str(gguf), "sha256": out_dir.name}))
-        if out_dir.exists():  # another process won the race; keep theirs
-            shutil.rmtree(tmp)
-        else:
-            tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _read_dims(config_path: Path) -> tuple[int, int]:

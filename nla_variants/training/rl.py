@@ -281,27 +281,24 @@ def save_rl_checkpoint(
     directory: Path, module: RLModule, ctx: BuildContext, reference_dir: Path
 ) -> None:
     """AV and AR with their optimisers, the step, counters and every RNG state."""
-    opt_av, opt_ar = module.optimizers()
-    sched_av, sched_ar = module.lr_schedulers()
     directory.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(
-        directory / "av",
-        module.av,
-        "av",
-        ctx,
-        step=module.step_no,
-        optimizer=opt_av.optimizer if hasattr(opt_av, "optimizer") else opt_av,
-        scheduler=sched_av,
+    parts = zip(
+        ("av", "ar"),
+        (module.av, module.ar),
+        module.optimizers(),
+        module.lr_schedulers(),
+        strict=True,
     )
-    save_checkpoint(
-        directory / "ar",
-        module.ar,
-        "ar",
-        ctx,
-        step=module.step_no,
-        optimizer=opt_ar.optimizer if hasattr(opt_ar, "optimizer") else opt_ar,
-        scheduler=sched_ar,
-    )
+    for kind, component, opt, sched in parts:
+        save_checkpoint(
+            directory / kind,
+            component,
+            kind,
+            ctx,
+            step=module.step_no,
+            optimizer=getattr(opt, "optimizer", opt),
+            scheduler=sched,
+        )
     tensors, scalars = _rng_state()
     save_file(tensors, directory / RNG)
     state = {
@@ -345,10 +342,7 @@ class RLCheckpoint(L.Callback):
     def on_train_start(self, trainer, module) -> None:
         if self.resume_from is not None:
             for opt, kind in zip(module.optimizers(), ("av", "ar"), strict=True):
-                load_optimizer_state(
-                    Path(self.resume_from) / kind,
-                    opt.optimizer if hasattr(opt, "optimizer") else opt,
-                )
+                load_optimizer_state(Path(self.resume_from) / kind, getattr(opt, "optimizer", opt))
             state = yaml.safe_load((Path(self.resume_from) / STATE).read_text())
             restore_rng(Path(self.resume_from), state)
 
