@@ -32,6 +32,7 @@ from nla_variants.data.store import (
     StoredDataset,
     shard_name,
     shard_rows,
+    vector_matrix,
     write_shard,
 )
 from nla_variants.data.teachers.factory import make_teacher
@@ -166,8 +167,7 @@ def _summarise(directory: Path, shards: list[str], teacher_splits: list[str]) ->
 
     cols = ["split", "genre", "doc_id", "explanation", "vector"]
     t = pa.concat_tables([pq.read_table(directory / n, columns=cols) for n in shards])
-    vec = t.column("vector").combine_chunks()
-    norms = np.linalg.norm(vec.values.to_numpy().reshape(len(vec), -1).astype(np.float64), axis=1)
+    norms = np.linalg.norm(vector_matrix(t).astype(np.float64), axis=1)
     split = np.array(t.column("split").to_pylist())
     doc = np.array(t.column("doc_id").to_pylist())
     has_expl = np.array([e is not None for e in t.column("explanation").to_pylist()], dtype=bool)

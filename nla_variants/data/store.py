@@ -58,6 +58,12 @@ def write_shard(path: Path, rows: dict[str, Sequence], vectors: np.ndarray) -> N
         pq.write_table(table, tmp, compression="zstd")
 
 
+def vector_matrix(table: pa.Table) -> np.ndarray:
+    """The `vector` column as a float32 array [rows, d_model] (no per-row Python objects)."""
+    col = table.column("vector").combine_chunks()
+    return col.values.to_numpy().reshape(len(col), -1).astype(np.float32, copy=False)
+
+
 def shard_rows(path: Path) -> int | None:
     """Row count of a finished shard, or None if it is missing or unreadable."""
     try:
@@ -95,5 +101,4 @@ class StoredDataset:
 
     def vectors(self, split: str | None = None) -> np.ndarray:
         """Raw fp32 vectors [n, d_model] of a split (all rows when split is None)."""
-        col = self.table(split, ["vector"]).column("vector").combine_chunks()
-        return col.values.to_numpy().reshape(len(col), -1)
+        return vector_matrix(self.table(split, ["vector"]))

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from nla_variants.data.store import StoredDataset
+from nla_variants.data.store import StoredDataset, vector_matrix
 
 
 @dataclass
@@ -36,9 +36,8 @@ class SplitRows:
 
 def load_split(dataset: StoredDataset, split: str) -> SplitRows:
     table = dataset.table(split, ["example_id", "prefix", "explanation", "vector"])
-    vec = table.column("vector").combine_chunks()
     return SplitRows(
-        vectors=vec.values.to_numpy().reshape(len(vec), -1).astype(np.float32),
+        vectors=vector_matrix(table),
         explanations=table.column("explanation").to_pylist(),
         prefixes=table.column("prefix").to_pylist(),
         example_ids=table.column("example_id").to_pylist(),
