@@ -28,6 +28,11 @@ class TargetConfig(Strict):
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     device: str | None = None
     max_batch_tokens: int = Field(8192, ge=16)
+    diff_model: str | None = Field(
+        None,
+        description="activation diffing: store diff_model's activations minus model's (same forms"
+        " as model; same architecture and tokenizer), e.g. a `nla finetune` checkpoint dir",
+    )
 
 
 class HFDatasetConfig(Strict):
@@ -222,6 +227,12 @@ class TrainConfig(Strict):
     av_sft: SFTConfig = Field(default_factory=SFTConfig)
     ar_sft: SFTConfig = Field(default_factory=lambda: SFTConfig(batch_size=16))
     rl: RLConfig = Field(default_factory=RLConfig)
+    reuse_warm_start: bool = Field(
+        True, description="reuse a cached warm start whose configuration is identical"
+    )
+    warm_start_cache: str | None = Field(
+        None, description="content-addressed warm starts; None: beside output_dir"
+    )
 
 
 class EvalConfig(Strict):

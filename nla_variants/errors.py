@@ -8,3 +8,7 @@ class NLAError(Exception):
         self.problem = problem
         self.fix = fix
         super().__init__(f"{problem} (fix: {fix})" if fix else problem)
+
+
+class TrialStopped(Exception):
+    """Raised by a trial's reporter to end it early (a sweep's pruner); not a failure."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,20 @@ import torch
 import yaml
 from lightning.pytorch.loggers import MLFlowLogger
 
-from nla_variants.checkpoint import load_component, load_optimizer_state, save_checkpoint
+from nla_variants import __version__
+from nla_variants.checkpoint import (
+    SIDECAR,
+    load_component,
+    load_optimizer_state,
+    save_checkpoint,
+)
 from nla_variants.config import SFTConfig, TrialConfig
 from nla_variants.core.vectors import mean_direction
 from nla_variants.data.prepare import prepare
 from nla_variants.data.store import StoredDataset
-from nla_variants.errors import NLAError
+from nla_variants.errors import NLAError, TrialStopped
 from nla_variants.evaluation import evaluate
+from nla_variants.hashing import hash_obj
 from nla_variants.registry import BuildContext, build
 from nla_variants.target import cpu_has_bf16, resolve_model
 from nla_variants.training.data import NLADataModule, load_split
@@ -47,6 +55,16 @@ log = logging.getLogger(__name__)
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 
 SECRET_WORDS = ("key", "token", "secret", "password")
+EVAL_CURVE = (
+    "roundtrip_fve",
+    "roundtrip_shuffled_fve",
+    "roundtrip_gap",
+    "tag_failure_rate",
+    "quote_rate",
+    "length_mean",
+)
+# Called with (RL step, intermediate eval metrics); may raise TrialStopped (a sweep's pruner).
+Reporter = Callable[[int, dict[str, float]], None]
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -97,6 +115,19 @@ class _ResumeOptimizer(L.Callback):
         load_optimizer_state(self.directory, trainer.optimizers[0])
 
 
+class PeriodicEval(L.Callback):
+    """Every `every` RL steps, the held-out eval (logged and reported by `run_eval`); a reporter
+    may end the trial here by raising TrialStopped, which Lightning passes through."""
+
+    def __init__(self, every: int, run_eval: Callable[[int], dict[str, float]]) -> None:
+        self.every, self.run_eval = every, run_eval
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if self.every and module.step_no % self.every == 0:
+            scores = self.run_eval(module.step_no)
+            module.history[-1].update({f"eval/{k}": v for k, v in scores.items()})
+
+
 _STAGES: dict[str, tuple[type[WarmStart], str]] = {
     "av": (AVWarmStart, "av_sft"),
     "ar": (ARWarmStart, "ar_sft"),
@@ -115,6 +146,13 @@ class _Trial:
     device: torch.device
     progress: bool
     train_mean: torch.Tensor
+    reporter: Reporter | None = None
+    checkpoints: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def warm_start_root(self) -> Path:
+        root = self.cfg.train.warm_start_cache
+        return Path(root) if root else Path(self.cfg.output_dir).parent / "warm_starts"
 
     @property
     def precision(self) -> str:
@@ -170,10 +208,41 @@ class _Trial:
         )
 
 
+def _warm_start_key(t: _Trial, kind: str, sft: SFTConfig) -> str:
+    """Everything that decides the warm-started weights (not where checkpoints go)."""
+    return hash_obj(
+        {
+            "kind": kind,
+            "dataset": t.dataset.path.name,  # content-addressed: model, layer, corpus, teacher
+            "section": getattr(t.cfg, kind),
+            "sft": sft.model_dump(mode="json", exclude={"checkpoint_every", "resume_from"}),
+            "precision": t.precision,
+            "device": t.device.type,
+            "seed": t.cfg.seed,
+            "version": __version__,
+        },
+        16,
+    )
+
+
 def _warm_start(t: _Trial, kind: str) -> tuple[torch.nn.Module, dict[str, float]]:
-    """Warm-start one component; returns it (on the device) and its training figures."""
+    """Warm-start one component; returns it (on the device) and its training figures.
+
+    A warm start whose configuration is identical to a finished one (same dataset, variant
+    config, SFT settings, precision, seed) is loaded from the content-addressed cache instead of
+    retrained, so trials that differ only downstream (RL, eval) share it."""
     module_cls, split = _STAGES[kind]
     sft: SFTConfig = getattr(t.cfg.train, split)
+    L.seed_everything(t.cfg.seed, workers=True, verbose=False)  # independent of the other stage
+    cached = None
+    if t.cfg.train.reuse_warm_start and not sft.resume_from:
+        cached = t.warm_start_root / f"{kind}-{_warm_start_key(t, kind, sft)}"
+        if (cached / SIDECAR).is_file():
+            component, meta = load_component(cached, t.ctx)
+            t.checkpoints[f"{kind}_checkpoint"] = cached
+            mlflow.set_tag(f"{split}.cache", f"hit {cached}")
+            figures = {**meta.get("figures", {}), "cache_hit": 1.0}
+            return component.to(t.device).eval(), {f"{split}/{k}": v for k, v in figures.items()}
     offset = 0
     callbacks: list[L.Callback] = []
     if sft.resume_from:
@@ -202,15 +271,24 @@ def _warm_start(t: _Trial, kind: str) -> tuple[torch.nn.Module, dict[str, float]
             "tokens_per_s": module.tokens / max(module.train_seconds, 1e-9),
             "final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
         }
-        save_checkpoint(
-            ckpt_dir,
-            component,
-            kind,
-            t.ctx,
-            step=int(figures["steps"]),
-            optimizer=trainer.optimizers[0],
-            scheduler=trainer.lr_scheduler_configs[0].scheduler,
-        )
+        if cached is None or sft.checkpoint_every:  # resumable: weights, optimiser, schedule
+            save_checkpoint(
+                ckpt_dir,
+                component,
+                kind,
+                t.ctx,
+                step=int(figures["steps"]),
+                optimizer=trainer.optimizers[0],
+                scheduler=trainer.lr_scheduler_configs[0].scheduler,
+            )
+        if cached is not None:  # weights only: the cache serves warm starts, not SFT resumes
+            step = int(figures["steps"])
+            save_checkpoint(cached, component, kind, t.ctx, step=step, extra={"figures": figures})
+            mlflow.set_tag(f"{split}.cache", f"stored {cached}")
+            if not sft.checkpoint_every:
+                ckpt_dir = cached
+    if (ckpt_dir / SIDECAR).is_file():
+        t.checkpoints[f"{kind}_checkpoint"] = ckpt_dir
     component.to(t.device).eval()
     return component, {f"{split}/{k}": v for k, v in figures.items()}
 
@@ -230,7 +308,7 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
         start = int(state["step"])
         reference_dir = Path(state["reference"])
     else:
-        reference_dir = t.run_dir / "av_checkpoint"
+        reference_dir = t.checkpoints["av_checkpoint"]
     reference, _ = load_component(reference_dir, t.ctx)
     av.to(t.device).train()
     ar.to(t.device).train()
@@ -243,21 +321,18 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
         scores, _ = t.evaluate(av, ar, t.cfg.train.rl.eval_samples)
         av.train()
         ar.train()
-        keep = (
-            "roundtrip_fve",
-            "roundtrip_shuffled_fve",
-            "roundtrip_gap",
-            "tag_failure_rate",
-            "quote_rate",
-            "length_mean",
-        )
-        picked = {k: scores[k] for k in keep}
+        picked = {k: scores[k] for k in EVAL_CURVE if k in scores}
         mlflow.log_metrics({f"rl/eval/{k}": v for k, v in picked.items()}, step=step)
+        if t.reporter is not None:
+            t.reporter(step, picked)
         return picked
 
-    module = RLModule(av, ar, reference, rows, t.train_mean, rl, t.cfg.seed, start, on_eval)
+    module = RLModule(av, ar, reference, rows, t.train_mean, rl, t.cfg.seed, start)
     ckpt_dir = t.run_dir / "rl_checkpoint"
-    callbacks = [RLCheckpoint(rl.checkpoint_every, ckpt_dir, t.ctx, reference_dir, resume)]
+    callbacks = [
+        RLCheckpoint(rl.checkpoint_every, ckpt_dir, t.ctx, reference_dir, resume),
+        PeriodicEval(rl.eval_every, on_eval),
+    ]
     figures: dict[str, float] = {"steps": float(start)}
     if rl.eval_every and rl.steps > start:  # the curve starts at the warm start (or resume point)
         first = on_eval(start)
@@ -267,6 +342,7 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
         begin = time.perf_counter()
         trainer.fit(module, steps_loader(start, rl.steps))
         save_rl_checkpoint(ckpt_dir, module, t.ctx, reference_dir)
+        t.checkpoints["rl_checkpoint"] = ckpt_dir
         hist = module.history
         figures = {
             "steps": float(module.step_no),
@@ -280,9 +356,24 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
     return av, ar, {f"rl/{k}": v for k, v in figures.items()}
 
 
-def run_trial(cfg: TrialConfig, progress: bool = True) -> dict[str, Any]:
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return f"{type(err).__name__}: {text}"[:500]
+
+
+def run_trial(
+    cfg: TrialConfig,
+    progress: bool = True,
+    reporter: Reporter | None = None,
+    tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Train and evaluate one AV/AR pair; returns the metrics (also logged to MLflow) and the
-    MLflow `run_id`."""
+    MLflow `run_id`.
+
+    `reporter` receives the intermediate RL evals and may stop the trial by raising
+    TrialStopped: the MLflow run then ends KILLED with tag nla.state=PRUNED. Any other error
+    ends it FAILED with the error in tag nla.error; both are re-raised. `tags` are added to the
+    run (a sweep links study, trial number and seed this way)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = prepare(cfg.data, progress=progress)
     dataset = StoredDataset.open(data.path)
@@ -301,47 +392,71 @@ def run_trial(cfg: TrialConfig, progress: bool = True) -> dict[str, Any]:
         mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
     mlflow.set_experiment(cfg.mlflow.experiment)
     nested = mlflow.active_run() is not None
-    with mlflow.start_run(run_name=cfg.name, nested=nested) as run:
-        run_dir = Path(cfg.output_dir) / run.info.run_id
-        run_dir.mkdir(parents=True, exist_ok=True)
-        t = _Trial(cfg, ctx, dataset, run_dir, run.info.run_id, device, progress, train_mean)
-        resolved = cfg.model_dump(mode="json")
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-        mlflow.log_params({k: str(v)[:500] for k, v in flatten(resolved).items()})
-        mlflow.set_tags(
-            {
-                "av.variant": cfg.av.get("variant", "baseline"),
-                "ar.variant": cfg.ar.get("variant", "baseline"),
-                "dataset": data.path.name,
-                "seed": str(cfg.seed),
-            }
-        )
-        mlflow.log_artifact(str(run_dir / "config.yaml"))
+    run_id = None
+    try:
+        with mlflow.start_run(run_name=cfg.name, nested=nested) as run:
+            run_id = run.info.run_id
+            run_dir = Path(cfg.output_dir) / run_id
+            run_dir.mkdir(parents=True, exist_ok=True)
+            t = _Trial(cfg, ctx, dataset, run_dir, run_id, device, progress, train_mean, reporter)
+            metrics = _run(t, data.path.name, tags or {})
+    except TrialStopped:
+        if run_id is not None:
+            client = mlflow.MlflowClient()
+            client.set_tag(run_id, "nla.state", "PRUNED")
+            client.set_terminated(run_id, "KILLED")
+        raise
+    except BaseException as e:
+        if run_id is not None:
+            client = mlflow.MlflowClient()
+            client.set_tag(run_id, "nla.state", "FAILED")
+            client.set_tag(run_id, "nla.error", _one_line(e))
+        raise
+    return metrics
 
-        metrics: dict[str, Any] = {}
-        t0 = time.perf_counter()
-        if cfg.train.rl.resume_from:  # the warm start is inside the RL checkpoint
-            av = ar = None
-        else:
-            av, figs = _warm_start(t, "av")
-            metrics.update(figs)
-            ar, figs = _warm_start(t, "ar")
-            metrics.update(figs)
-        if cfg.train.rl.steps:
-            av, ar, figs = _rl(t, av, ar)
-            metrics.update(figs)
 
-        t_eval = time.perf_counter()
-        scores, table = t.evaluate(av, ar, cfg.eval.max_samples)
-        metrics.update({f"eval/{k}": v for k, v in scores.items()})
-        metrics["eval/wall_s"] = time.perf_counter() - t_eval
-        metrics["trial/wall_s"] = time.perf_counter() - t0
-        mlflow.log_metrics(metrics)
-        if table:
-            mlflow.log_table({k: [r[k] for r in table] for k in table[0]}, "samples.json")
-        if cfg.mlflow.log_checkpoints:
-            for name in ("av_checkpoint", "ar_checkpoint", "rl_checkpoint"):
-                if (run_dir / name).is_dir():
-                    mlflow.log_artifacts(str(run_dir / name), f"checkpoints/{name}")
-        metrics["run_id"] = run.info.run_id
+def _run(t: _Trial, dataset_name: str, tags: dict[str, str]) -> dict[str, Any]:
+    """The body of one trial inside its (active) MLflow run."""
+    cfg = t.cfg
+    resolved = cfg.model_dump(mode="json")
+    (t.run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    mlflow.log_params({k: str(v)[:500] for k, v in flatten(resolved).items()})
+    mlflow.set_tags(
+        {
+            "av.variant": cfg.av.get("variant", "baseline"),
+            "ar.variant": cfg.ar.get("variant", "baseline"),
+            "dataset": dataset_name,
+            "seed": str(cfg.seed),
+            "nla.state": "RUNNING",
+            **tags,
+        }
+    )
+    mlflow.log_artifact(str(t.run_dir / "config.yaml"))
+
+    metrics: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    if cfg.train.rl.resume_from:  # the warm start is inside the RL checkpoint
+        av = ar = None
+    else:
+        av, figs = _warm_start(t, "av")
+        metrics.update(figs)
+        ar, figs = _warm_start(t, "ar")
+        metrics.update(figs)
+    if cfg.train.rl.steps:
+        av, ar, figs = _rl(t, av, ar)
+        metrics.update(figs)
+
+    t_eval = time.perf_counter()
+    scores, table = t.evaluate(av, ar, cfg.eval.max_samples)
+    metrics.update({f"eval/{k}": v for k, v in scores.items()})
+    metrics["eval/wall_s"] = time.perf_counter() - t_eval
+    metrics["trial/wall_s"] = time.perf_counter() - t0
+    mlflow.log_metrics(metrics)
+    if table:
+        mlflow.log_table({k: [r[k] for r in table] for k in table[0]}, "samples.json")
+    if cfg.mlflow.log_checkpoints:
+        for name, directory in t.checkpoints.items():
+            mlflow.log_artifacts(str(directory), f"checkpoints/{name}")
+    mlflow.set_tag("nla.state", "FINISHED")
+    metrics["run_id"] = t.run_id
     return metrics

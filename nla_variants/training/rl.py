@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -30,7 +29,7 @@ from torch import nn
 from nla_variants.checkpoint import load_component, load_optimizer_state, save_checkpoint
 from nla_variants.config import RLConfig
 from nla_variants.core.grpo import clipped_policy_loss, group_advantages, kl_penalty
-from nla_variants.core.text import extract_explanation, quote_rate
+from nla_variants.core.text import quote_rate
 from nla_variants.core.vectors import ORTHOGONAL_MSE, baseline_mse, fve, normalized_mse
 from nla_variants.registry import BuildContext
 from nla_variants.training.data import SplitRows
@@ -74,7 +73,6 @@ class RLModule(L.LightningModule):
         cfg: RLConfig,
         seed: int,
         start_step: int = 0,
-        on_eval: Callable[[int], dict[str, float]] | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -87,7 +85,6 @@ class RLModule(L.LightningModule):
         self.step_no = start_step
         self.nonfinite_in_a_row = 0
         self.skipped = 0
-        self.on_eval = on_eval
         self.history: list[dict[str, float]] = []
 
     def configure_optimizers(self):
@@ -115,7 +112,7 @@ class RLModule(L.LightningModule):
             num_samples=g,
         )
         t1 = time.perf_counter()
-        explanations = [extract_explanation(t) for t in texts]
+        explanations = [self.av.extract(t) for t in texts]  # None: unclosed tag or invalid
         ok = torch.tensor([e is not None for e in explanations], dtype=torch.bool)
         cut = [
             len(t) >= cfg.max_response_tokens and e is None
@@ -240,10 +237,6 @@ class RLModule(L.LightningModule):
         self.log_dict(
             {f"rl/{k}": v for k, v in metrics.items()}, on_step=True, batch_size=cfg.batch_size
         )
-        if self.on_eval is not None and cfg.eval_every and self.step_no % cfg.eval_every == 0:
-            # on_eval records its own metrics at this step (not through Lightning, whose step
-            # counter advances once per optimiser)
-            metrics.update({f"eval/{k}": v for k, v in self.on_eval(self.step_no).items()})
         self.history.append({"step": float(self.step_no), **metrics})
 
 
