@@ -74,6 +74,43 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_comparison(study, sweep_dir, parent_run_id) -> None:
+    from rich.console import Console
+
+    from ablations.report import compare, rich_table
+
+    table, metrics, files = compare(study, sweep_dir / "report", parent_run_id)
+    console = Console()
+    console.print(rich_table(table, metrics, f"sweep {study.study_name}: best first"))
+    console.print(f"written: {', '.join(str(p) for p in files.values())}")
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ablations.spec import load_sweep
+    from ablations.sweep import SweepRunner
+
+    runner = SweepRunner(load_sweep(args.config, args.set), progress=not args.quiet)
+    study = runner.run()
+    states = [t.state.name for t in study.trials]
+    Console().print(
+        f"study {study.study_name}: "
+        + ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
+        + f"; best config: {runner.dir / 'best.yaml'}"
+    )
+    _print_comparison(study, runner.dir, runner.parent_id)
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from ablations.report import open_sweep
+
+    study, sweep_dir, parent = open_sweep(args.sweep, args.storage)
+    _print_comparison(study, sweep_dir, parent)
+    return 0
+
+
 def _add_config_args(p: argparse.ArgumentParser, example: str) -> None:
     p.add_argument("config", help=f"YAML config, e.g. {example}")
     p.add_argument(
@@ -111,6 +148,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_args(p, "configs/train_baseline.yaml")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "sweep",
+        help="an Optuna study over trial configs (resumable; several workers can share it)",
+        description="Run (or continue) the Optuna study a sweep config describes: each trial is "
+        "run_trial over k seeds, recorded in Optuna and as nested MLflow runs; ends with the "
+        "comparison table. Kill it and rerun to resume.",
+    )
+    _add_config_args(p, "configs/sweeps/quickstart.yaml")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser(
+        "compare",
+        help="a sweep's variant x metric table (CSV, Markdown, plots, logged to MLflow)",
+        description="Tabulate a sweep (mean, spread and n over seeds, best first), write "
+        "comparison.csv, comparison.md and plots under SWEEP_DIR/report.",
+    )
+    p.add_argument("sweep", help="the sweep config (YAML) or its directory (.nla/sweeps/NAME)")
+    p.add_argument("--storage", help="the study database URL, for a shared-database sweep")
+    p.add_argument("-q", "--quiet", action="store_true", help="no info logs")
+    p.set_defaults(func=_cmd_compare)
     return parser
 
 

@@ -1,0 +1,281 @@
+"""`nla compare`: a variant x metric table of a sweep (mean, spread over seeds, n) sorted by the
+objective, as a rich table, CSV and Markdown, plus plots (optimisation history, parameter
+importances, Pareto front, metric by variant) saved as files and logged to the sweep's MLflow run.
+
+Reads the Optuna study (per-seed metrics are stored on each trial), so it works on any study
+that `nla sweep` wrote, including one assembled by hand.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from ablations.sweep import aggregate
+from nla_variants.io import write_text_atomic
+
+log = logging.getLogger(__name__)
+FALLBACK_METRICS = ["eval/roundtrip_fve", "eval/roundtrip_gap", "eval/quote_rate"]
+
+
+@dataclass
+class Row:
+    number: int
+    state: str
+    variant: str
+    params: dict[str, Any]
+    stats: dict[str, dict[str, float]]  # metric -> mean, std, n
+
+    def label(self) -> str:
+        return ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in self.params.items())
+
+
+def _short(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def _variant(t: FrozenTrial) -> str:
+    v = t.user_attrs.get("variants") or {}
+    return f"{v.get('av', 'baseline')}/{v.get('ar', 'baseline')}"
+
+
+def rows(study: optuna.Study) -> list[Row]:
+    """Finished and pruned trials that have per-seed metrics, best first."""
+    objectives = study.user_attrs.get("objectives") or [
+        {"metric": "eval/roundtrip_fve", "direction": "maximize"}
+    ]
+    key, direction = objectives[0]["metric"], objectives[0]["direction"]
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        per_seed = t.user_attrs.get("seed_metrics") or {}
+        if per_seed:
+            out.append(
+                Row(t.number, t.state.name, _variant(t), dict(t.params), aggregate(per_seed))
+            )
+    sign = -1.0 if direction == "maximize" else 1.0
+
+    def order(r: Row) -> tuple:
+        m = r.stats.get(key)
+        return (r.state != "COMPLETE", m is None, sign * m["mean"] if m else 0.0, r.number)
+
+    return sorted(out, key=order)
+
+
+def metric_names(study: optuna.Study) -> list[str]:
+    return list(study.user_attrs.get("report") or FALLBACK_METRICS)
+
+
+def _cell(stats: dict[str, float] | None) -> str:
+    if stats is None:
+        return "-"
+    if stats["n"] > 1:
+        return f"{stats['mean']:.3f} ± {stats['std']:.3f}"
+    return f"{stats['mean']:.3f}"
+
+
+def to_csv(table: list[Row], metrics: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    head = ["trial", "state", "variant", "params", "n_seeds"]
+    for m in metrics:
+        head += [f"{m}.mean", f"{m}.std"]
+    w.writerow(head)
+    for r in table:
+        n = max((s["n"] for s in r.stats.values()), default=0)
+        line = [r.number, r.state, r.variant, json.dumps(r.params, sort_keys=True), int(n)]
+        for m in metrics:
+            s = r.stats.get(m)
+            line += [f"{s['mean']:.6g}", f"{s['std']:.6g}"] if s else ["", ""]
+        w.writerow(line)
+    return buf.getvalue()
+
+
+def to_markdown(table: list[Row], metrics: list[str]) -> str:
+    head = ["trial", "variant", "params", "n", *metrics]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table:
+        n = max((s["n"] for s in r.stats.values()), default=0)
+        state = "" if r.state == "COMPLETE" else f" ({r.state.lower()})"
+        cells = [f"{r.number}{state}", r.variant, r.label() or "-", str(int(n))]
+        cells += [_cell(r.stats.get(m)) for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def rich_table(table: list[Row], metrics: list[str], title: str):
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for col in ("trial", "variant", "params", "n"):
+        t.add_column(col, overflow="fold")
+    for m in metrics:
+        t.add_column(m.removeprefix("eval/"), justify="right")
+    for r in table:
+        n = max((s["n"] for s in r.stats.values()), default=0)
+        state = "" if r.state == "COMPLETE" else f" ({r.state.lower()})"
+        t.add_row(
+            f"{r.number}{state}",
+            r.variant,
+            r.label() or "-",
+            str(int(n)),
+            *[_cell(r.stats.get(m)) for m in metrics],
+        )
+    return t
+
+
+def plots(study: optuna.Study, table: list[Row], out: Path) -> list[Path]:
+    """Optimisation history, parameter importances, Pareto front (several objectives) and the
+    objective metric by variant. A plot the study cannot support yet (e.g. importances need two
+    finished trials with varying parameters) is skipped with a log line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ov
+
+    out.mkdir(parents=True, exist_ok=True)
+    objectives = study.user_attrs.get("objectives") or [{"metric": "eval/roundtrip_fve"}]
+    names = [o["metric"] for o in objectives]
+    written: list[Path] = []
+
+    def save(name: str, draw) -> None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental
+                ax = draw()
+            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+            fig.tight_layout()
+            path = out / f"{name}.png"
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            written.append(path)
+        except (ValueError, RuntimeError, ZeroDivisionError, IndexError) as e:
+            log.info("plot %s skipped: %s", name, e)
+            plt.close("all")
+
+    if len(names) == 1:
+        save(
+            "optimization_history",
+            lambda: ov.plot_optimization_history(study, target_name=names[0]),
+        )
+        save("param_importances", lambda: ov.plot_param_importances(study))
+    else:
+        for i, n in enumerate(names):
+            save(
+                f"optimization_history_{i}",
+                lambda i=i, n=n: ov.plot_optimization_history(
+                    study, target=lambda t: t.values[i], target_name=n
+                ),
+            )
+            save(
+                f"param_importances_{i}",
+                lambda i=i, n=n: ov.plot_param_importances(
+                    study, target=lambda t: t.values[i], target_name=n
+                ),
+            )
+        if len(names) in (2, 3):
+            save("pareto_front", lambda: ov.plot_pareto_front(study, target_names=names))
+    save("metric_by_variant", lambda: _by_variant(study, table, names[0]))
+    return written
+
+
+def _by_variant(study: optuna.Study, table: list[Row], metric: str):
+    """Every seed's value of the objective metric, grouped by AV/AR variant."""
+    import matplotlib.pyplot as plt
+
+    groups: dict[str, list[float]] = {}
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    for r in table:
+        per_seed = by_number[r.number].user_attrs.get("seed_metrics") or {}
+        groups.setdefault(r.variant, []).extend(m[metric] for m in per_seed.values() if metric in m)
+    groups = {k: v for k, v in groups.items() if v}
+    if not groups:
+        raise ValueError(f"no trial has {metric}")
+    fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(groups)), 3.5))
+    labels = list(groups)
+    ax.boxplot([groups[k] for k in labels], tick_labels=labels, showmeans=True)
+    for i, k in enumerate(labels, start=1):
+        ax.scatter([i] * len(groups[k]), groups[k], s=12, alpha=0.6)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} by variant (every seed)")
+    ax.tick_params(axis="x", rotation=20)
+    return ax
+
+
+def compare(
+    study: optuna.Study, out_dir: Path, parent_run_id: str | None = None
+) -> tuple[list[Row], list[str], dict[str, Path]]:
+    """Build the table, write CSV/Markdown/plots under out_dir, log them to the parent run."""
+    table = rows(study)
+    metrics = metric_names(study)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        "csv": out_dir / "comparison.csv",
+        "markdown": out_dir / "comparison.md",
+    }
+    write_text_atomic(files["csv"], to_csv(table, metrics))
+    write_text_atomic(files["markdown"], to_markdown(table, metrics))
+    for p in plots(study, table, out_dir / "plots"):
+        files[p.stem] = p
+    if parent_run_id:
+        import mlflow
+
+        client = mlflow.MlflowClient()
+        for path in files.values():
+            where = "compare/plots" if path.suffix == ".png" else "compare"
+            client.log_artifact(parent_run_id, str(path), where)
+    return table, metrics, files
+
+
+def open_sweep(target: str, storage: str | None = None) -> tuple[optuna.Study, Path, str | None]:
+    """A sweep config file or a sweep directory -> (study, directory, MLflow parent run id)."""
+    import mlflow
+    import yaml
+
+    from ablations.spec import load_sweep
+    from ablations.storage import check_url, local_url, open_storage
+    from ablations.sweep import STATE_FILE
+    from nla_variants.errors import NLAError
+
+    path = Path(target)
+    if path.is_file():
+        sweep_dir = load_sweep(path).cfg.sweep_dir()
+    elif path.is_dir():
+        sweep_dir = path
+    else:
+        raise NLAError(f"{target} is neither a sweep config nor a sweep directory", "pass one")
+    state_path = sweep_dir / STATE_FILE
+    if not state_path.is_file():
+        raise NLAError(
+            f"{sweep_dir} holds no sweep (no {STATE_FILE})", "run nla sweep CONFIG first"
+        )
+    state = yaml.safe_load(state_path.read_text())
+    if storage:
+        url = check_url(storage)
+    elif state["local"]:
+        url = local_url(sweep_dir)
+    elif path.is_file() and load_sweep(path).cfg.storage:
+        url = check_url(load_sweep(path).cfg.storage)
+    else:
+        raise NLAError(
+            f"sweep {state['name']} lives in a shared database ({state['storage']})",
+            "pass the sweep config file or --storage URL",
+        )
+    try:
+        study = optuna.load_study(study_name=state["name"], storage=open_storage(url))
+    except KeyError:
+        raise NLAError(
+            f"no study named {state['name']!r} in {state['storage']}", "check the storage URL"
+        ) from None
+    if state.get("tracking_uri"):
+        mlflow.set_tracking_uri(state["tracking_uri"])
+    return study, sweep_dir, state.get("parent_run_id")

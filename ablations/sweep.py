@@ -1,0 +1,395 @@
+"""`nla sweep`: an Optuna study whose objective is `run_trial` over k seeds.
+
+Records: Optuna holds the study (params, values, states, per-seed metrics as user attributes);
+MLflow holds a parent run per sweep, a child run per trial (mean and spread over seeds) and the
+seeds' runs nested under it (from run_trial). Resumable: a rerun loads the same study; trials a
+killed worker left RUNNING are marked FAILED and their configuration is queued again, so no
+completed trial is lost or repeated. Several workers share a study through one database URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from ablations.spec import Sweep, get_dotted
+from ablations.storage import check_url, check_writable, local_lock, local_url, masked, open_storage
+from nla_variants.errors import NLAError, TrialStopped
+from nla_variants.experiment import run_trial
+from nla_variants.io import write_yaml_atomic
+
+log = logging.getLogger(__name__)
+STATE_FILE = "sweep.yaml"
+PARENT_TAG = "sweep.parent"
+
+
+class TrialFailed(Exception):
+    """A trial raised; recorded FAILED (Optuna and MLflow) and the study goes on."""
+
+
+def _one_line(err: BaseException) -> str:
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
+
+
+# -- sampling -----------------------------------------------------------------------------------
+
+
+def suggest(trial: optuna.Trial, sweep: Sweep) -> dict[str, Any]:
+    """Sample the space in declaration order; a `when` parameter only where its condition holds
+    (on earlier samples or the base config)."""
+    values: dict[str, Any] = {}
+    for name, p in sweep.cfg.space.items():
+        lookup = {k: values[k] if k in values else get_dotted(sweep.base, k) for k in p.when}
+        if not p.when_holds(lookup):
+            continue
+        if p.type == "categorical":
+            values[name] = trial.suggest_categorical(name, p.choices)
+        elif p.type == "int":
+            step = int(p.step or 1)
+            values[name] = trial.suggest_int(name, int(p.low), int(p.high), step=step, log=p.log)
+        else:
+            values[name] = trial.suggest_float(name, p.low, p.high, step=p.step, log=p.log)
+    return values
+
+
+def make_sampler(sweep: Sweep) -> optuna.samplers.BaseSampler:
+    s = sweep.cfg.sampler
+    if s.kind == "grid":
+        return optuna.samplers.GridSampler(sweep.grid_space(), seed=s.seed)
+    if s.kind == "random":
+        return optuna.samplers.RandomSampler(seed=s.seed)
+    return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.n_startup_trials)
+
+
+def make_pruner(sweep: Sweep) -> optuna.pruners.BasePruner:
+    p = sweep.cfg.pruner
+    if p.kind == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps
+        )
+    if p.kind == "hyperband":
+        rl_steps = int(get_dotted(sweep.base, "train.rl.steps") or 1)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=p.min_resource,
+            max_resource=max(rl_steps, p.min_resource),
+            reduction_factor=p.reduction_factor,
+        )
+    return optuna.pruners.NopPruner()
+
+
+# -- aggregation --------------------------------------------------------------------------------
+
+
+def aggregate(per_seed: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """metric -> {mean, std, n} over seeds (std is the sample std; 0 for one seed)."""
+    out: dict[str, dict[str, float]] = {}
+    keys = sorted({k for m in per_seed.values() for k in m})
+    for key in keys:
+        vals = [m[key] for m in per_seed.values() if key in m and math.isfinite(m[key])]
+        if vals:
+            std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+            out[key] = {"mean": float(np.mean(vals)), "std": std, "n": float(len(vals))}
+    return out
+
+
+# -- the study ----------------------------------------------------------------------------------
+
+
+class SweepRunner:
+    """One worker of one sweep."""
+
+    def __init__(self, sweep: Sweep, progress: bool = True) -> None:
+        self.sweep = sweep
+        self.cfg = sweep.cfg
+        self.progress = progress
+        self.dir = self.cfg.sweep_dir()
+        self.local = self.cfg.storage is None
+        self.url = local_url(self.dir) if self.local else check_url(self.cfg.storage or "")
+        self.tracking_uri = self.cfg.mlflow.tracking_uri or get_dotted(
+            sweep.base, "mlflow.tracking_uri"
+        )
+        self.parent_id: str | None = None
+        self.study: optuna.Study | None = None
+
+    # setup ------------------------------------------------------------------------------------
+
+    def _open(self) -> optuna.Study:
+        if self.local:
+            check_writable(self.dir)
+            storage = open_storage(self.url)
+        else:
+            storage = open_storage(self.url, stale_trial_callback=self._retry)
+            check_writable(self.dir)
+        study = optuna.create_study(
+            storage=storage,
+            study_name=self.cfg.name,
+            sampler=make_sampler(self.sweep),
+            pruner=make_pruner(self.sweep),
+            directions=self.sweep.cfg.directions,
+            load_if_exists=True,
+        )
+        fp = study.user_attrs.get("sweep_fingerprint")
+        if fp is None:
+            study.set_user_attr("sweep_fingerprint", self.cfg.fingerprint())
+            study.set_user_attr("objectives", [o.model_dump() for o in self.cfg.objectives])
+            study.set_user_attr("report", self.cfg.report)
+        elif fp != self.cfg.fingerprint():
+            raise NLAError(
+                f"study {self.cfg.name!r} in {masked(self.url)} was created by a different sweep "
+                "config (space, base, sampler, seeds or objectives changed)",
+                "give the changed sweep a new `name:`, or delete the old study to start over",
+            )
+        return study
+
+    def _parent_run(self) -> str:
+        """The sweep's MLflow parent run, shared by all workers: the earliest one tagged with
+        this study (a worker that raced and created a second one deletes its own)."""
+        client = mlflow.MlflowClient()
+        exp = mlflow.set_experiment(self.sweep.experiment)
+        query = f"tags.`{PARENT_TAG}` = '{self.cfg.name}'"
+
+        def parents() -> list:
+            runs = client.search_runs([exp.experiment_id], query, max_results=50)
+            return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
+
+        found = parents()
+        if found:
+            return found[0].info.run_id
+        mine = client.create_run(
+            exp.experiment_id,
+            run_name=f"sweep-{self.cfg.name}",
+            tags={PARENT_TAG: self.cfg.name, "sweep.study": self.cfg.name},
+        ).info.run_id
+        winner = parents()[0].info.run_id
+        if winner != mine:
+            client.delete_run(mine)
+        else:
+            client.log_dict(mine, self.sweep.base, "sweep/base_trial.yaml")
+            client.log_dict(mine, self.cfg.model_dump(mode="json"), "sweep/sweep.yaml")
+        return winner
+
+    def _write_state(self) -> None:
+        write_yaml_atomic(
+            self.dir / STATE_FILE,
+            {
+                "name": self.cfg.name,
+                "storage": masked(self.url),
+                "local": self.local,
+                "tracking_uri": self.tracking_uri,
+                "experiment": self.sweep.experiment,
+                "parent_run_id": self.parent_id,
+                "sweep": self.cfg.model_dump(mode="json", exclude={"storage"}),
+            },
+        )
+
+    # failure recovery -------------------------------------------------------------------------
+
+    def _retry(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """A trial whose worker died: its MLflow runs end KILLED, its configuration is queued
+        again (FAILED stays in the record, with `retried_as_queued`)."""
+        client = mlflow.MlflowClient()
+        for run_id in trial.user_attrs.get("mlflow_run_ids", []):
+            try:
+                client.set_tag(run_id, "nla.state", "INTERRUPTED")
+                client.set_terminated(run_id, "KILLED")
+            except mlflow.exceptions.MlflowException:
+                pass
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        log.warning("trial %d was interrupted; its configuration is queued again", trial.number)
+
+    def _recover_local(self, study: optuna.Study) -> None:
+        """Local study, lock held: anything RUNNING belongs to a killed worker."""
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            study.tell(t.number, state=TrialState.FAIL)
+            self._retry(study, t)
+
+    # the objective ----------------------------------------------------------------------------
+
+    def _reporter(self, trial: optuna.Trial):
+        metric = self.cfg.objectives[0].metric.removeprefix("eval/")
+
+        def report(step: int, scores: dict[str, float]) -> None:
+            if metric in scores and math.isfinite(scores[metric]):
+                trial.report(scores[metric], step)
+                if trial.should_prune():
+                    raise TrialStopped(f"pruned at RL step {step}")
+
+        return report
+
+    def objective(self, trial: optuna.Trial) -> list[float]:
+        params = suggest(trial, self.sweep)
+        base_seed = int(self.sweep.base.get("seed", 0))
+        seeds = self.cfg.seed_list(base_seed)
+        try:
+            first = self.sweep.trial_config(params)
+        except NLAError as e:  # a combination the per-parameter checks could not see
+            trial.set_user_attr("error", _one_line(e))
+            log.error("trial %d: invalid configuration: %s", trial.number, e)
+            raise TrialFailed(_one_line(e)) from e
+        variants = {
+            "av": first.av.get("variant", "baseline"),
+            "ar": first.ar.get("variant", "baseline"),
+        }
+        trial.set_user_attr("variants", variants)
+        tags = {
+            "sweep.study": self.cfg.name,
+            "sweep.trial": str(trial.number),
+            "av.variant": variants["av"],
+            "ar.variant": variants["ar"],
+        }
+        client = mlflow.MlflowClient()
+        run = mlflow.start_run(
+            run_name=f"{self.cfg.name}-trial-{trial.number}",
+            tags={**tags, "mlflow.parentRunId": self.parent_id, "nla.role": "trial"},
+        )
+        run_ids = [run.info.run_id]
+        trial.set_user_attr("mlflow_run_ids", run_ids)
+        per_seed: dict[str, dict[str, float]] = {}
+        prunable = len(self.cfg.objectives) == 1 and self.cfg.pruner.kind != "none"
+        try:
+            with run:
+                mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+                mlflow.set_tag("nla.state", "RUNNING")
+                for i, seed in enumerate(seeds):
+                    cfg = self.sweep.trial_config(
+                        params, seed=seed, name=f"{self.cfg.name}-t{trial.number}-s{seed}"
+                    )
+                    metrics = run_trial(
+                        cfg,
+                        progress=self.progress,
+                        reporter=self._reporter(trial) if prunable and i == 0 else None,
+                        tags={**tags, "sweep.seed": str(seed)},
+                    )
+                    run_ids.append(metrics["run_id"])
+                    trial.set_user_attr("mlflow_run_ids", run_ids)
+                    per_seed[str(seed)] = {
+                        k: float(v) for k, v in metrics.items() if isinstance(v, int | float)
+                    }
+                    trial.set_user_attr("seed_metrics", per_seed)
+                agg = aggregate(per_seed)
+                values = []
+                for o in self.cfg.objectives:
+                    if o.metric not in agg:
+                        raise NLAError(
+                            f"objective metric {o.metric} was not produced by the trial",
+                            f"use one of: {', '.join(sorted(agg))}",
+                        )
+                    values.append(agg[o.metric]["mean"])
+                mlflow.log_metrics({k: v["mean"] for k, v in agg.items()})
+                mlflow.log_metrics({f"{k}.std": v["std"] for k, v in agg.items()})
+                mlflow.set_tag("nla.state", "FINISHED")
+                return values
+        except TrialStopped as e:
+            client.set_tag(run.info.run_id, "nla.state", "PRUNED")
+            client.set_terminated(run.info.run_id, "KILLED")
+            trial.set_user_attr("pruned", str(e))
+            raise optuna.TrialPruned(str(e)) from None
+        except NLAError as e:
+            if e.problem.startswith("objective metric"):
+                raise  # the sweep config is wrong: stop the sweep, not just this trial
+            self._fail(client, run.info.run_id, trial, e)
+            raise TrialFailed(_one_line(e)) from e
+        except Exception as e:
+            self._fail(client, run.info.run_id, trial, e)
+            raise TrialFailed(_one_line(e)) from e
+
+    @staticmethod
+    def _fail(client, run_id: str, trial: optuna.Trial, err: BaseException) -> None:
+        trial.set_user_attr("error", _one_line(err))
+        client.set_tag(run_id, "nla.state", "FAILED")
+        client.set_tag(run_id, "nla.error", _one_line(err))
+        log.error("trial %d failed: %s", trial.number, _one_line(err))
+
+    # budget -----------------------------------------------------------------------------------
+
+    def _target(self) -> int | None:
+        if self.cfg.n_trials is not None:
+            return self.cfg.n_trials
+        if self.cfg.sampler.kind == "grid":
+            return math.prod(len(v) for v in self.sweep.grid_space().values())
+        return None
+
+    def remaining(self, study: optuna.Study) -> int | None:
+        """Trials still to start, counted over all workers (finished, pruned and running)."""
+        target = self._target()
+        if target is None:
+            return None
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        return target - len(study.get_trials(deepcopy=False, states=states))
+
+    # run --------------------------------------------------------------------------------------
+
+    def run(self) -> optuna.Study:
+        if self.tracking_uri:
+            mlflow.set_tracking_uri(self.tracking_uri)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own one-line trial reports
+        if self.local:
+            check_writable(self.dir)
+        guard = local_lock(self.dir) if self.local else nullcontext()
+        with guard:
+            study = self._open()
+            self.study = study
+            self.parent_id = self._parent_run()
+            if self.local:
+                self._recover_local(study)
+            self._write_state()
+            deadline = (
+                time.monotonic() + 60 * self.cfg.timeout_minutes
+                if self.cfg.timeout_minutes
+                else None
+            )
+            while True:
+                left = self.remaining(study)
+                if left is not None and left <= 0:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                study.optimize(self.objective, n_trials=1, catch=(TrialFailed,))
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if not running:  # the last worker out closes the sweep's parent run
+                mlflow.MlflowClient().set_terminated(self.parent_id, "FINISHED")
+            self.export_best(study)
+        return study
+
+    # outputs ----------------------------------------------------------------------------------
+
+    def export_best(self, study: optuna.Study) -> list[Path]:
+        """best.yaml: the best configuration as a complete, ready-to-run trial config (for
+        several objectives, every Pareto-optimal one under pareto/, best.yaml the best on the
+        first objective among them)."""
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not done:
+            return []
+        written: list[Path] = []
+        best = study.best_trials
+        if len(self.cfg.objectives) > 1:
+            for t in best:
+                path = self.dir / "pareto" / f"trial-{t.number}.yaml"
+                write_yaml_atomic(path, self._ready_config(t))
+                written.append(path)
+        sign = 1 if self.cfg.objectives[0].direction == "maximize" else -1
+        top = max(best, key=lambda t: sign * t.values[0])
+        path = self.dir / "best.yaml"
+        write_yaml_atomic(path, self._ready_config(top))
+        written.append(path)
+        client = mlflow.MlflowClient()
+        for p in written:
+            client.log_artifact(
+                self.parent_id, str(p), "best" if p.name == "best.yaml" else "pareto"
+            )
+        return written
+
+    def _ready_config(self, t: FrozenTrial) -> dict:
+        cfg = self.sweep.trial_config(t.params, name=f"{self.cfg.name}-best-t{t.number}")
+        data = cfg.model_dump(mode="json", exclude_defaults=False)
+        data["mlflow"]["experiment"] = f"{self.cfg.name}-best"
+        return data

@@ -1,0 +1,363 @@
+"""Sweeps on the tiny model: the study and its MLflow record, shared warm starts, failures,
+pruning, resume after a real kill, bad input, and `compare` on a synthetic study."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from ablations import sweep as sweep_mod
+from ablations.report import rows, to_csv
+from ablations.spec import load_sweep
+from ablations.sweep import SweepRunner, aggregate
+from nla_variants.cli import main
+from nla_variants.config import TrialConfig, load_config
+
+TINY_RL = {
+    "train.rl.steps": 2,
+    "train.rl.batch_size": 2,
+    "train.rl.group_size": 2,
+    "train.rl.eval_every": 1,
+    "train.rl.eval_samples": 4,
+    "train.rl.max_response_tokens": 8,
+    "mlflow.log_checkpoints": False,
+}
+
+
+def sweep_yaml(tmp: Path, model_dir: Path, **top) -> Path:
+    from test_trial import trial_config
+
+    base = trial_config(tmp, model_dir, **TINY_RL)
+    cfg = {
+        "name": "tiny-sweep",
+        "base": str(base),
+        "space": {"train.rl.kl_coef": {"low": 0.01, "high": 0.1, "log": True}},
+        "n_trials": 2,
+        "sampler": {"kind": "random", "seed": 0},
+        "pruner": {"kind": "none"},
+        "directory": str(tmp / "sweep"),
+        "mlflow": {"tracking_uri": f"sqlite:///{tmp}/mlflow.db", "experiment": "sweep-tests"},
+    }
+    cfg.update(top)
+    path = tmp / "sweep.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def study_of(tmp: Path, name: str = "tiny-sweep") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp / 'sweep' / 'optuna.db'}")
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, tiny_model_dir):
+    tmp = tmp_path_factory.mktemp("sweep")
+    path = sweep_yaml(tmp, tiny_model_dir, seeds=2)
+    assert main(["sweep", str(path), "-q"]) == 0
+    return tmp, path
+
+
+def test_sweep_runs_every_trial_over_every_seed(swept):
+    tmp, _ = swept
+    study = study_of(tmp)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == len(study.trials) == 2
+    for t in done:
+        per_seed = t.user_attrs["seed_metrics"]
+        assert sorted(per_seed) == ["0", "1"]
+        fves = [m["eval/roundtrip_fve"] for m in per_seed.values()]
+        assert t.values[0] == pytest.approx(sum(fves) / 2)
+
+
+def test_identical_warm_starts_are_reused_across_trials(swept):
+    tmp, _ = swept
+    first, second = sorted(study_of(tmp).trials, key=lambda t: t.number)
+    for seed in ("0", "1"):  # the warm start depends on the seed, not on the RL settings
+        assert "av_sft/cache_hit" not in first.user_attrs["seed_metrics"][seed]
+        assert second.user_attrs["seed_metrics"][seed]["av_sft/cache_hit"] == 1.0
+        assert second.user_attrs["seed_metrics"][seed]["ar_sft/cache_hit"] == 1.0
+    assert len(list((tmp / "warm_starts").iterdir())) == 4  # {av, ar} x 2 seeds
+
+
+def test_mlflow_has_a_parent_run_trial_children_and_seed_grandchildren(swept):
+    tmp, _ = swept
+    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("sweep-tests")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    parents = [r for r in runs if r.data.tags.get("sweep.parent") == "tiny-sweep"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0].info.run_id
+    trials = [r for r in runs if r.data.tags.get("nla.role") == "trial"]
+    assert sorted(r.data.tags["sweep.trial"] for r in trials) == ["0", "1"]
+    for tr in trials:
+        assert tr.data.tags["mlflow.parentRunId"] == parent
+        assert tr.data.tags["av.variant"] == "baseline"
+        assert "eval/roundtrip_fve.std" in tr.data.metrics
+        seeds = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == tr.info.run_id]
+        assert sorted(r.data.tags["sweep.seed"] for r in seeds) == ["0", "1"]
+        assert all(r.data.tags["sweep.study"] == "tiny-sweep" for r in seeds)
+        assert all(r.data.tags["nla.state"] == "FINISHED" for r in seeds)
+    art = {a.path for a in client.list_artifacts(parent, "compare")}
+    assert "compare/comparison.csv" in art
+
+
+def test_best_config_is_a_ready_to_run_trial(swept):
+    tmp, _ = swept
+    best = load_config(tmp / "sweep" / "best.yaml", TrialConfig)
+    top = study_of(tmp).best_trial
+    assert best.train.rl.kl_coef == pytest.approx(top.params["train.rl.kl_coef"])
+    assert best.train.rl.steps == 2
+
+
+def test_compare_writes_table_csv_markdown_and_plots(swept, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # rich folds headers on a narrow terminal
+    tmp, path = swept
+    assert main(["compare", str(tmp / "sweep")]) == 0
+    out = capsys.readouterr().out
+    assert "roundtrip_fve" in out and "best first" in out
+    report = tmp / "sweep" / "report"
+    lines = (report / "comparison.csv").read_text().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("trial,state,variant,params,n_seeds")
+    assert "| trial | variant |" in (report / "comparison.md").read_text()
+    assert (report / "plots" / "optimization_history.png").stat().st_size > 1000
+    assert (report / "plots" / "metric_by_variant.png").stat().st_size > 1000
+
+
+def test_rerunning_a_finished_sweep_repeats_nothing(swept):
+    tmp, path = swept
+    before = [(t.number, t.values) for t in study_of(tmp).trials]
+    assert main(["sweep", str(path), "-q"]) == 0
+    assert [(t.number, t.values) for t in study_of(tmp).trials] == before
+
+
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, tiny_model_dir):
+    path = sweep_yaml(
+        tmp_path,
+        tiny_model_dir,
+        space={"data.target.layer": {"choices": [2, 99]}},
+        sampler={"kind": "grid"},
+        n_trials=None,
+    )
+    assert main(["sweep", str(path), "-q"]) == 0
+    trials = {t.params["data.target.layer"]: t for t in study_of(tmp_path).trials}
+    assert trials[2].state == TrialState.COMPLETE
+    assert trials[99].state == TrialState.FAIL
+    assert "layer" in trials[99].user_attrs["error"]
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    run = MlflowClient().get_run(trials[99].user_attrs["mlflow_run_ids"][0])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["nla.state"] == "FAILED" and "layer" in run.data.tags["nla.error"]
+
+
+class PruneFromStepOne(optuna.pruners.BasePruner):
+    """Prunes every trial once it has reported a value at step >= 1."""
+
+    def prune(self, study, trial) -> bool:
+        return max(trial.intermediate_values, default=-1) >= 1
+
+
+def test_pruned_trials_are_pruned_in_optuna_and_tagged_in_mlflow(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    monkeypatch.setattr(sweep_mod, "make_pruner", lambda sweep: PruneFromStepOne())
+    path = sweep_yaml(tmp_path, tiny_model_dir, n_trials=1, pruner={"kind": "median"})
+    assert main(["sweep", str(path), "-q"]) == 0
+    (trial,) = study_of(tmp_path).trials
+    assert trial.state == TrialState.PRUNED
+    assert sorted(trial.intermediate_values) == [0, 1]  # the warm start, then RL step 1
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient()
+    trial_run = client.get_run(trial.user_attrs["mlflow_run_ids"][0])
+    assert trial_run.data.tags["nla.state"] == "PRUNED" and trial_run.info.status == "KILLED"
+    exp = client.get_experiment_by_name("sweep-tests")
+    (seed_run,) = client.search_runs(
+        [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{trial_run.info.run_id}'"
+    )
+    assert seed_run.data.tags["nla.state"] == "PRUNED" and seed_run.info.status == "KILLED"
+
+
+def test_median_and_hyperband_pruners_are_built_from_the_config(tmp_path, tiny_model_dir):
+    path = sweep_yaml(tmp_path, tiny_model_dir, pruner={"kind": "median", "n_warmup_steps": 3})
+    pruner = sweep_mod.make_pruner(load_sweep(path))
+    assert isinstance(pruner, optuna.pruners.MedianPruner)
+    path = sweep_yaml(tmp_path, tiny_model_dir, pruner={"kind": "hyperband"})
+    assert isinstance(sweep_mod.make_pruner(load_sweep(path)), optuna.pruners.HyperbandPruner)
+
+
+def test_conditional_parameters_are_sampled_only_where_their_condition_holds(
+    tmp_path, tiny_model_dir
+):
+    path = sweep_yaml(
+        tmp_path,
+        tiny_model_dir,
+        space={
+            "av.finetune": {"choices": ["full", "lora"]},
+            "av.lora_r": {"type": "int", "low": 2, "high": 8, "when": {"av.finetune": "lora"}},
+        },
+    )
+    sweep = load_sweep(path)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(12):
+        trial = study.ask()
+        params = sweep_mod.suggest(trial, sweep)
+        assert ("av.lora_r" in params) == (params["av.finetune"] == "lora")
+        seen.add(params["av.finetune"])
+        study.tell(trial, 0.0)
+    assert seen == {"full", "lora"}
+
+
+def test_seed_spread_is_the_sample_standard_deviation():
+    agg = aggregate({"0": {"m": 1.0}, "1": {"m": 3.0}, "2": {"m": 2.0, "x": 5.0}})
+    assert agg["m"] == {"mean": 2.0, "std": 1.0, "n": 3.0}
+    assert agg["x"] == {"mean": 5.0, "std": 0.0, "n": 1.0}
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("top", "needle"),
+    [
+        ({"space": {"av.variant": {"choices": ["baseline", "nope"]}}}, "unknown av variant 'nope'"),
+        ({"space": {"train.rl.klcoef": {"low": 0.1, "high": 1.0}}}, "train.rl.klcoef"),
+        ({"space": {"av.bogus": {"choices": [1, 2]}}}, "av.bogus"),
+        ({"space": {}}, "search space is empty"),
+        ({"storage": "not a url"}, "storage URL is malformed"),
+        ({"storage": "oracle://u:pw@localhost/db"}, "unsupported database"),
+        (
+            {"storage": "postgresql://nla:hunter2-secret@127.0.0.1:1/nla"},
+            "cannot reach the study database",
+        ),
+        ({"objectives": [{"metric": "roundtrip"}]}, "not a trial metric"),
+        (
+            {"objectives": [{"metric": "eval/roundtrip_fve"}, {"metric": "eval/quote_rate"}]},
+            "pruning needs a single objective",
+        ),
+        ({"n_trials": None}, "set n_trials or timeout_minutes"),
+    ],
+)
+def test_bad_sweeps_fail_in_one_line_and_create_nothing(
+    tmp_path, tiny_model_dir, capsys, top, needle
+):
+    path = sweep_yaml(tmp_path, tiny_model_dir, pruner={"kind": "median"}, **top)
+    assert main(["sweep", str(path), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1 and "fix:" in err
+    assert "hunter2" not in err
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_an_unwritable_sweep_directory_fails_in_one_line(tmp_path, tiny_model_dir, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    path = sweep_yaml(tmp_path, tiny_model_dir, directory=str(blocker / "sweep"))
+    assert main(["sweep", str(path), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not writable" in err and len(err.splitlines()) == 1
+
+
+def test_a_changed_sweep_under_the_same_name_is_refused(tmp_path, tiny_model_dir, capsys):
+    sweep = load_sweep(sweep_yaml(tmp_path, tiny_model_dir))
+    SweepRunner(sweep)._open()  # the study exists with the first space
+    changed = sweep_yaml(tmp_path, tiny_model_dir, space={"train.rl.temperature": {"choices": [1]}})
+    assert main(["sweep", str(changed), "-q"]) == 2
+    assert "different sweep config" in capsys.readouterr().err
+
+
+# -- compare on a synthetic study ---------------------------------------------------------------
+
+
+def test_compare_on_a_synthetic_study(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="synthetic", storage=storage, direction="maximize")
+    study.set_user_attr("objectives", [{"metric": "eval/roundtrip_fve", "direction": "maximize"}])
+    study.set_user_attr("report", ["eval/roundtrip_fve", "eval/quote_rate"])
+    dist = {"av.variant": optuna.distributions.CategoricalDistribution(["baseline", "multi"])}
+    for variant, fves in [("baseline", [0.1, 0.3]), ("multi", [0.4, 0.6, 0.5])]:
+        per_seed = {
+            str(i): {"eval/roundtrip_fve": v, "eval/quote_rate": 0.1} for i, v in enumerate(fves)
+        }
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"av.variant": variant},
+                distributions=dist,
+                value=sum(fves) / len(fves),
+                user_attrs={
+                    "seed_metrics": per_seed,
+                    "variants": {"av": variant, "ar": "baseline"},
+                },
+            )
+        )
+    (tmp_path / "sweep.yaml").write_text(
+        yaml.safe_dump(
+            {"name": "synthetic", "local": True, "storage": storage, "parent_run_id": None}
+        )
+    )
+    table = rows(study)
+    assert [r.variant for r in table] == ["multi/baseline", "baseline/baseline"]
+    assert table[0].stats["eval/roundtrip_fve"] == pytest.approx({"mean": 0.5, "std": 0.1, "n": 3})
+    csv_lines = to_csv(table, ["eval/roundtrip_fve"]).splitlines()
+    assert csv_lines[1].split(",")[-2:] == ["0.5", "0.1"]
+    assert main(["compare", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.index("multi/baseline") < out.index("baseline/baseline")
+    assert "0.500 ± 0.100" in out
+    assert (tmp_path / "report" / "plots" / "metric_by_variant.png").is_file()
+
+
+# -- resume after a real kill -------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path, tiny_model_dir):
+    path = sweep_yaml(tmp_path, tiny_model_dir, n_trials=3)
+    cmd = [sys.executable, "-m", "nla_variants.cli", "sweep", str(path), "-q"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    db = tmp_path / "sweep" / "optuna.db"
+    deadline = time.monotonic() + 300
+    completed_before: dict[int, tuple] = {}
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if db.is_file():
+            try:
+                trials = study_of(tmp_path).trials
+            except Exception:  # the study is still being created
+                continue
+            done = [t for t in trials if t.state == TrialState.COMPLETE]
+            running = [t for t in trials if t.state == TrialState.RUNNING]
+            if done and running:
+                completed_before = {t.number: (t.params, t.values) for t in done}
+                break
+        assert proc.poll() is None, proc.stderr.read().decode()
+    assert completed_before, "the sweep never had a finished and a running trial"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    assert main(["sweep", str(path), "-q"]) == 0
+    trials = study_of(tmp_path).trials
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 3
+    assert len({t.number for t in trials}) == len(trials)
+    for number, (params, values) in completed_before.items():
+        assert (trials[number].params, trials[number].values) == (params, values)
+    killed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(killed) == 1
+    retry = [t for t in done if t.user_attrs.get("retry_of") == killed[0].number]
+    assert retry and retry[0].params == killed[0].params
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    stale = MlflowClient().get_run(killed[0].user_attrs["mlflow_run_ids"][0])
+    assert stale.info.status == "KILLED" and stale.data.tags["nla.state"] == "INTERRUPTED"
