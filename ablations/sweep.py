@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -127,7 +129,7 @@ class SweepRunner:
             check_writable(self.dir)
             storage = open_storage(self.url)
         else:
-            storage = open_storage(self.url, stale_trial_callback=self._retry)
+            storage = self._open_shared()
             check_writable(self.dir)
         study = optuna.create_study(
             storage=storage,
@@ -149,6 +151,17 @@ class SweepRunner:
                 "give the changed sweep a new `name:`, or delete the old study to start over",
             )
         return study
+
+    def _open_shared(self) -> optuna.storages.RDBStorage:
+        """Workers starting together may race to create Optuna's tables; the loser retries."""
+        for attempt in range(3):
+            try:
+                return open_storage(self.url, stale_trial_callback=self._retry)
+            except NLAError:
+                if attempt == 2:
+                    raise
+                time.sleep(1.0 + attempt)
+        raise AssertionError("unreachable")
 
     def _parent_run(self) -> str:
         """The sweep's MLflow parent run, shared by all workers: the earliest one tagged with
@@ -240,6 +253,7 @@ class SweepRunner:
             "ar": first.ar.get("variant", "baseline"),
         }
         trial.set_user_attr("variants", variants)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         tags = {
             "sweep.study": self.cfg.name,
             "sweep.trial": str(trial.number),
