@@ -7,7 +7,9 @@ Metrics (all FVEs against the predict-the-training-mean baseline, on normalised 
 - `*_shuffled_fve`: the same predictions scored against a permutation of the targets: the control.
   `*_gap` = real - shuffled is the evidence that anything about the vector was learned.
 - `quote_rate` (share of explanation n-grams found in the source prefix), `length_mean` (words),
-  `tag_failure_rate`.
+  `tag_failure_rate` (no closed tag, or an output the AV's `extract` rejects), and of those
+  `schema_violation_rate` (closed tag but invalid format: the structured AV's schema).
+- The AR reads teacher explanations rendered by `av.render_target`, as it should be trained.
 """
 
 from __future__ import annotations
@@ -88,9 +90,8 @@ def evaluate(
         # the AR alone, on teacher explanations
         have = [i for i in range(n) if teacher[i] is not None]
         if have:
-            pred = ar_predict(
-                ar, [teacher[i] for i in have], [prefixes[i] for i in have], batch_size
-            )
+            rendered = [av.render_target(teacher[i]) for i in have]  # the AV's output format
+            pred = ar_predict(ar, rendered, [prefixes[i] for i in have], batch_size)
             tv = vectors[have]
             tperm = derangement(len(have), seed)
             real, shuf = _fves(
@@ -105,7 +106,7 @@ def evaluate(
         for s in _batches(n, batch_size):
             out, _ = av.generate(vectors[s].to(device), max_new_tokens=max_new_tokens)
             texts.extend(out)
-        explained = [extract_explanation(t) for t in texts]
+        explained = [av.extract(t) for t in texts]  # None: unclosed tag or schema violation
         ok = [i for i, e in enumerate(explained) if e is not None]
         pred = torch.zeros_like(vectors)
         if ok:
@@ -119,6 +120,12 @@ def evaluate(
     real, shuf = _fves(rt_mse, vectors, mean, perm, shuffled_mse)
     metrics.update(roundtrip_fve=real, roundtrip_shuffled_fve=shuf, roundtrip_gap=real - shuf)
     metrics["tag_failure_rate"] = float(failed.float().mean())
+    # closed tag, rejected by the AV's output format (always 0 for a free-text AV)
+    violations = sum(
+        e is None and extract_explanation(t) is not None
+        for t, e in zip(texts, explained, strict=True)
+    )
+    metrics["schema_violation_rate"] = violations / max(n, 1)
     good = [explained[i] for i in ok]
     metrics["quote_rate"] = (
         float(np.mean([quote_rate(explained[i], prefixes[i], quote_ngram) for i in ok]))

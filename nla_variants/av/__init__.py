@@ -1,5 +1,14 @@
 """Activation Verbalizers: vector -> explanation. Importing this registers the built-ins."""
 
 from nla_variants.av.baseline import BaselineAV, BaselineAVConfig
+from nla_variants.av.multitoken import MultiTokenAV, MultiTokenAVConfig
+from nla_variants.av.structured import StructuredAV, StructuredAVConfig
 
-__all__ = ["BaselineAV", "BaselineAVConfig"]
+__all__ = [
+    "BaselineAV",
+    "BaselineAVConfig",
+    "MultiTokenAV",
+    "MultiTokenAVConfig",
+    "StructuredAV",
+    "StructuredAVConfig",
+]

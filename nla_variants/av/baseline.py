@@ -21,7 +21,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from nla_variants.config import Strict
 from nla_variants.core.injection import inject, resolve_injection_scale
-from nla_variants.core.text import CLOSE_TAG, wrap_explanation
+from nla_variants.core.text import CLOSE_TAG, extract_explanation, wrap_explanation
 from nla_variants.registry import BuildContext, register_av
 from nla_variants.target import load_lm
 
@@ -144,6 +144,19 @@ class BaselineAV(nn.Module):
         """What replaces the placeholder embeddings: [B, n_slots, d] (here: the vector itself)."""
         return vectors.unsqueeze(1)
 
+    def render_target(self, explanation: str) -> str:
+        """A teacher explanation in this AV's output format (the body inside the tags): what
+        the AV is warm-started to write and what the AR should be warm-started to read. A
+        variant that overrides it records what the rendering depends on in
+        `metadata()["schema"]` (the AR's warm-start cache key)."""
+        return explanation
+
+    def extract(self, text: str) -> str | None:
+        """The explanation in a generation, or None for a failed extraction (unclosed tag here;
+        a variant with an output format also rejects violations). RL gives None the failure
+        reward and evaluation counts it in `tag_failure_rate`."""
+        return extract_explanation(text)
+
     def metadata(self) -> dict:
         """Recorded in the checkpoint sidecar."""
         return {
@@ -199,10 +212,12 @@ class BaselineAV(nn.Module):
             raise RuntimeError("injection has no effect: the AV never sees the activation")
 
     def encode_responses(self, explanations: Sequence[str]) -> list[list[int]]:
-        """Tagged explanation tokens plus end-of-turn, capped at max_response_tokens."""
+        """Teacher explanations as response tokens: rendered by `render_target`, tagged, plus
+        end-of-turn, capped at max_response_tokens."""
         out = []
         for text in explanations:
-            ids = self.tokenizer(wrap_explanation(text), add_special_tokens=False)["input_ids"]
+            tagged = wrap_explanation(self.render_target(text))
+            ids = self.tokenizer(tagged, add_special_tokens=False)["input_ids"]
             out.append(list(ids)[: self.cfg.max_response_tokens - 1] + [self.eos_id])
         return out
 
@@ -231,7 +246,8 @@ class BaselineAV(nn.Module):
         return logp * resp_mask, resp_mask
 
     def sft_loss(self, vectors: torch.Tensor, explanations: Sequence[str]) -> torch.Tensor:
-        """Mean next-token NLL over response tokens only."""
+        """Mean next-token NLL over response tokens only (targets rendered by
+        `render_target` inside `encode_responses`)."""
         logp, mask = self.response_logprobs(vectors, self.encode_responses(explanations))
         return -(logp.sum() / mask.sum())
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import lightning as L
 import torch
@@ -89,10 +90,21 @@ class AVWarmStart(WarmStart):
 
 
 class ARWarmStart(WarmStart):
-    """AR SFT: teacher explanation -> vector, normalised MSE."""
+    """AR SFT: teacher explanation -> vector, normalised MSE. `render` (the AV's
+    `render_target`) puts the teacher explanations in the AV's output format first, so the AR is
+    warm-started on the form it reads in RL and evaluation (a structured AV's schema)."""
+
+    def __init__(self, *args, render: Callable[[str], str] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.render = render
+
+    def _explanations(self, batch: dict) -> list[str]:
+        texts = batch["explanations"]
+        return list(texts) if self.render is None else [self.render(t) for t in texts]
 
     def compute_loss(self, batch: dict) -> torch.Tensor:
-        return self.component.loss(batch["explanations"], batch["vectors"], batch["prefixes"])
+        return self.component.loss(self._explanations(batch), batch["vectors"], batch["prefixes"])
 
     def batch_tokens(self, batch: dict) -> int:
-        return sum(map(len, self.component.sequences(batch["explanations"], batch["prefixes"])))
+        seqs = self.component.sequences(self._explanations(batch), batch["prefixes"])
+        return sum(map(len, seqs))
