@@ -60,6 +60,7 @@ EVAL_CURVE = (
     "roundtrip_shuffled_fve",
     "roundtrip_gap",
     "tag_failure_rate",
+    "schema_violation_rate",
     "quote_rate",
     "length_mean",
 )
@@ -208,10 +209,11 @@ class _Trial:
         )
 
 
-def _warm_start_key(t: _Trial, kind: str, sft: SFTConfig) -> str:
+def _warm_start_key(t: _Trial, kind: str, sft: SFTConfig, render_spec: dict | None) -> str:
     """Everything that decides the warm-started weights (not where checkpoints go)."""
     return hash_obj(
         {
+            "render": render_spec,  # the AV's output format the AR is trained to read
             "kind": kind,
             "dataset": t.dataset.path.name,  # content-addressed: model, layer, corpus, teacher
             "section": getattr(t.cfg, kind),
@@ -225,7 +227,7 @@ def _warm_start_key(t: _Trial, kind: str, sft: SFTConfig) -> str:
     )
 
 
-def _warm_start(t: _Trial, kind: str) -> tuple[torch.nn.Module, dict[str, float]]:
+def _warm_start(t: _Trial, kind: str, av=None) -> tuple[torch.nn.Module, dict[str, float]]:
     """Warm-start one component; returns it (on the device) and its training figures.
 
     A warm start whose configuration is identical to a finished one (same dataset, variant
@@ -233,10 +235,13 @@ def _warm_start(t: _Trial, kind: str) -> tuple[torch.nn.Module, dict[str, float]
     retrained, so trials that differ only downstream (RL, eval) share it."""
     module_cls, split = _STAGES[kind]
     sft: SFTConfig = getattr(t.cfg.train, split)
+    # the AR learns to read explanations in the AV's output format (e.g. a structured schema)
+    render = av.render_target if kind == "ar" and av is not None else None
+    render_spec = av.metadata().get("schema") if render is not None else None
     L.seed_everything(t.cfg.seed, workers=True, verbose=False)  # independent of the other stage
     cached = None
     if t.cfg.train.reuse_warm_start and not sft.resume_from:
-        cached = t.warm_start_root / f"{kind}-{_warm_start_key(t, kind, sft)}"
+        cached = t.warm_start_root / f"{kind}-{_warm_start_key(t, kind, sft, render_spec)}"
         if (cached / SIDECAR).is_file():
             component, meta = load_component(cached, t.ctx)
             t.checkpoints[f"{kind}_checkpoint"] = cached
@@ -258,7 +263,10 @@ def _warm_start(t: _Trial, kind: str) -> tuple[torch.nn.Module, dict[str, float]
     if sft.checkpoint_every:
         callbacks.append(ComponentCheckpoint(sft.checkpoint_every, ckpt_dir, kind, t.ctx))
     remaining = max(0, sft.steps - offset)
-    module = module_cls(component, sft.lr, sft.weight_decay, sft.warmup_steps, sft.steps, offset)
+    extra = {"render": render} if kind == "ar" else {}
+    module = module_cls(
+        component, sft.lr, sft.weight_decay, sft.warmup_steps, sft.steps, offset, **extra
+    )
     figures = {"steps": float(offset)}
     if remaining:
         trainer = t.trainer(split, remaining, sft.max_minutes, callbacks)
@@ -440,7 +448,7 @@ def _run(t: _Trial, dataset_name: str, tags: dict[str, str]) -> dict[str, Any]:
     else:
         av, figs = _warm_start(t, "av")
         metrics.update(figs)
-        ar, figs = _warm_start(t, "ar")
+        ar, figs = _warm_start(t, "ar", av=av)
         metrics.update(figs)
     if cfg.train.rl.steps:
         av, ar, figs = _rl(t, av, ar)
