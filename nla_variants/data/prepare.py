@@ -4,7 +4,9 @@ Stages: validate everything that can fail (config, model dims, corpus files, tea
 writing anything; compute the content address; then per shard of documents: one early-exit
 forward per document (all its truncation points at once), teacher explanations, an atomic parquet
 write. A killed run resumes at the first missing shard and ends with exactly the rows of an
-uninterrupted run; the sidecar is written last and marks completion.
+uninterrupted run; the sidecar is written last and marks completion. With `target.diff_model` the
+vectors are that model's activations minus the target's (one pass per model per document; see
+nla_variants/data/diffing.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tqdm.auto import tqdm
 
 from nla_variants.config import PrepareConfig
 from nla_variants.data.corpus import load_corpus, manifest_hash
+from nla_variants.data.diffing import diff_sidecar, load_extractor, resolve_diff_model
 from nla_variants.data.sampling import DocPlan, plan_documents
 from nla_variants.data.store import (
     CONFIG,
@@ -62,11 +65,18 @@ class PrepareResult:
 
 
 def dataset_address(
-    cfg: PrepareConfig, model_fp: str, dtype: str, manifest: str, teacher_fp: dict
+    cfg: PrepareConfig,
+    model_fp: str,
+    dtype: str,
+    manifest: str,
+    teacher_fp: dict,
+    diff_fp: str | None = None,
 ) -> str:
-    """Hash of everything that determines the rows; nothing that only changes speed or place."""
+    """Hash of everything that determines the rows; nothing that only changes speed or place.
+    A diff dataset adds the second model's fingerprint (ordinary addresses are unchanged)."""
     return hash_obj(
         {
+            **({"diff_model": diff_fp} if diff_fp else {}),
             "format": FORMAT_VERSION,
             "seed": cfg.seed,
             "model": model_fp,
@@ -199,23 +209,29 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
     t0 = time.perf_counter()
     source = resolve_model(cfg.target.model)
     check_layer(cfg.target.layer, source.num_layers, source.spec)
+    diff = resolve_diff_model(cfg.target, source)
     teacher = make_teacher(cfg.teacher, cfg.seed, cache_root() / "teachers")
     docs = load_corpus(cfg.corpus, cfg.seed)
     manifest = manifest_hash(docs)
     device = torch.device(cfg.target.device) if cfg.target.device else default_device()
     dtype = str(resolve_precision(cfg.target.precision, device)).removeprefix("torch.")
-    address = dataset_address(cfg, source.fingerprint, dtype, manifest, teacher.fingerprint())
+    address = dataset_address(
+        cfg, source.fingerprint, dtype, manifest, teacher.fingerprint(), diff and diff.fingerprint
+    )
     directory = Path(cfg.store.root) / f"{cfg.name}-{address[:12]}"
     if (directory / SIDECAR).is_file():
         log.info("cache hit: %s is complete (same config, model, corpus and teacher)", directory)
         teacher.close()
         return PrepareResult(directory, True, StoredDataset.open(directory).sidecar)
     try:
+        target = load_extractor(cfg.target, diff)  # may still refuse (identical weights)
         with _exclusive(directory):
             for stale in directory.glob(".*.tmp"):  # left by a killed run
                 stale.unlink()
             write_yaml_atomic(directory / CONFIG, cfg.model_dump(mode="json"))
-            sidecar = _build(cfg, directory, source, teacher, docs, manifest, address, progress)
+            sidecar = _build(
+                cfg, directory, source, target, diff, teacher, docs, manifest, address, progress
+            )
     finally:
         teacher.close()
     sidecar["timings"] = {"total_s": round(time.perf_counter() - t0, 2)}
@@ -223,8 +239,9 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
     return PrepareResult(directory, False, sidecar)
 
 
-def _build(cfg, directory, source, teacher, docs, manifest, address, progress) -> dict:
-    target = TargetModel(cfg.target.model, cfg.target.precision, cfg.target.device)
+def _build(
+    cfg, directory, source, target, diff, teacher, docs, manifest, address, progress
+) -> dict:
     budget = cfg.sampling.max_tokens + 1  # one more token tells what follows the longest prefix
     cut = budget * CHARS_PER_TOKEN_BOUND
     ids_list = target.tokenize([d.text[:cut] for d in docs], max_tokens=budget)
@@ -266,6 +283,7 @@ def _build(cfg, directory, source, teacher, docs, manifest, address, progress) -
             "num_layers": source.num_layers,
             "d_model": source.d_model,
         },
+        **diff_sidecar(diff),
         "layer": cfg.target.layer,
         "layer_convention": LAYER_CONVENTION,
         "d_model": source.d_model,

@@ -1,0 +1,239 @@
+"""A short causal-LM fine-tune of the target: the second model of an activation-diffing dataset.
+
+Why: diffing (see `nla_variants.data.diffing`) needs a model that differs from the target in a
+known, narrow way. A few hundred AdamW steps on one genre of the builtin corpus (or any corpus
+config) give one: the NLA trained on `finetuned - target` should then talk about that genre.
+
+Each example is the first `seq_len` tokens of one document, tokenised exactly as `nla prepare`
+tokenises (no special tokens added), so the fine-tune sees the same windows that prepare later
+extracts from. Training runs under bf16 autocast where the device supports it (CUDA, and CPUs
+with avx512_bf16/AMX) with fp32 master weights, and the checkpoint is saved in fp32: a short
+fine-tune moves weights by less than bf16's resolution, so a bf16 save would erase much of it.
+
+The result is a safetensors checkpoint dir (weights, config, tokenizer, `finetune.yaml`),
+written atomically under `$NLA_CACHE_DIR/finetuned/NAME-HASH/`. HASH covers the base model's
+weights, the selected documents and every training setting (not the device or output place), so
+a rerun is a cache hit. Use the dir as `target.diff_model`, or write
+`target.diff_model: finetune:PATH.yaml` to have `nla prepare` run (or find) the fine-tune itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import yaml
+from pydantic import Field
+from tqdm.auto import tqdm
+
+from nla_variants.config import CorpusConfig, Strict
+from nla_variants.data.corpus import load_corpus, manifest_hash
+from nla_variants.data.documents import Document
+from nla_variants.errors import NLAError
+from nla_variants.hashing import hash_obj
+from nla_variants.io import atomic_dir
+from nla_variants.paths import cache_root
+from nla_variants.target import default_device, load_lm, resolve_model, resolve_precision
+
+log = logging.getLogger(__name__)
+
+FINETUNE_FORMAT = 1
+META = "finetune.yaml"
+SPEC_PREFIX = "finetune:"  # target.diff_model: finetune:configs/finetune_narrative.yaml
+MAX_STEPS = 500
+CHARS_PER_TOKEN_BOUND = 16  # texts are cut to seq_len * this before tokenising (speed only)
+
+
+class FinetuneConfig(Strict):
+    """`nla finetune`: which base, which documents, how long."""
+
+    name: str = Field("finetune", pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    model: str = Field("embedded", description="the base model; same forms as target.model")
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig)
+    genre: str | None = Field("narrative", description="train on this genre only; None: all")
+    max_documents: int = Field(512, ge=1, description="seeded sample of the selected documents")
+    seq_len: int = Field(128, ge=8, description="tokens per example: each document's start")
+    steps: int = Field(200, ge=1, le=MAX_STEPS, description="a short fine-tune by design")
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(10, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="autocast dtype; auto: bf16 on CUDA and bf16-capable CPUs"
+    )
+    device: str | None = None
+    root: str | None = Field(None, description="output root; None: $NLA_CACHE_DIR/finetuned")
+
+
+@dataclass
+class FinetuneResult:
+    path: Path  # a checkpoint dir usable as target.model or target.diff_model
+    cache_hit: bool
+    meta: dict
+
+
+def _select(cfg: FinetuneConfig) -> list[Document]:
+    docs = load_corpus(cfg.corpus, cfg.seed)
+    if cfg.genre is not None:
+        genres = sorted({str(d.genre) for d in docs})
+        docs = [d for d in docs if d.genre == cfg.genre]
+        if not docs:
+            raise NLAError(
+                f"the corpus has no document of genre {cfg.genre!r} (genres: {genres})",
+                "set genre to one of those, or null to train on every document",
+            )
+    if len(docs) > cfg.max_documents:
+        keep = sorted(random.Random(cfg.seed).sample(range(len(docs)), cfg.max_documents))
+        docs = [docs[i] for i in keep]
+    return docs
+
+
+def _fresh_tokenizer(source):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(source.load_path)
+
+
+def finetune_address(cfg: FinetuneConfig, base_fp: str, dtype: str, manifest: str) -> str:
+    """Everything that determines the weights; not the name, device or output root."""
+    training = cfg.model_dump(exclude={"name", "model", "corpus", "device", "root", "precision"})
+    return hash_obj(
+        {
+            "format": FINETUNE_FORMAT,
+            "base": base_fp,
+            "dtype": dtype,
+            "documents": manifest,
+            **training,
+        }
+    )
+
+
+def _batches(examples: list[list[int]], cfg: FinetuneConfig, pad: int):
+    """`cfg.steps` padded batches, drawn in seeded epochs without replacement."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    order: list[int] = []
+    for _ in range(cfg.steps):
+        while len(order) < cfg.batch_size:
+            order += torch.randperm(len(examples), generator=gen).tolist()
+        pick, order = order[: cfg.batch_size], order[cfg.batch_size :]
+        width = max(len(examples[i]) for i in pick)
+        ids = torch.full((len(pick), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(pick), width), dtype=torch.long)
+        for row, i in enumerate(pick):
+            ids[row, : len(examples[i])] = torch.as_tensor(examples[i])
+            mask[row, : len(examples[i])] = 1
+        yield ids, mask, ids.masked_fill(mask == 0, -100)
+
+
+def _train(model, examples, cfg, device, dtype, pad, progress) -> tuple[list[float], int]:
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warm = max(cfg.warmup_steps, 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+    cast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    losses: list[float] = []
+    tokens = 0
+    bar = tqdm(total=cfg.steps, desc="finetune", unit="step", disable=not progress)
+    for ids, mask, labels in _batches(examples, cfg, pad):
+        with cast:
+            loss = model(
+                input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)
+            ).loss
+        if not torch.isfinite(loss):
+            raise NLAError(
+                f"fine-tune loss became {loss.item()} at step {len(losses)}",
+                "lower lr or use precision: fp32",
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        tokens += int(mask.sum())
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    bar.close()
+    model.eval()
+    return losses, tokens
+
+
+def finetune_target(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
+    """Fine-tune `cfg.model` on the selected documents and save it, or find the saved result."""
+    from nla_variants.data.diffing import content_fingerprint
+
+    t0 = time.perf_counter()
+    source = resolve_model(cfg.model)
+    docs = _select(cfg)
+    device = torch.device(cfg.device) if cfg.device else default_device()
+    dtype = resolve_precision(cfg.precision, device)
+    dtype_name = str(dtype).removeprefix("torch.")
+    base_fp = content_fingerprint(source)
+    address = finetune_address(cfg, base_fp, dtype_name, manifest_hash(docs))
+    root = Path(cfg.root).expanduser() if cfg.root else cache_root() / "finetuned"
+    out = root / f"{cfg.name}-{address[:12]}"
+    if (out / META).is_file():
+        log.info("cache hit: fine-tune %s already exists", out)
+        return FinetuneResult(out, True, yaml.safe_load((out / META).read_text()))
+
+    model, tokenizer = load_lm(source)
+    cut = cfg.seq_len * CHARS_PER_TOKEN_BOUND
+    enc = tokenizer(
+        [d.text[:cut] for d in docs],
+        add_special_tokens=False,
+        split_special_tokens=True,
+        truncation=True,
+        max_length=cfg.seq_len,
+    )
+    examples = [list(x) for x in enc["input_ids"] if len(x) >= 2]
+    if not examples:
+        raise NLAError("no selected document has 2 or more tokens", "pick a different corpus")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    log.info("fine-tuning %s on %d documents for %d steps", source.spec, len(examples), cfg.steps)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        losses, tokens = _train(model, examples, cfg, device, dtype, pad, progress)
+    k = max(1, min(10, len(losses) // 2))  # disjoint windows once there are 2+ steps
+    head, tail = float(np.mean(losses[:k])), float(np.mean(losses[-k:]))
+    meta = {
+        "format": FINETUNE_FORMAT,
+        "address": address,
+        "base": {"spec": source.spec, "kind": source.kind, "fingerprint": base_fp},
+        "genre": cfg.genre,
+        "documents": len(examples),
+        "steps": cfg.steps,
+        "tokens_seen": tokens,
+        "autocast_dtype": dtype_name,
+        "saved_dtype": "float32",
+        "loss_first": round(head, 4),
+        "loss_last": round(tail, 4),
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "config": cfg.model_dump(mode="json"),
+    }
+    # Makes config.json (and so resolve_model's local fingerprint) differ between fine-tunes.
+    model.config.nla_finetune = {"address": address, "base": base_fp}
+    with atomic_dir(out, replace=False) as tmp:  # a concurrent identical run may win; fine
+        model.to("cpu").save_pretrained(tmp, safe_serialization=True)
+        _fresh_tokenizer(source).save_pretrained(tmp)  # without the truncation state set above
+        (tmp / META).write_text(yaml.safe_dump(meta, sort_keys=False))
+    log.info("saved fine-tune to %s (loss %.3f -> %.3f)", out, head, tail)
+    return FinetuneResult(out, False, meta)
+
+
+def resolve_finetune_spec(spec: str, progress: bool = False) -> str:
+    """`finetune:PATH.yaml` -> the checkpoint dir of that fine-tune (run once, then cached);
+    any other spec is returned unchanged."""
+    if not spec.startswith(SPEC_PREFIX):
+        return spec
+    from nla_variants.config import load_config
+
+    cfg = load_config(spec.removeprefix(SPEC_PREFIX), FinetuneConfig)
+    return str(finetune_target(cfg, progress=progress).path)
