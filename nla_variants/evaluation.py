@@ -6,6 +6,10 @@ Metrics (all FVEs against the predict-the-training-mean baseline, on normalised 
   explanation tag never closes scores the orthogonal MSE (2), as in RL.
 - `*_shuffled_fve`: the same predictions scored against a permutation of the targets: the control.
   `*_gap` = real - shuffled is the evidence that anything about the vector was learned.
+- `ar_text_only_fve`: the AR reading an empty explanation (with the source prefix, for an AR
+  that reads it): how much of the vector the text alone gives. A constant prediction for an AR
+  that does not read the prefix (FVE <= 0, 0 for the mean direction); for a full-context AR, the
+  part of its score the AV's explanation did not add.
 - `quote_rate` (share of explanation n-grams found in the source prefix), `length_mean` (words),
   `tag_failure_rate` (no closed tag, or an output the AV's `extract` rejects), and of those
   `schema_violation_rate` (closed tag but invalid format: the structured AV's schema).
@@ -39,6 +43,14 @@ def ar_predict(
         for s in _batches(len(explanations), batch_size)
     ]
     return torch.cat(preds).float().cpu()
+
+
+def text_only_fve(
+    ar, prefixes: Sequence[str], vectors: torch.Tensor, mean: torch.Tensor, batch_size: int
+) -> float:
+    """FVE of the AR given an empty explanation and the source prefixes (text-only baseline)."""
+    pred = ar_predict(ar, [""] * len(prefixes), list(prefixes), batch_size)
+    return fve(normalized_mse(pred, vectors), baseline_mse(vectors, mean))
 
 
 def _fves(
@@ -100,6 +112,9 @@ def evaluate(
             metrics.update(
                 ar_teacher_fve=real, ar_teacher_shuffled_fve=shuf, ar_teacher_gap=real - shuf
             )
+
+        # the AR from the text alone (empty explanation)
+        metrics["ar_text_only_fve"] = text_only_fve(ar, prefixes, vectors, mean, batch_size)
 
         # the round trip
         texts: list[str] = []

@@ -1,5 +1,17 @@
 """Activation Reconstructors: explanation -> vector. Importing this registers the built-ins."""
 
 from nla_variants.ar.baseline import BaselineAR, BaselineARConfig
+from nla_variants.ar.context import ContextAR, ContextARConfig
+from nla_variants.ar.flowchart import FlowchartAR, FlowchartARConfig
+from nla_variants.ar.small import SmallAR, SmallARConfig
 
-__all__ = ["BaselineAR", "BaselineARConfig"]
+__all__ = [
+    "BaselineAR",
+    "BaselineARConfig",
+    "ContextAR",
+    "ContextARConfig",
+    "FlowchartAR",
+    "FlowchartARConfig",
+    "SmallAR",
+    "SmallARConfig",
+]

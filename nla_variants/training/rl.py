@@ -100,8 +100,9 @@ class RLModule(L.LightningModule):
 
     # -- one GRPO step ----------------------------------------------------------------------------
 
-    def rollout(self, vectors: torch.Tensor) -> dict:
-        """Sample, extract and score B x G explanations; no gradients."""
+    def rollout(self, vectors: torch.Tensor, prefixes: list[str] | None = None) -> dict:
+        """Sample, extract and score B x G explanations; no gradients. `prefixes` (one per
+        vector) reach the AR as the sources of its samples (a full-context AR reads them)."""
         cfg = self.cfg
         g = cfg.group_size
         t0 = time.perf_counter()
@@ -123,7 +124,8 @@ class RLModule(L.LightningModule):
         if bool(ok.any()):
             idx = ok.nonzero().squeeze(1).tolist()
             with torch.no_grad():
-                pred = self.ar([explanations[i] for i in idx]).float()
+                srcs = None if prefixes is None else [prefixes[i // g] for i in idx]
+                pred = self.ar([explanations[i] for i in idx], srcs).float()
             mse[ok] = normalized_mse(pred, targets[ok].float()).cpu()
         t2 = time.perf_counter()
         return {
@@ -148,7 +150,7 @@ class RLModule(L.LightningModule):
         vectors = torch.from_numpy(self.rows.vectors[idx]).to(self.device)
         prefixes = [self.rows.prefixes[i] for i in idx]
 
-        ro = self.rollout(vectors)
+        ro = self.rollout(vectors, prefixes)
         t0 = time.perf_counter()
         rewards = ro["rewards"]
         adv = group_advantages(rewards, cfg.group_size).to(self.device)
@@ -182,7 +184,8 @@ class RLModule(L.LightningModule):
         ok = ro["ok"]
         if finite and cfg.train_ar and bool(ok.any()):
             keep = ok.nonzero().squeeze(1).tolist()
-            ar_loss = self.ar.loss([ro["explanations"][i] for i in keep], vec_rep[keep])
+            srcs = [prefixes[i // cfg.group_size] for i in keep]
+            ar_loss = self.ar.loss([ro["explanations"][i] for i in keep], vec_rep[keep], srcs)
             if bool(torch.isfinite(ar_loss)):
                 opt_ar.zero_grad(set_to_none=True)
                 self.manual_backward(ar_loss)
