@@ -20,11 +20,12 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ablations.spec import DEFAULT_REPORT
 from ablations.sweep import aggregate
 from nla_variants.io import write_text_atomic
 
 log = logging.getLogger(__name__)
-FALLBACK_METRICS = ["eval/roundtrip_fve", "eval/roundtrip_gap", "eval/quote_rate"]
+FALLBACK_METRICS = DEFAULT_REPORT
 
 
 @dataclass

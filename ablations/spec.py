@@ -9,6 +9,10 @@ nothing behind.
       av.injection_scale: {choices: [sqrt_d, data]}
       train.rl.kl_coef: {low: 0.01, high: 0.2, log: true}
       av.k: {low: 1, high: 4, type: int, when: {av.variant: multitoken}}
+      arm:                                # named presets: each sets several keys at once
+        presets:
+          baseline: {}
+          lora-av: {av.finetune: lora, av.lora_r: 8}
     seeds: 2                              # each configuration over k seeds: mean and spread
     objectives: [{metric: eval/roundtrip_fve, direction: maximize}]
 """
@@ -32,7 +36,8 @@ METRIC_PATTERN = re.compile(r"^(eval|trial|rl|av_sft|ar_sft)/[A-Za-z0-9_./]+$")
 DEFAULT_REPORT = [
     "eval/roundtrip_fve",
     "eval/roundtrip_gap",
-    "eval/ar_teacher_fve",
+    "eval/ar_teacher_fve",  # the prompting baseline: teacher text from the input alone -> AR
+    "eval/ar_text_only_fve",  # the AR with an empty explanation: what the text alone gives
     "eval/quote_rate",
     "eval/length_mean",
     "eval/tag_failure_rate",
@@ -42,11 +47,14 @@ DEFAULT_REPORT = [
 
 class Param(Strict):
     """One searched key. `choices` makes it categorical; otherwise low/high (float unless
-    `type: int`), optionally log-scaled or stepped. `when`: sampled only if those keys (earlier
-    parameters or base values) equal the given value, or one of a given list."""
+    `type: int`), optionally log-scaled or stepped. `presets` is a categorical over names, each
+    setting several dotted keys (the parameter's own name is then just a label). `when`: sampled
+    only if those keys (earlier parameters or base values) equal the given value, or one of a
+    given list."""
 
     type: Literal["categorical", "float", "int"] | None = None
     choices: list[Any] | None = None
+    presets: dict[str, dict[str, Any]] | None = None
     low: float | None = None
     high: float | None = None
     log: bool = False
@@ -55,11 +63,16 @@ class Param(Strict):
 
     @model_validator(mode="after")
     def _kind(self) -> Param:
-        if self.type is None:
-            self.type = "categorical" if self.choices is not None else "float"
+        if self.presets is not None and (not self.presets or self.choices is not None):
+            raise ValueError("`presets` needs at least one named preset and no `choices`")
+        if self.type is None:  # (no assignment validation: this runs inside the validator)
+            categorical = self.choices is not None or self.presets is not None
+            object.__setattr__(self, "type", "categorical" if categorical else "float")
         if self.type == "categorical":
-            if not self.choices:
+            if not self.options():
                 raise ValueError("a categorical parameter needs a non-empty `choices` list")
+            if any(isinstance(c, dict | list) for c in self.options()):
+                raise ValueError("choices must be scalars (use `presets` to set several keys)")
             return self
         if self.low is None or self.high is None:
             raise ValueError("a numeric parameter needs `low` and `high` (or give `choices`)")
@@ -69,16 +82,20 @@ class Param(Strict):
             raise ValueError("log scale needs low > 0 and no step")
         return self
 
+    def options(self) -> list[Any]:
+        """A categorical's values: its choices, or its preset names."""
+        return list(self.presets) if self.presets is not None else list(self.choices or [])
+
     def corners(self) -> list[Any]:
         """Values that exercise the parameter's extremes (for validation before a study)."""
         if self.type == "categorical":
-            return list(self.choices or [])
+            return self.options()
         cast = int if self.type == "int" else float
         return [cast(self.low), cast(self.high)]
 
     def grid(self, name: str) -> list[Any]:
         if self.type == "categorical":
-            return list(self.choices or [])
+            return self.options()
         if self.step is None:
             raise NLAError(
                 f"grid sampler: parameter {name} has no finite grid",
@@ -87,6 +104,10 @@ class Param(Strict):
         n = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
         cast = int if self.type == "int" else float
         return [cast(self.low + i * self.step) for i in range(n)]
+
+    def expand(self, name: str, value: Any) -> dict[str, Any]:
+        """The dotted keys a sampled value sets."""
+        return dict(self.presets[value]) if self.presets is not None else {name: value}
 
     def when_holds(self, values: dict[str, Any]) -> bool:
         for key, want in self.when.items():
@@ -242,10 +263,18 @@ class Sweep:
     def __init__(self, cfg: SweepConfig, base: dict[str, Any], source: Path | None) -> None:
         self.cfg, self.base, self.source = cfg, base, source
 
+    def overrides(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Sampled (Optuna) params -> the dotted trial keys they set (presets expanded)."""
+        out: dict[str, Any] = {}
+        for name, value in params.items():
+            p = self.cfg.space.get(name)
+            out.update(p.expand(name, value) if p is not None else {name: value})
+        return out
+
     def trial_config(
         self, params: dict[str, Any], seed: int | None = None, name: str | None = None
     ) -> TrialConfig:
-        data = with_params(self.base, params)
+        data = with_params(self.base, self.overrides(params))
         if seed is not None:
             data["seed"] = seed
         if name is not None:

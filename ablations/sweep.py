@@ -49,17 +49,19 @@ def suggest(trial: optuna.Trial, sweep: Sweep) -> dict[str, Any]:
     """Sample the space in declaration order; a `when` parameter only where its condition holds
     (on earlier samples or the base config)."""
     values: dict[str, Any] = {}
+    keys: dict[str, Any] = {}  # the dotted keys set so far (presets expanded), for `when`
     for name, p in sweep.cfg.space.items():
-        lookup = {k: values[k] if k in values else get_dotted(sweep.base, k) for k in p.when}
+        lookup = {k: keys[k] if k in keys else get_dotted(sweep.base, k) for k in p.when}
         if not p.when_holds(lookup):
             continue
         if p.type == "categorical":
-            values[name] = trial.suggest_categorical(name, p.choices)
+            values[name] = trial.suggest_categorical(name, p.options())
         elif p.type == "int":
             step = int(p.step or 1)
             values[name] = trial.suggest_int(name, int(p.low), int(p.high), step=step, log=p.log)
         else:
             values[name] = trial.suggest_float(name, p.low, p.high, step=p.step, log=p.log)
+        keys.update(p.expand(name, values[name]))
     return values
 
 
@@ -271,7 +273,8 @@ class SweepRunner:
         prunable = len(self.cfg.objectives) == 1 and self.cfg.pruner.kind != "none"
         try:
             with run:
-                mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+                expanded = {**params, **self.sweep.overrides(params)}
+                mlflow.log_params({k: str(v)[:500] for k, v in expanded.items()})
                 mlflow.set_tag("nla.state", "RUNNING")
                 for i, seed in enumerate(seeds):
                     cfg = self.sweep.trial_config(

@@ -111,6 +111,23 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from nla_variants.config import load_config
+    from nla_variants.data.finetune import FinetuneConfig, finetune_target
+
+    cfg = load_config(args.config, FinetuneConfig, args.set)
+    result = finetune_target(cfg, progress=not args.quiet)
+    meta = result.meta
+    status = "cache hit (already trained)" if result.cache_hit else "trained"
+    print(f"fine-tune {status}: {result.path}")
+    print(
+        f"{meta['steps']} steps on {meta['documents']} {meta['genre'] or 'all-genre'} documents,"
+        f" loss {meta['loss_first']:.3f} -> {meta['loss_last']:.3f}"
+    )
+    print(f"use it as: --set target.diff_model={result.path}")
+    return 0
+
+
 def _add_config_args(p: argparse.ArgumentParser, example: str) -> None:
     p.add_argument("config", help=f"YAML config, e.g. {example}")
     p.add_argument(
@@ -148,6 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_args(p, "configs/train_baseline.yaml")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "finetune",
+        help="briefly fine-tune the target on one genre (the second model for activation diffing)",
+        description="Fine-tune a model for a few hundred steps on one corpus genre and save a "
+        "content-addressed safetensors checkpoint (a rerun is a cache hit); use its path as "
+        "target.diff_model in a prepare config.",
+    )
+    _add_config_args(p, "configs/finetune_narrative.yaml")
+    p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser(
         "sweep",

@@ -61,6 +61,7 @@ EVAL_CURVE = (
     "roundtrip_gap",
     "tag_failure_rate",
     "schema_violation_rate",
+    "ar_text_only_fve",
     "quote_rate",
     "length_mean",
 )
@@ -462,6 +463,8 @@ def _run(t: _Trial, dataset_name: str, tags: dict[str, str]) -> dict[str, Any]:
     mlflow.log_metrics(metrics)
     if table:
         mlflow.log_table({k: [r[k] for r in table] for k in table[0]}, "samples.json")
+    if hasattr(ar, "flowchart"):  # an inspectable AR: its decision structure as text
+        mlflow.log_text(ar.flowchart(t.train_mean), "flowchart.txt")
     if cfg.mlflow.log_checkpoints:
         for name, directory in t.checkpoints.items():
             mlflow.log_artifacts(str(directory), f"checkpoints/{name}")

@@ -218,6 +218,40 @@ def test_conditional_parameters_are_sampled_only_where_their_condition_holds(
     assert seen == {"full", "lora"}
 
 
+def test_presets_set_several_keys_and_feed_when_conditions(tmp_path, tiny_model_dir):
+    path = sweep_yaml(
+        tmp_path,
+        tiny_model_dir,
+        space={
+            "arm": {"presets": {"full": {}, "lora": {"av.finetune": "lora", "av.lora_r": 4}}},
+            "av.lora_alpha": {"low": 4.0, "high": 8.0, "when": {"av.finetune": "lora"}},
+        },
+    )
+    sweep = load_sweep(path)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = set()
+    for _ in range(10):
+        trial = study.ask()
+        params = sweep_mod.suggest(trial, sweep)
+        cfg = sweep.trial_config(params)
+        lora = params["arm"] == "lora"
+        assert (cfg.av.get("finetune") == "lora") == lora and ("av.lora_alpha" in params) == lora
+        if lora:
+            assert cfg.av["lora_r"] == 4 and cfg.av["lora_alpha"] == params["av.lora_alpha"]
+        seen.add(params["arm"])
+        study.tell(trial, 0.0)
+    assert seen == {"full", "lora"}
+
+
+def test_a_preset_with_an_unknown_key_fails_before_the_study(tmp_path, tiny_model_dir, capsys):
+    bad = {"arm": {"presets": {"ok": {}, "typo": {"av.finetun": "lora"}}}}
+    path = sweep_yaml(tmp_path, tiny_model_dir, space=bad)
+    assert main(["sweep", str(path), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "search space arm='typo'" in err and "finetun" in err
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_seed_spread_is_the_sample_standard_deviation():
     agg = aggregate({"0": {"m": 1.0}, "1": {"m": 3.0}, "2": {"m": 2.0, "x": 5.0}})
     assert agg["m"] == {"mean": 2.0, "std": 1.0, "n": 3.0}
