@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 quickstart: setup
-	$(BIN)/nla prepare configs/quickstart.yaml
+	$(BIN)/nla sweep configs/sweeps/quickstart.yaml
 
 test: setup
 	$(BIN)/ruff check .

@@ -89,7 +89,7 @@ def evaluate(
 ) -> tuple[dict[str, float], list[dict]]:
     """Score the AV/AR pair on `rows` (the eval split). Returns (metrics, sample table rows)."""
     n = min(len(rows), max_samples)
-    vectors = torch.from_numpy(rows.vectors[:n])
+    vectors = torch.tensor(rows.vectors[:n])  # a copy: arrow-backed arrays are read-only
     prefixes = rows.prefixes[:n]
     teacher = rows.explanations[:n]
     perm = derangement(n, seed)
