@@ -20,30 +20,11 @@ def embedded_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, embedded_dir) -> Path:
-    """A 4-block Llama with SmolLM2's config shape scaled down, random weights, real tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    """A 4-block Llama with SmolLM2's config shape scaled down, random weights, real tokenizer
+    (built by the public `nla_variants.testing.make_tiny_model`)."""
+    from nla_variants.testing import make_tiny_model
 
-    tok = AutoTokenizer.from_pretrained(embedded_dir)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    out = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
-    return out
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-llama"), tokenizer=embedded_dir)
 
 
 WORDS = [
