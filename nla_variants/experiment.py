@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,9 @@ from nla_variants.training.warm_start import ARWarmStart, AVWarmStart, WarmStart
 log = logging.getLogger(__name__)
 # Lightning's own INFO lines (accelerator banners, tips) drown the trial's output.
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+# RL keeps its frozen reference AV in eval mode on purpose; Lightning warns about it every trial.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 SECRET_WORDS = ("key", "token", "secret", "password")
 EVAL_CURVE = (

@@ -108,6 +108,8 @@ class BaselineAV(nn.Module):
     `n_slots`) and keep the SFT loss, log-probs and generation."""
 
     n_slots = 1
+    # extra configurations the contract suite (nla_variants.testing) checks besides the defaults
+    contract_configs: dict[str, dict] = {"lora": {"finetune": "lora"}}
 
     def __init__(self, cfg: BaselineAVConfig, ctx: BuildContext) -> None:
         super().__init__()

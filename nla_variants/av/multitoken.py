@@ -33,6 +33,7 @@ class MultiTokenAV(BaselineAV):
     verified by its neighbours and counted per row by the shared injection code."""
 
     cfg: MultiTokenAVConfig
+    contract_configs = {"repeat": {"mode": "repeat", "k": 2}, "lora": {"finetune": "lora"}}
 
     def __init__(self, cfg: MultiTokenAVConfig, ctx: BuildContext) -> None:
         super().__init__(cfg, ctx)
