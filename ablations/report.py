@@ -119,7 +119,7 @@ def rich_table(table: list[Row], metrics: list[str], title: str):
     for col in ("trial", "variant", "params", "n"):
         t.add_column(col, overflow="fold")
     for m in metrics:
-        t.add_column(m.removeprefix("eval/"), justify="right")
+        t.add_column(m.split("/")[-1], justify="right")
     for r in table:
         n = max((s["n"] for s in r.stats.values()), default=0)
         state = "" if r.state == "COMPLETE" else f" ({r.state.lower()})"

@@ -111,8 +111,9 @@ def aggregate(per_seed: dict[str, dict[str, float]]) -> dict[str, dict[str, floa
 class SweepRunner:
     """One worker of one sweep."""
 
-    def __init__(self, sweep: Sweep, progress: bool = True) -> None:
+    def __init__(self, sweep: Sweep, progress: bool = True, retry_failed: bool = False) -> None:
         self.sweep = sweep
+        self.retry_failed = retry_failed
         self.cfg = sweep.cfg
         self.progress = progress
         self.dir = self.cfg.sweep_dir()
@@ -123,6 +124,7 @@ class SweepRunner:
         )
         self.parent_id: str | None = None
         self.study: optuna.Study | None = None
+        self.storage: optuna.storages.RDBStorage | None = None
 
     # setup ------------------------------------------------------------------------------------
 
@@ -133,6 +135,7 @@ class SweepRunner:
         else:
             storage = self._open_shared()
             check_writable(self.dir)
+        self.storage = storage
         study = optuna.create_study(
             storage=storage,
             study_name=self.cfg.name,
@@ -223,9 +226,30 @@ class SweepRunner:
 
     def _recover_local(self, study: optuna.Study) -> None:
         """Local study, lock held: anything RUNNING belongs to a killed worker."""
+        # told through a plain view of the study: a sampler's after_trial hook (the grid
+        # sampler stops the study when its grid is spent) must not run outside optimize()
+        plain = optuna.load_study(
+            study_name=study.study_name,
+            storage=self.storage,
+            sampler=optuna.samplers.RandomSampler(),
+        )
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            study.tell(t.number, state=TrialState.FAIL)
+            plain.tell(t.number, state=TrialState.FAIL)
             self._retry(study, t)
+
+    def _requeue_failed(self, study: optuna.Study) -> int:
+        """Queue again every FAILED configuration not already finished, queued or running
+        (after fixing what made them fail: a full disk, a bad node)."""
+        live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING)
+        seen = [t.params for t in study.get_trials(deepcopy=False, states=live)]
+        queued = 0
+        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+            if t.params and t.params not in seen:
+                study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+                seen.append(t.params)
+                queued += 1
+        log.info("queued %d failed configuration(s) again", queued)
+        return queued
 
     # the objective ----------------------------------------------------------------------------
 
@@ -336,12 +360,21 @@ class SweepRunner:
         return None
 
     def remaining(self, study: optuna.Study) -> int | None:
-        """Trials still to start, counted over all workers (finished, pruned and running)."""
+        """Trials still to start, over all workers. Every trial counts (finished, pruned,
+        failed, running) except a failed one whose configuration was queued again (a killed
+        worker's trial, or `--retry-failed`): its retry counts instead. Queued trials always run."""
         target = self._target()
+        trials = study.get_trials(deepcopy=False)
+        waiting = sum(t.state == TrialState.WAITING for t in trials)
         if target is None:
             return None
-        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-        return target - len(study.get_trials(deepcopy=False, states=states))
+        retried = {t.user_attrs.get("retry_of") for t in trials}
+        counted = sum(
+            t.state != TrialState.WAITING
+            and not (t.state == TrialState.FAIL and t.number in retried)
+            for t in trials
+        )
+        return max(target - counted, waiting)
 
     # run --------------------------------------------------------------------------------------
 
@@ -358,6 +391,8 @@ class SweepRunner:
             self.parent_id = self._parent_run()
             if self.local:
                 self._recover_local(study)
+            if self.retry_failed:
+                self._requeue_failed(study)
             self._write_state()
             deadline = (
                 time.monotonic() + 60 * self.cfg.timeout_minutes

@@ -91,7 +91,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from ablations.spec import load_sweep
     from ablations.sweep import SweepRunner
 
-    runner = SweepRunner(load_sweep(args.config, args.set), progress=not args.quiet)
+    sweep = load_sweep(args.config, args.set)
+    runner = SweepRunner(sweep, progress=not args.quiet, retry_failed=args.retry_failed)
     study = runner.run()
     states = [t.state.name for t in study.trials]
     Console().print(
@@ -184,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
         "comparison table. Kill it and rerun to resume.",
     )
     _add_config_args(p, "configs/sweeps/quickstart.yaml")
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="queue every FAILED configuration again (after fixing the cause)",
+    )
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser(

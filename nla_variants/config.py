@@ -227,6 +227,11 @@ class TrainConfig(Strict):
     av_sft: SFTConfig = Field(default_factory=SFTConfig)
     ar_sft: SFTConfig = Field(default_factory=lambda: SFTConfig(batch_size=16))
     rl: RLConfig = Field(default_factory=RLConfig)
+    save_checkpoints: bool = Field(
+        True,
+        description="keep the final RL checkpoint (both models, both optimisers: ~3 GB at 135M) "
+        "in the run dir; sweeps turn it off unless their base sets it",
+    )
     reuse_warm_start: bool = Field(
         True, description="reuse a cached warm start whose configuration is identical"
     )

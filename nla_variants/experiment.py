@@ -354,8 +354,9 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
         trainer = t.trainer("", -1, rl.max_minutes, callbacks)
         begin = time.perf_counter()
         trainer.fit(module, steps_loader(start, rl.steps))
-        save_rl_checkpoint(ckpt_dir, module, t.ctx, reference_dir)
-        t.checkpoints["rl_checkpoint"] = ckpt_dir
+        if t.cfg.train.save_checkpoints or rl.checkpoint_every:
+            save_rl_checkpoint(ckpt_dir, module, t.ctx, reference_dir)
+            t.checkpoints["rl_checkpoint"] = ckpt_dir
         hist = module.history
         figures = {
             "steps": float(module.step_no),

@@ -68,7 +68,7 @@ SOURCES = (
 LAYER = 2
 SEED = 0
 GEN_TOKENS = 6
-_WORDS = [
+TINY_WORDS = [
     "river",
     "market",
     "signal",
@@ -128,13 +128,13 @@ def make_tiny_model(
     return out
 
 
-def write_tiny_corpus(path: str | Path, n_docs: int = 24) -> Path:
+def write_tiny_corpus(path: str | Path, n_docs: int = 24, max_words: int = 80) -> Path:
     """A deterministic JSONL corpus of short word-salad documents in three genres."""
     path = Path(path)
     rng = np.random.default_rng(0)
     with path.open("w") as f:
         for i in range(n_docs):
-            words = rng.choice(_WORDS, size=int(rng.integers(40, 80)))
+            words = rng.choice(TINY_WORDS, size=int(rng.integers(40, max_words)))
             text = f"Entry {i}: " + " ".join(words) + "."
             f.write(json.dumps({"text": text, "genre": "abc"[i % 3]}) + "\n")
     return path

@@ -3,10 +3,8 @@ embedded model's real tokenizer)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 
@@ -27,31 +25,7 @@ def tiny_model_dir(tmp_path_factory, embedded_dir) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-llama"), tokenizer=embedded_dir)
 
 
-WORDS = [
-    "river",
-    "market",
-    "signal",
-    "lantern",
-    "orbit",
-    "ledger",
-    "harbor",
-    "engine",
-    "garden",
-    "paper",
-    "cobalt",
-    "meadow",
-    "violin",
-    "thunder",
-    "copper",
-    "station",
-]
-
-
 def write_corpus(path: Path, n_docs: int) -> Path:
-    rng = np.random.default_rng(0)
-    with path.open("w") as f:
-        for i in range(n_docs):
-            words = rng.choice(WORDS, size=int(rng.integers(40, 90)))
-            text = f"Entry {i}: " + " ".join(words) + "."
-            f.write(json.dumps({"text": text, "genre": ["a", "b", "c"][i % 3]}) + "\n")
-    return path
+    from nla_variants.testing import write_tiny_corpus
+
+    return write_tiny_corpus(path, n_docs, max_words=90)

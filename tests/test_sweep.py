@@ -150,6 +150,7 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, tiny_model_
         n_trials=None,
     )
     assert main(["sweep", str(path), "-q"]) == 0
+    assert len(study_of(tmp_path).trials) == 2  # a failure counts: no endless resampling
     trials = {t.params["data.target.layer"]: t for t in study_of(tmp_path).trials}
     assert trials[2].state == TrialState.COMPLETE
     assert trials[99].state == TrialState.FAIL
@@ -158,6 +159,16 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, tiny_model_
     run = MlflowClient().get_run(trials[99].user_attrs["mlflow_run_ids"][0])
     assert run.info.status == "FAILED"
     assert run.data.tags["nla.state"] == "FAILED" and "layer" in run.data.tags["nla.error"]
+
+    # after "fixing" the cause, --retry-failed queues the failed configuration once more
+    assert main(["sweep", str(path), "-q", "--retry-failed"]) == 0
+    trials = study_of(tmp_path).trials
+    assert len(trials) == 3
+    assert trials[2].params == {"data.target.layer": 99}
+    failed = next(t for t in trials[:2] if t.state == TrialState.FAIL)
+    assert trials[2].user_attrs["retry_of"] == failed.number
+    assert main(["sweep", str(path), "-q"]) == 0  # nothing left to do: nothing new runs
+    assert len(study_of(tmp_path).trials) == 3
 
 
 class PruneFromStepOne(optuna.pruners.BasePruner):
@@ -395,3 +406,25 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path, tin
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     stale = MlflowClient().get_run(killed[0].user_attrs["mlflow_run_ids"][0])
     assert stale.info.status == "KILLED" and stale.data.tags["nla.state"] == "INTERRUPTED"
+
+
+def test_two_objectives_give_a_pareto_front_export_and_plot(tmp_path, tiny_model_dir):
+    path = sweep_yaml(
+        tmp_path,
+        tiny_model_dir,
+        objectives=[
+            {"metric": "eval/roundtrip_fve", "direction": "maximize"},
+            {"metric": "eval/quote_rate", "direction": "minimize"},
+        ],
+        pruner={"kind": "none"},
+    )
+    assert main(["sweep", str(path), "-q"]) == 0
+    study = study_of(tmp_path)
+    assert [len(t.values) for t in study.trials] == [2, 2]
+    front = {t.number for t in study.best_trials}
+    exported = {int(p.stem.split("-")[1]) for p in (tmp_path / "sweep" / "pareto").glob("*.yaml")}
+    assert exported == front
+    assert (tmp_path / "sweep" / "best.yaml").is_file()
+    plots = tmp_path / "sweep" / "report" / "plots"
+    assert (plots / "pareto_front.png").is_file()
+    assert (plots / "optimization_history_1.png").is_file()
