@@ -59,9 +59,16 @@ def rows(study: optuna.Study) -> list[Row]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         per_seed = t.user_attrs.get("seed_metrics") or {}
         if per_seed:
-            out.append(
-                Row(t.number, t.state.name, _variant(t), dict(t.params), aggregate(per_seed))
-            )
+            stats = aggregate(per_seed)
+        elif t.intermediate_values:  # pruned in its first seed: the last value it reported
+            step = max(t.intermediate_values)
+            stats = {key: {"mean": t.intermediate_values[step], "std": 0.0, "n": 1.0}}
+        else:
+            continue
+        state = t.state.name
+        if t.state == TrialState.PRUNED and t.intermediate_values:
+            state += f"@{max(t.intermediate_values)}"  # the RL step it was stopped at
+        out.append(Row(t.number, state, _variant(t), dict(t.params), stats))
     sign = -1.0 if direction == "maximize" else 1.0
 
     def order(r: Row) -> tuple:
@@ -112,24 +119,69 @@ def to_markdown(table: list[Row], metrics: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def rich_table(table: list[Row], metrics: list[str], title: str):
+# Short headers for the terminal table (the CSV and Markdown keep the full metric names).
+SHORT = {
+    "eval/roundtrip_fve": "FVE",
+    "eval/roundtrip_gap": "gap",
+    "eval/ar_teacher_fve": "prompt FVE",
+    "eval/ar_text_only_fve": "text FVE",
+    "eval/quote_rate": "quote",
+    "eval/length_mean": "length",
+    "eval/tag_failure_rate": "tag fail",
+    "eval/schema_violation_rate": "schema fail",
+    "trial/wall_s": "wall s",
+}
+
+
+def _fmt(metric: str, value: float, sign: str = "") -> str:
+    if metric.endswith("wall_s"):
+        return f"{sign}{value:.0f}"
+    if metric.endswith("length_mean"):
+        return f"{sign}{value:.1f}"
+    return f"{sign}{value:.3f}"
+
+
+def rich_table(table: list[Row], metrics: list[str], title: str, width: int | None = None):
+    """Narrow enough for an 80-column terminal: numbers never wrap, the configuration column
+    folds (one parameter per line; a preset's name alone), the variant column only when
+    variants differ and no preset already names them."""
+    from rich import box
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left")
-    for col in ("trial", "variant", "params", "n"):
-        t.add_column(col, overflow="fold")
-    for m in metrics:
-        t.add_column(m.split("/")[-1], justify="right")
+    shown = metrics if width is None else metrics[: max(2, (width - 32) // 9)]
+    presets_only = all(len(r.params) == 1 for r in table)
+    show_variant = len({r.variant for r in table}) > 1 and not presets_only
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("trial", no_wrap=True)
+    if show_variant:
+        t.add_column("av/ar", overflow="fold")
+    t.add_column("config", overflow="fold")
+    for m in shown:
+        t.add_column(SHORT.get(m, m.split("/")[-1]), justify="right", no_wrap=True)
     for r in table:
-        n = max((s["n"] for s in r.stats.values()), default=0)
-        state = "" if r.state == "COMPLETE" else f" ({r.state.lower()})"
-        t.add_row(
-            f"{r.number}{state}",
-            r.variant,
-            r.label() or "-",
-            str(int(n)),
-            *[_cell(r.stats.get(m)) for m in metrics],
-        )
+        cells = [str(r.number) + ("" if r.state == "COMPLETE" else f"\n{r.state.lower()}")]
+        if show_variant:
+            cells.append(r.variant.replace("/", "/\n"))
+        if presets_only:
+            cells.append(_short(next(iter(r.params.values()))))
+        else:
+            cells.append("\n".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in r.params.items()))
+        for m in shown:
+            st = r.stats.get(m)
+            if st is None:
+                cells.append("-")
+            elif st["n"] > 1:
+                cells.append(f"{_fmt(m, st['mean'])}\n{_fmt(m, st['std'], '±')}")
+            else:
+                cells.append(_fmt(m, st["mean"]))
+        t.add_row(*cells)
+    n = max((s["n"] for r in table for s in r.stats.values()), default=0)
+    notes = [f"mean ± sample std over {int(n)} seeds"] if n > 1 else []
+    if len(shown) < len(metrics):
+        notes.append(f"{len(metrics) - len(shown)} more columns in comparison.md (wider terminal)")
+    t.caption = "; ".join(notes) or None
+    if len({r.variant for r in table}) == 1 and table:
+        t.title = f"{title} (av/ar: {table[0].variant})"
     return t
 
 

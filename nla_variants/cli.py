@@ -81,7 +81,8 @@ def _print_comparison(study, sweep_dir, parent_run_id) -> None:
 
     table, metrics, files = compare(study, sweep_dir / "report", parent_run_id)
     console = Console()
-    console.print(rich_table(table, metrics, f"sweep {study.study_name}: best first"))
+    title = f"sweep {study.study_name}: best first"
+    console.print(rich_table(table, metrics, title, width=console.width))
     console.print(f"written: {', '.join(str(p) for p in files.values())}")
 
 

@@ -196,6 +196,9 @@ def test_pruned_trials_are_pruned_in_optuna_and_tagged_in_mlflow(
         [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{trial_run.info.run_id}'"
     )
     assert seed_run.data.tags["nla.state"] == "PRUNED" and seed_run.info.status == "KILLED"
+    (row,) = rows(study_of(tmp_path))  # compare shows it, with the value it was pruned at
+    assert row.state == "PRUNED@1"
+    assert row.stats["eval/roundtrip_fve"]["mean"] == trial.intermediate_values[1]
 
 
 def test_median_and_hyperband_pruners_are_built_from_the_config(tmp_path, tiny_model_dir):
