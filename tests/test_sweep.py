@@ -125,7 +125,7 @@ def test_compare_writes_table_csv_markdown_and_plots(swept, capsys, monkeypatch)
     tmp, path = swept
     assert main(["compare", str(tmp / "sweep")]) == 0
     out = capsys.readouterr().out
-    assert "roundtrip_fve" in out and "best first" in out
+    assert "FVE" in out and "best first" in out and "prompt FVE" in out
     report = tmp / "sweep" / "report"
     lines = (report / "comparison.csv").read_text().splitlines()
     assert len(lines) == 3 and lines[0].startswith("trial,state,variant,params,n_seeds")
@@ -361,8 +361,8 @@ def test_compare_on_a_synthetic_study(tmp_path, capsys, monkeypatch):
     assert csv_lines[1].split(",")[-2:] == ["0.5", "0.1"]
     assert main(["compare", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert out.index("multi/baseline") < out.index("baseline/baseline")
-    assert "0.500 ± 0.100" in out
+    assert out.index("0.500") < out.index("0.200")  # best first
+    assert "±0.100" in out and "mean ± sample std over" in out
     assert (tmp_path / "report" / "plots" / "metric_by_variant.png").is_file()
 
 
