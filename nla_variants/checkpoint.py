@@ -73,10 +73,12 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
     extra: dict | None = None,
+    replace: bool = True,
 ) -> Path:
-    """Write atomically (temp dir, then rename over any previous checkpoint at `directory`)."""
+    """Write atomically (temp dir, then rename over any previous checkpoint at `directory`;
+    `replace=False` keeps an existing one instead: first writer wins, as a cache wants)."""
     directory = Path(directory)
-    with atomic_dir(directory) as tmp:
+    with atomic_dir(directory, replace=replace) as tmp:
         save_file(trainable_state(component), tmp / WEIGHTS)
         meta: dict[str, Any] = {
             "kind": kind,

@@ -296,7 +296,9 @@ def _warm_start(t: _Trial, kind: str, av=None) -> tuple[torch.nn.Module, dict[st
             )
         if cached is not None:  # weights only: the cache serves warm starts, not SFT resumes
             step = int(figures["steps"])
-            save_checkpoint(cached, component, kind, t.ctx, step=step, extra={"figures": figures})
+            save_checkpoint(
+                cached, component, kind, t.ctx, step=step, extra={"figures": figures}, replace=False
+            )  # a concurrent worker that trained the same warm start keeps its (equal) copy
             mlflow.set_tag(f"{split}.cache", f"stored {cached}")
             if not sft.checkpoint_every:
                 ckpt_dir = cached
@@ -389,7 +391,7 @@ def run_trial(
     ends it FAILED with the error in tag nla.error; both are re-raised. `tags` are added to the
     run (a sweep links study, trial number and seed this way)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    data = prepare(cfg.data, progress=progress)
+    data = prepare(cfg.data, progress=progress, wait=True)  # sweep workers may race
     dataset = StoredDataset.open(data.path)
     side = dataset.sidecar
     ctx = BuildContext(

@@ -74,7 +74,8 @@ def test_two_workers_share_one_study(tmp_path, tiny_model_dir, databases):
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers))
     done = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(done) == len(trials) == N_TRIALS
+    errors = [t.user_attrs.get("error") for t in trials if t.state != TrialState.COMPLETE]
+    assert len(done) == len(trials) == N_TRIALS, errors
     assert len({t.user_attrs["worker"] for t in done}) == 2  # both workers ran trials
     for t in done:
         (metrics,) = t.user_attrs["seed_metrics"].values()

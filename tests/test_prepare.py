@@ -175,3 +175,28 @@ def test_kill_at_any_moment_then_resume_gives_exactly_the_uninterrupted_rows(
         assert a["example_id"] == b["example_id"] and a["explanation"] == b["explanation"]
         np.testing.assert_array_equal(a["vector"], b["vector"])
     assert StoredDataset.open(directory).sidecar["counts"] == clean.sidecar["counts"]
+
+
+def test_a_second_writer_fails_fast_or_waits_and_finds_the_finished_dataset(
+    tmp_path, tiny_model_dir
+):
+    import fcntl
+    import threading
+
+    from nla_variants.errors import NLAError
+
+    cfg = load_config(write_config(tmp_path, tiny_model_dir), PrepareConfig)
+    first = prepare(cfg, progress=False)  # learn the directory, then make it incomplete again
+    (first.path / "dataset.yaml").unlink()
+    with open(first.path / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(NLAError, match="another `nla prepare` is writing"):
+            prepare(cfg, progress=False)
+        result = {}
+        waiter = threading.Thread(target=lambda: result.update(r=prepare(cfg, False, wait=True)))
+        waiter.start()
+        waiter.join(timeout=2)
+        assert waiter.is_alive()  # blocked on the lock
+        fcntl.flock(held, fcntl.LOCK_UN)
+    waiter.join(timeout=120)
+    assert result["r"].path == first.path and (first.path / "dataset.yaml").is_file()

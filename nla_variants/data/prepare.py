@@ -92,13 +92,19 @@ def dataset_address(
 
 
 @contextlib.contextmanager
-def _exclusive(directory: Path) -> Iterator[None]:
-    """One writer per dataset directory; a second `nla prepare` on it fails fast."""
+def _exclusive(directory: Path, wait: bool = False) -> Iterator[None]:
+    """One writer per dataset directory. A second `nla prepare` on it fails fast; with `wait`
+    (trials of concurrent sweep workers) it blocks until the first writer is done."""
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / ".lock", "w") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if wait:
+                log.info("waiting for another writer of %s", directory)
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                yield
+                return
             raise NLAError(
                 f"another `nla prepare` is writing {directory}", "wait for it to finish"
             ) from None
@@ -204,8 +210,9 @@ def _summarise(directory: Path, shards: list[str], teacher_splits: list[str]) ->
     }
 
 
-def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
-    """Build (or find) the dataset for `cfg`. Raises NLAError before writing on any bad input."""
+def prepare(cfg: PrepareConfig, progress: bool = True, wait: bool = False) -> PrepareResult:
+    """Build (or find) the dataset for `cfg`. Raises NLAError before writing on any bad input.
+    `wait`: if another process is building the same dataset, wait for it instead of failing."""
     t0 = time.perf_counter()
     source = resolve_model(cfg.target.model)
     check_layer(cfg.target.layer, source.num_layers, source.spec)
@@ -225,17 +232,19 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
         return PrepareResult(directory, True, StoredDataset.open(directory).sidecar)
     try:
         target = load_extractor(cfg.target, diff)  # may still refuse (identical weights)
-        with _exclusive(directory):
+        with _exclusive(directory, wait):
+            if (directory / SIDECAR).is_file():  # the writer we waited for finished it
+                return PrepareResult(directory, True, StoredDataset.open(directory).sidecar)
             for stale in directory.glob(".*.tmp"):  # left by a killed run
                 stale.unlink()
             write_yaml_atomic(directory / CONFIG, cfg.model_dump(mode="json"))
             sidecar = _build(
                 cfg, directory, source, target, diff, teacher, docs, manifest, address, progress
             )
+            sidecar["timings"] = {"total_s": round(time.perf_counter() - t0, 2)}
+            write_yaml_atomic(directory / SIDECAR, sidecar)  # inside the lock: waiters see it
     finally:
         teacher.close()
-    sidecar["timings"] = {"total_s": round(time.perf_counter() - t0, 2)}
-    write_yaml_atomic(directory / SIDECAR, sidecar)
     return PrepareResult(directory, False, sidecar)
 
 
