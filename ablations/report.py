@@ -300,8 +300,9 @@ def open_sweep(target: str, storage: str | None = None) -> tuple[optuna.Study, P
     from nla_variants.errors import NLAError
 
     path = Path(target)
-    if path.is_file():
-        sweep_dir = load_sweep(path).cfg.sweep_dir()
+    config = load_sweep(path).cfg if path.is_file() else None
+    if config is not None:
+        sweep_dir = config.sweep_dir()
     elif path.is_dir():
         sweep_dir = path
     else:
@@ -316,8 +317,8 @@ def open_sweep(target: str, storage: str | None = None) -> tuple[optuna.Study, P
         url = check_url(storage)
     elif state["local"]:
         url = local_url(sweep_dir)
-    elif path.is_file() and load_sweep(path).cfg.storage:
-        url = check_url(load_sweep(path).cfg.storage)
+    elif config is not None and config.storage:
+        url = check_url(config.storage)
     else:
         raise NLAError(
             f"sweep {state['name']} lives in a shared database ({state['storage']})",

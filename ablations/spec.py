@@ -317,9 +317,7 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
     source = Path(path)
     base: dict[str, Any] = {}
     if cfg.base:
-        base_path = (
-            (source.parent / cfg.base) if not Path(cfg.base).is_absolute() else Path(cfg.base)
-        )
+        base_path = source.parent / cfg.base  # an absolute `base` stays absolute
         if not base_path.is_file():
             raise NLAError(
                 f"sweep base config {base_path} does not exist",

@@ -159,14 +159,12 @@ class SweepRunner:
 
     def _open_shared(self) -> optuna.storages.RDBStorage:
         """Workers starting together may race to create Optuna's tables; the loser retries."""
-        for attempt in range(3):
+        for delay in (1.0, 2.0):
             try:
                 return open_storage(self.url, stale_trial_callback=self._retry)
             except NLAError:
-                if attempt == 2:
-                    raise
-                time.sleep(1.0 + attempt)
-        raise AssertionError("unreachable")
+                time.sleep(delay)
+        return open_storage(self.url, stale_trial_callback=self._retry)
 
     def _parent_run(self) -> str:
         """The sweep's MLflow parent run, shared by all workers: the earliest one tagged with

@@ -25,7 +25,13 @@ import numpy as np
 import torch
 
 from nla_variants.core.text import extract_explanation, length_stats, quote_rate
-from nla_variants.core.vectors import ORTHOGONAL_MSE, baseline_mse, fve, normalized_mse
+from nla_variants.core.vectors import (
+    ORTHOGONAL_MSE,
+    baseline_mse,
+    fve,
+    fve_of,
+    normalized_mse,
+)
 from nla_variants.training.data import SplitRows
 
 
@@ -49,8 +55,7 @@ def text_only_fve(
     ar, prefixes: Sequence[str], vectors: torch.Tensor, mean: torch.Tensor, batch_size: int
 ) -> float:
     """FVE of the AR given an empty explanation and the source prefixes (text-only baseline)."""
-    pred = ar_predict(ar, [""] * len(prefixes), list(prefixes), batch_size)
-    return fve(normalized_mse(pred, vectors), baseline_mse(vectors, mean))
+    return fve_of(ar_predict(ar, [""] * len(prefixes), list(prefixes), batch_size), vectors, mean)
 
 
 def _fves(

@@ -67,18 +67,23 @@ class BaselineAR(nn.Module):
         cap = self.cfg.max_explanation_tokens
         return [self.before_ids + self._tok(e)[:cap] + self.after_ids for e in explanations]
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
     def forward(
         self, explanations: Sequence[str], sources: Sequence[str] | None = None
     ) -> torch.Tensor:
         seqs = self.sequences(explanations, sources)
-        device = self.head.weight.device
+        device = self.device
         width = max(map(len, seqs))
         ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long, device=device)
         mask = torch.zeros_like(ids)
         for i, s in enumerate(seqs):
             ids[i, : len(s)] = torch.tensor(s, device=device)
             mask[i, : len(s)] = 1
-        hidden = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+        hidden = self.backbone(input_ids=ids, attention_mask=mask, use_cache=False)
+        hidden = hidden.last_hidden_state
         last = hidden[torch.arange(len(seqs), device=device), mask.sum(1) - 1]
         return self.head(last).float()
 

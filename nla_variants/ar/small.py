@@ -157,24 +157,6 @@ class SmallAR(BaselineAR):
             return (self._drop(output[0]), *output[1:])
         return self._drop(output)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
     def metadata(self) -> dict:
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return {**super().metadata(), "blocks": self.n_blocks, "trainable_params": trainable}
-
-    def forward(self, explanations, sources=None) -> torch.Tensor:
-        seqs = self.sequences(explanations, sources)
-        device = self.device
-        width = max(map(len, seqs))
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long, device=device)
-        mask = torch.zeros_like(ids)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s, device=device)
-            mask[i, : len(s)] = 1
-        hidden = self.backbone(input_ids=ids, attention_mask=mask, use_cache=False)
-        rows = torch.arange(len(seqs), device=device)
-        last = hidden.last_hidden_state[rows, mask.sum(1) - 1]
-        return self.head(last).float()
