@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,7 @@ def rows(n: int = 8) -> SplitRows:
 
 def make_module(ctx, cfg: RLConfig) -> RLModule:
     torch.manual_seed(0)
-    av = build("av", {"injection_scale": 8.0, "max_response_tokens": 16}, ctx).train()
+    av = build("av", {"injection": {"scale": 8.0}, "max_response_tokens": 16}, ctx).train()
     ar = build("ar", {}, ctx).train()
     data = rows()
     return RLModule(
@@ -65,14 +66,14 @@ def make_module(ctx, cfg: RLConfig) -> RLModule:
     )
 
 
-def fit(module: RLModule, steps: int) -> None:
+def fit(module: RLModule, steps: int, max_steps: int | None = None) -> None:
     import lightning as L
 
     trainer = L.Trainer(
-        max_steps=steps,
+        max_steps=steps if max_steps is None else max_steps,
         accelerator="cpu",
         logger=False,
-        max_epochs=-1,
+        max_epochs=-1 if max_steps is None else 1,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -163,6 +164,41 @@ def test_non_finite_rewards_skip_steps_then_fail_the_trial(ctx, closing, monkeyp
     assert module.skipped == 2 and not changed(av0, module.av)
 
 
+def test_warm_up_counts_each_optimisers_own_updates(ctx, monkeypatch):
+    """No explanation closes on the first step, so the AR cannot train there. Its schedule
+    used to advance anyway (torch warned `lr_scheduler.step()` before `optimizer.step()`): the
+    AR's first update ran at the second warm-up value. Now each schedule counts its own
+    optimiser's updates, and nothing warns."""
+    calls = []
+
+    def closes_from_the_second_call(self, vectors, *args, **kwargs):
+        calls.append(1)
+        sample = REAL_GENERATE if len(calls) == 1 else closing_generate
+        return sample(self, vectors, *args, **kwargs)
+
+    monkeypatch.setattr(BaselineAV, "generate", closes_from_the_second_call)
+    lr = 1e-3
+    cfg = RLConfig(
+        steps=3,
+        batch_size=2,
+        group_size=2,
+        av_lr=lr,
+        ar_lr=lr,
+        warmup_steps=4,
+        max_response_tokens=8,
+        eval_every=0,
+    )
+    module = make_module(ctx, cfg)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=r".*lr_scheduler\.step\(\)` before")
+        fit(module, 3, max_steps=-1)  # global_step counts both optimisers' steps: one epoch
+    assert len(module.history) == 3
+    first, *rest = module.history
+    assert "lr/ar" not in first and first["tag_failure_rate"] == 1.0  # the AR did not train
+    assert [h["lr/ar"] for h in rest] == pytest.approx([lr / 4, 2 * lr / 4])
+    assert [h["lr/av"] for h in module.history] == pytest.approx([lr / 4, 2 * lr / 4, 3 * lr / 4])
+
+
 def _rl_trial(tmp: Path, model_dir: Path, steps: int, **extra) -> dict:
     from test_trial import trial_config
 
@@ -174,6 +210,7 @@ def _rl_trial(tmp: Path, model_dir: Path, steps: int, **extra) -> dict:
         "train.rl.eval_every=0",
         "train.rl.av_lr=1e-3",
         "train.rl.ar_lr=1e-3",
+        "train.rl.warmup_steps=3",  # a resume must restore each schedule's position
         "train.av_sft.steps=1",
         "train.ar_sft.steps=1",
         "eval.max_samples=2",

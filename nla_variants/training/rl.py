@@ -26,7 +26,12 @@ import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from nla_variants.checkpoint import load_component, load_optimizer_state, save_checkpoint
+from nla_variants.checkpoint import (
+    load_component,
+    load_optimizer_state,
+    read_sidecar,
+    save_checkpoint,
+)
 from nla_variants.config import RLConfig
 from nla_variants.core.grpo import clipped_policy_loss, group_advantages, kl_penalty
 from nla_variants.core.text import quote_rate
@@ -50,10 +55,13 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
     return torch.randperm(n, generator=g)[:batch_size].tolist()
 
 
-def warmup_constant(warmup: int, offset: int = 0):
-    """RL learning rate: linear warm-up, then constant (so a resumed run, or one with more
-    steps, follows the same schedule step for step)."""
-    return lambda step: min(1.0, (step + offset + 1) / warmup) if warmup else 1.0
+def warmup_constant(warmup: int):
+    """RL learning rate: linear warm-up over an optimiser's first `warmup` updates (the first
+    at lr / warmup), then constant. The schedule counts that optimiser's own updates: an RL
+    step where it did not update (the AR when no explanation closed, either on a skipped
+    non-finite step) does not use up warm-up. A resumed run restores the count from the
+    checkpoint, so it follows the same schedule update for update."""
+    return lambda updates: min(1.0, (updates + 1) / warmup) if warmup else 1.0
 
 
 def _grad_norm(params: list[nn.Parameter], clip: float) -> float:
@@ -93,7 +101,7 @@ class RLModule(L.LightningModule):
         opt_av = torch.optim.AdamW(av_params, lr=cfg.av_lr, weight_decay=0.0)
         opt_ar = torch.optim.AdamW(self.ar.parameters(), lr=cfg.ar_lr, weight_decay=0.0)
         scheds = [
-            torch.optim.lr_scheduler.LambdaLR(o, warmup_constant(cfg.warmup_steps, self.step_no))
+            torch.optim.lr_scheduler.LambdaLR(o, warmup_constant(cfg.warmup_steps))
             for o in (opt_av, opt_ar)
         ]
         return [opt_av, opt_ar], scheds
@@ -163,6 +171,7 @@ class RLModule(L.LightningModule):
                 logp_old, _ = self.av.response_logprobs(vec_rep, responses)
 
         metrics: dict[str, float] = {}
+        stepped = {"av": False, "ar": False}  # a schedule advances only after its update
         finite = bool(torch.isfinite(rewards).all())
         av_params = [p for p in self.av.parameters() if p.requires_grad]
         for _ in range(cfg.inner_epochs):
@@ -177,7 +186,9 @@ class RLModule(L.LightningModule):
             opt_av.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             metrics["grad_norm/av"] = _grad_norm(av_params, cfg.grad_clip)
+            metrics["lr/av"] = opt_av.optimizer.param_groups[0]["lr"]
             opt_av.step()
+            stepped["av"] = True
             metrics.update(
                 {"loss/policy": pg.item(), "kl": kl.item(), "clip_frac": clip_frac.item()}
             )
@@ -190,15 +201,19 @@ class RLModule(L.LightningModule):
                 opt_ar.zero_grad(set_to_none=True)
                 self.manual_backward(ar_loss)
                 metrics["grad_norm/ar"] = _grad_norm(list(self.ar.parameters()), cfg.grad_clip)
+                metrics["lr/ar"] = opt_ar.optimizer.param_groups[0]["lr"]
                 opt_ar.step()
+                stepped["ar"] = True
                 metrics["loss/ar"] = ar_loss.item()
             else:
                 finite = False
         t_train = time.perf_counter() - t0
 
         self.step_no += 1
-        sched_av.step()
-        sched_ar.step()
+        if stepped["av"]:
+            sched_av.step()
+        if stepped["ar"]:
+            sched_ar.step()
         if not finite:
             self.skipped += 1
             self.nonfinite_in_a_row += 1
@@ -337,8 +352,12 @@ class RLCheckpoint(L.Callback):
 
     def on_train_start(self, trainer, module) -> None:
         if self.resume_from is not None:
-            for opt, kind in zip(module.optimizers(), ("av", "ar"), strict=True):
+            parts = zip(module.optimizers(), module.lr_schedulers(), ("av", "ar"), strict=True)
+            for opt, sched, kind in parts:
                 load_optimizer_state(Path(self.resume_from) / kind, getattr(opt, "optimizer", opt))
+                # the schedule's position (updates done so far), not the RL step
+                saved = read_sidecar(Path(self.resume_from) / kind)["scheduler"]
+                sched.load_state_dict({**saved, "lr_lambdas": [None]})
             state = yaml.safe_load((Path(self.resume_from) / STATE).read_text())
             restore_rng(Path(self.resume_from), state)
 
