@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,9 +299,11 @@ def open_sweep(target: str, storage: str | None = None) -> tuple[optuna.Study, P
     from ablations.storage import check_url, local_url, open_storage
     from ablations.sweep import STATE_FILE
     from nla_variants.errors import NLAError
+    from nla_variants.masking import MASK
 
     path = Path(target)
-    config = load_sweep(path).cfg if path.is_file() else None
+    sweep = load_sweep(path) if path.is_file() else None
+    config = sweep.cfg if sweep is not None else None
     if config is not None:
         sweep_dir = config.sweep_dir()
     elif path.is_dir():
@@ -330,6 +333,12 @@ def open_sweep(target: str, storage: str | None = None) -> tuple[optuna.Study, P
         raise NLAError(
             f"no study named {state['name']!r} in {state['storage']}", "check the storage URL"
         ) from None
-    if state.get("tracking_uri"):
-        mlflow.set_tracking_uri(state["tracking_uri"])
+    tracking_uri = sweep.tracking_uri if sweep is not None else state.get("tracking_uri")
+    if tracking_uri and MASK in tracking_uri:  # the state file never holds a password
+        raise NLAError(
+            f"sweep {state['name']} logs to an MLflow store with a password ({tracking_uri})",
+            "pass the sweep config file instead of its directory",
+        )
+    if tracking_uri:
+        mlflow.set_tracking_uri(os.path.expandvars(tracking_uri))
     return study, sweep_dir, state.get("parent_run_id")

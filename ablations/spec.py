@@ -25,10 +25,15 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from nla_variants.config import Strict, TrialConfig, format_validation_error, load_config
+from nla_variants.config import (
+    Strict,
+    TrialConfig,
+    format_validation_error,
+    load_config,
+    read_yaml_mapping,
+)
 from nla_variants.errors import NLAError
 from nla_variants.hashing import hash_obj
 
@@ -288,6 +293,11 @@ class Sweep:
     def experiment(self) -> str:
         return self.cfg.mlflow.experiment or f"sweep-{self.cfg.name}"
 
+    @property
+    def tracking_uri(self) -> str | None:
+        """As written (a `${VAR}` is expanded only where it is used)."""
+        return self.cfg.mlflow.tracking_uri or get_dotted(self.base, "mlflow.tracking_uri")
+
     def validate_space(self) -> None:
         """Materialise a trial config at every corner of every parameter (with its `when`
         conditions set), so an unknown key, variant or value fails now, in one line."""
@@ -323,7 +333,7 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
                 f"sweep base config {base_path} does not exist",
                 "set `base:` to a trial config path relative to the sweep file",
             )
-        base = yaml.safe_load(base_path.read_text()) or {}
+        base = read_yaml_mapping(base_path, "sweep base config")
     base = _merge(base, cfg.trial)
     base.setdefault("name", cfg.name)
     # a sweep runs many trials: no ~3 GB final RL checkpoint each unless the base asks for it

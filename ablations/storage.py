@@ -20,18 +20,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from nla_variants.errors import NLAError
+from nla_variants.masking import mask
 
 LOCAL_DB = "optuna.db"
 HEARTBEAT_S = 30  # a worker that stops beating for GRACE_S is dead: its trial is retried
 GRACE_S = 120
-
-
-def masked(url: str) -> str:
-    """The URL with any password replaced (for messages, logs and files)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable URL>"
 
 
 def local_url(sweep_dir: Path) -> str:
@@ -65,7 +58,7 @@ def check_url(url: str) -> str:
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql", "mysql"):
         raise NLAError(
-            f"storage URL {masked(url)}: unsupported database {backend!r}",
+            f"storage URL {mask(url)}: unsupported database {backend!r}",
             "use postgresql://... (shared, several workers) or sqlite:///... (one machine)",
         )
     return url
@@ -86,13 +79,13 @@ def open_storage(url: str, stale_trial_callback=None) -> optuna.storages.RDBStor
             )
     except ModuleNotFoundError as e:
         raise NLAError(
-            f"storage {masked(url)} needs the database driver {e.name!r}",
+            f"storage {mask(url)} needs the database driver {e.name!r}",
             "pip install 'nla-variants[distributed]'",
         ) from None
     except Exception as e:
         reason = " ".join(str(getattr(e, "orig", None) or e).split())[:160]
         raise NLAError(
-            f"cannot reach the study database {masked(url)}: {reason}",
+            f"cannot reach the study database {mask(url)}: {reason}",
             "start the database server or fix host, port, user and password in `storage:`",
         ) from None
 

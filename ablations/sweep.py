@@ -3,8 +3,12 @@
 Records: Optuna holds the study (params, values, states, per-seed metrics as user attributes);
 MLflow holds a parent run per sweep, a child run per trial (mean and spread over seeds) and the
 seeds' runs nested under it (from run_trial). Resumable: a rerun loads the same study; trials a
-killed worker left RUNNING are marked FAILED and their configuration is queued again, so no
-completed trial is lost or repeated. Several workers share a study through one database URL.
+killed worker left RUNNING are marked FAILED, their MLflow runs (trial and seeds) closed as
+INTERRUPTED and their configuration queued again, so no completed trial is lost or repeated.
+Several workers share a study through one database URL. Each trial is sampled with the sweep's
+seed plus its trial number (unique in the study), so a resumed process or a second worker never
+replays the configurations another already drew. A full disk stops the sweep with one line; the
+trial it hit is queued again, so rerunning the same command continues.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import math
 import os
 import socket
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -21,13 +26,16 @@ from typing import Any
 import mlflow
 import numpy as np
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from ablations.spec import Sweep, get_dotted
-from ablations.storage import check_url, check_writable, local_lock, local_url, masked, open_storage
-from nla_variants.errors import NLAError, TrialStopped
+from ablations.storage import check_url, check_writable, local_lock, local_url, open_storage
+from nla_variants.checks import check_tracking_uri
+from nla_variants.errors import DiskFull, NLAError, TrialStopped, is_disk_full, one_line
 from nla_variants.experiment import run_trial
 from nla_variants.io import write_yaml_atomic
+from nla_variants.masking import mask, mask_tree
 
 log = logging.getLogger(__name__)
 STATE_FILE = "sweep.yaml"
@@ -36,10 +44,6 @@ PARENT_TAG = "sweep.parent"
 
 class TrialFailed(Exception):
     """A trial raised; recorded FAILED (Optuna and MLflow) and the study goes on."""
-
-
-def _one_line(err: BaseException) -> str:
-    return f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
 
 
 # -- sampling -----------------------------------------------------------------------------------
@@ -65,13 +69,61 @@ def suggest(trial: optuna.Trial, sweep: Sweep) -> dict[str, Any]:
     return values
 
 
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """Samples each trial with a fresh sampler seeded by `seed + trial number`. Trial numbers
+    are unique in a study (the database assigns them), so a resumed process or a second worker
+    never replays another's draws, and one uninterrupted run stays reproducible. Random and
+    TPE samplers keep no state between trials but their RNG (TPE reads the study's history)."""
+
+    def __init__(self, make: Callable[[int | None], optuna.samplers.BaseSampler], seed: int | None):
+        self._make, self._seed = make, seed
+        self._inner = make(seed)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._inner = self._make(None if self._seed is None else self._seed + trial.number)
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self._inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, name: str, dist: BaseDistribution
+    ) -> Any:
+        return self._inner.sample_independent(study, trial, name, dist)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: list[float] | None,
+    ) -> None:
+        self._inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._inner.reseed_rng()
+
+
 def make_sampler(sweep: Sweep) -> optuna.samplers.BaseSampler:
     s = sweep.cfg.sampler
     if s.kind == "grid":
+        # already keyed by the trial number (trial k takes point k of a seeded shuffle, later
+        # ones an unvisited point): one sampler, one shuffle, for every process
         return optuna.samplers.GridSampler(sweep.grid_space(), seed=s.seed)
-    if s.kind == "random":
-        return optuna.samplers.RandomSampler(seed=s.seed)
-    return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.n_startup_trials)
+
+    def make(seed: int | None) -> optuna.samplers.BaseSampler:
+        if s.kind == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials)
+
+    return TrialSeededSampler(make, s.seed)
 
 
 def make_pruner(sweep: Sweep) -> optuna.pruners.BasePruner:
@@ -119,9 +171,7 @@ class SweepRunner:
         self.dir = self.cfg.sweep_dir()
         self.local = self.cfg.storage is None
         self.url = local_url(self.dir) if self.local else check_url(self.cfg.storage or "")
-        self.tracking_uri = self.cfg.mlflow.tracking_uri or get_dotted(
-            sweep.base, "mlflow.tracking_uri"
-        )
+        self.tracking_uri = sweep.tracking_uri
         self.parent_id: str | None = None
         self.study: optuna.Study | None = None
         self.storage: optuna.storages.RDBStorage | None = None
@@ -151,7 +201,7 @@ class SweepRunner:
             study.set_user_attr("report", self.cfg.report)
         elif fp != self.cfg.fingerprint():
             raise NLAError(
-                f"study {self.cfg.name!r} in {masked(self.url)} was created by a different sweep "
+                f"study {self.cfg.name!r} in {mask(self.url)} was created by a different sweep "
                 "config (space, base, sampler, seeds or objectives changed)",
                 "give the changed sweep a new `name:`, or delete the old study to start over",
             )
@@ -189,38 +239,51 @@ class SweepRunner:
         if winner != mine:
             client.delete_run(mine)
         else:
-            client.log_dict(mine, self.sweep.base, "sweep/base_trial.yaml")
-            client.log_dict(mine, self.cfg.model_dump(mode="json"), "sweep/sweep.yaml")
+            client.log_dict(mine, mask_tree(self.sweep.base), "sweep/base_trial.yaml")
+            sweep_cfg = mask_tree(self.cfg.model_dump(mode="json"))
+            client.log_dict(mine, sweep_cfg, "sweep/sweep.yaml")
         return winner
 
     def _write_state(self) -> None:
         write_yaml_atomic(
             self.dir / STATE_FILE,
-            {
-                "name": self.cfg.name,
-                "storage": masked(self.url),
-                "local": self.local,
-                "tracking_uri": self.tracking_uri,
-                "experiment": self.sweep.experiment,
-                "parent_run_id": self.parent_id,
-                "sweep": self.cfg.model_dump(mode="json", exclude={"storage"}),
-            },
+            mask_tree(
+                {
+                    "name": self.cfg.name,
+                    "storage": self.url,
+                    "local": self.local,
+                    "tracking_uri": self.tracking_uri,
+                    "experiment": self.sweep.experiment,
+                    "parent_run_id": self.parent_id,
+                    "sweep": self.cfg.model_dump(mode="json", exclude={"storage"}),
+                }
+            ),
         )
 
     # failure recovery -------------------------------------------------------------------------
 
     def _retry(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """A trial whose worker died: its MLflow runs end KILLED, its configuration is queued
-        again (FAILED stays in the record, with `retried_as_queued`)."""
-        client = mlflow.MlflowClient()
-        for run_id in trial.user_attrs.get("mlflow_run_ids", []):
-            try:
-                client.set_tag(run_id, "nla.state", "INTERRUPTED")
-                client.set_terminated(run_id, "KILLED")
-            except mlflow.exceptions.MlflowException:
-                pass
+        """A trial whose worker died: every MLflow run it left open (the trial's and its
+        seeds') ends KILLED with nla.state INTERRUPTED, and its configuration is queued again
+        (FAILED stays in the record; the retry carries `retry_of`)."""
+        self._close_open_runs(trial.number)
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
         log.warning("trial %d was interrupted; its configuration is queued again", trial.number)
+
+    def _close_open_runs(self, number: int) -> None:
+        """Runs of trial `number` a dead process left open: still RUNNING, or ended by MLflow
+        itself at exit while our nla.state still says RUNNING. Found by the tags every run gets
+        at creation, so a seed run killed before its id was recorded is closed too."""
+        client = mlflow.MlflowClient()
+        exp = client.get_experiment_by_name(self.sweep.experiment)
+        if exp is None:
+            return
+        query = f"tags.`sweep.study` = '{self.cfg.name}' and tags.`sweep.trial` = '{number}'"
+        for run in client.search_runs([exp.experiment_id], query, max_results=1000):
+            state = run.data.tags.get("nla.state", "RUNNING")
+            if run.info.status == "RUNNING" or state == "RUNNING":
+                client.set_tag(run.info.run_id, "nla.state", "INTERRUPTED")
+                client.set_terminated(run.info.run_id, "KILLED")
 
     def _recover_local(self, study: optuna.Study) -> None:
         """Local study, lock held: anything RUNNING belongs to a killed worker."""
@@ -269,9 +332,9 @@ class SweepRunner:
         try:
             first = self.sweep.trial_config(params)
         except NLAError as e:  # a combination the per-parameter checks could not see
-            trial.set_user_attr("error", _one_line(e))
+            trial.set_user_attr("error", one_line(e))
             log.error("trial %d: invalid configuration: %s", trial.number, e)
-            raise TrialFailed(_one_line(e)) from e
+            raise TrialFailed(one_line(e)) from e
         variants = {
             "av": first.av.get("variant", "baseline"),
             "ar": first.ar.get("variant", "baseline"),
@@ -296,7 +359,7 @@ class SweepRunner:
         try:
             with run:
                 expanded = {**params, **self.sweep.overrides(params)}
-                mlflow.log_params({k: str(v)[:500] for k, v in expanded.items()})
+                mlflow.log_params({k: mask(str(v))[:500] for k, v in expanded.items()})
                 mlflow.set_tag("nla.state", "RUNNING")
                 for i, seed in enumerate(seeds):
                     cfg = self.sweep.trial_config(
@@ -336,17 +399,29 @@ class SweepRunner:
             if e.problem.startswith("objective metric"):
                 raise  # the sweep config is wrong: stop the sweep, not just this trial
             self._fail(client, run.info.run_id, trial, e)
-            raise TrialFailed(_one_line(e)) from e
+            self._stop_if_disk_full(trial, e)
+            raise TrialFailed(one_line(e)) from e
         except Exception as e:
             self._fail(client, run.info.run_id, trial, e)
-            raise TrialFailed(_one_line(e)) from e
+            self._stop_if_disk_full(trial, e)
+            raise TrialFailed(one_line(e)) from e
+
+    def _stop_if_disk_full(self, trial: optuna.Trial, err: BaseException) -> None:
+        """Every later trial would fail the same way: stop the sweep with one line, and queue
+        this configuration again so the same command continues once space is freed."""
+        if not is_disk_full(err):
+            return
+        trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        if isinstance(err, DiskFull):
+            raise err
+        raise DiskFull(getattr(err, "filename", None) or self.dir) from None
 
     @staticmethod
     def _fail(client, run_id: str, trial: optuna.Trial, err: BaseException) -> None:
-        trial.set_user_attr("error", _one_line(err))
+        trial.set_user_attr("error", one_line(err))
         client.set_tag(run_id, "nla.state", "FAILED")
-        client.set_tag(run_id, "nla.error", _one_line(err))
-        log.error("trial %d failed: %s", trial.number, _one_line(err))
+        client.set_tag(run_id, "nla.error", one_line(err))
+        log.error("trial %d failed: %s", trial.number, one_line(err))
 
     # budget -----------------------------------------------------------------------------------
 
@@ -377,8 +452,9 @@ class SweepRunner:
     # run --------------------------------------------------------------------------------------
 
     def run(self) -> optuna.Study:
+        check_tracking_uri(self.tracking_uri)
         if self.tracking_uri:
-            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_tracking_uri(os.path.expandvars(self.tracking_uri))
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own one-line trial reports
         if self.local:
             check_writable(self.dir)
@@ -442,4 +518,4 @@ class SweepRunner:
         cfg = self.sweep.trial_config(t.params, name=f"{self.cfg.name}-best-t{t.number}")
         data = cfg.model_dump(mode="json", exclude_defaults=False)
         data["mlflow"]["experiment"] = f"{self.cfg.name}-best"
-        return data
+        return mask_tree(data)  # a password in a URL setting stays out (use ${VAR} in URLs)

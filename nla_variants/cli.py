@@ -8,7 +8,8 @@ import os
 import sys
 
 from nla_variants import __version__
-from nla_variants.errors import NLAError
+from nla_variants.errors import DiskFull, NLAError, is_disk_full
+from nla_variants.masking import MaskingFilter, mask
 
 log = logging.getLogger("nla_variants")
 
@@ -20,6 +21,7 @@ def _setup_logging(quiet: bool) -> None:
     handler = RichHandler(
         console=Console(stderr=True), show_time=False, show_path=False, markup=False
     )
+    handler.addFilter(MaskingFilter())  # no password of a URL setting ever reaches a log line
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO, handlers=[handler], format="%(message)s"
     )
@@ -142,8 +144,19 @@ def _add_config_args(p: argparse.ArgumentParser, example: str) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line with a fix and exit code 2, like every error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        fix = f"see `{self.prog} --help`"
+        if message.startswith("unrecognized arguments: -"):
+            fix = "set config keys with --set KEY=VALUE, e.g. --set target.layer=12; " + fix
+        print(f"nla: error: {message} (fix: {fix})", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nla",
         description="Natural Language Autoencoder ablation platform.",
     )
@@ -212,7 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except NLAError as e:
-        print(f"nla: error: {e}", file=sys.stderr)
+        print(f"nla: error: {mask(str(e))}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk outside the atomic writers (MLflow, Lightning, sqlite)
+        if not is_disk_full(e):
+            raise
+        print(f"nla: error: {mask(str(DiskFull(e.filename or 'the output')))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nla: interrupted; rerun the same command to resume", file=sys.stderr)

@@ -19,7 +19,8 @@ T = TypeVar("T", bound="BaseModel")
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # no NaN or infinity anywhere: `gt=0` lets .inf through and a NaN fails every comparison
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class TargetConfig(Strict):
@@ -146,7 +147,14 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise NLAError(f"--set {item!r} is not key=value", "write e.g. --set target.layer=12")
-        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw else None)
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError:
+            raise NLAError(
+                f"--set {key.strip()}: {raw!r} is not a valid YAML value",
+                "quote it (--set 'key=\"text\"') or write a complete list/mapping",
+            ) from None
+        _set_dotted(data, key.strip(), value)
     return data
 
 
@@ -161,21 +169,29 @@ def format_validation_error(err: ValidationError) -> str:
     return f"{where}: {msg}{more}"
 
 
+def read_yaml_mapping(path: str | Path, what: str) -> dict:
+    """A YAML file holding a mapping; a missing, undecodable or malformed file is an NLAError."""
+    p = Path(path)
+    if not p.is_file():
+        raise NLAError(f"{what} file {p} does not exist", "pass the path of a YAML config")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise NLAError(
+            f"{what} {p} is not UTF-8 text (byte {e.start})", "save the file as UTF-8"
+        ) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise NLAError(f"{what} {p} is not valid YAML{where}", "fix the YAML syntax") from None
+    if not isinstance(data, dict):
+        raise NLAError(f"{what} {p} must be a YAML mapping", "write key: value pairs")
+    return data
+
+
 def load_config(path: str | Path | None, model: type[T], overrides: list[str] | None = None) -> T:
     """Read YAML, apply overrides, validate. Every failure is an NLAError with a fix."""
-    data: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise NLAError(f"config file {p} does not exist", "pass the path of a YAML config")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise NLAError(f"config {p} is not valid YAML{where}", "fix the YAML syntax") from None
-        if not isinstance(data, dict):
-            raise NLAError(f"config {p} must be a YAML mapping", "write key: value pairs")
+    data = read_yaml_mapping(path, "config") if path is not None else {}
     data = apply_overrides(data, overrides or [])
     try:
         return model.model_validate(data)
@@ -195,6 +211,13 @@ class SFTConfig(Strict):
     max_minutes: float | None = Field(None, gt=0, description="stop early after this wall time")
     checkpoint_every: int = Field(0, ge=0, description="save a resumable checkpoint every N steps")
     resume_from: str | None = Field(None, description="a checkpoint dir to continue from")
+    # the AV's held-out check: the NLL gap (shuffled - matching vectors) on ar_sft rows, which
+    # the AV never trains on; the AR ignores these keys
+    eval_every: int = Field(0, ge=0, description="AV: held-out NLL gap every N steps (0: never)")
+    eval_samples: int = Field(128, ge=2, description="held-out rows of that check")
+    keep_best: bool = Field(False, description="end with the weights of the best check")
+    stop_patience: int = Field(0, ge=0, description="stop after N checks without a better gap")
+    stop_at_gap: float | None = Field(None, gt=0, description="stop once the gap reaches this")
 
 
 class RLConfig(Strict):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -31,13 +32,15 @@ from nla_variants.checkpoint import (
     load_optimizer_state,
     save_checkpoint,
 )
+from nla_variants.checks import check_checkpoint, check_tracking_uri, check_writable_dir
 from nla_variants.config import SFTConfig, TrialConfig
 from nla_variants.core.vectors import mean_direction
 from nla_variants.data.prepare import prepare
 from nla_variants.data.store import StoredDataset
-from nla_variants.errors import NLAError, TrialStopped
+from nla_variants.errors import TrialStopped, one_line
 from nla_variants.evaluation import evaluate
 from nla_variants.hashing import hash_obj
+from nla_variants.masking import SECRET_WORDS, mask, mask_tree
 from nla_variants.registry import BuildContext, build
 from nla_variants.target import cpu_has_bf16, resolve_model
 from nla_variants.training.data import NLADataModule, load_split
@@ -58,7 +61,6 @@ logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
-SECRET_WORDS = ("key", "token", "secret", "password")
 EVAL_CURVE = (
     "roundtrip_fve",
     "roundtrip_shuffled_fve",
@@ -74,7 +76,8 @@ Reporter = Callable[[int, dict[str, float]], None]
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    """Nested config -> dotted keys (MLflow params); anything that looks secret is dropped."""
+    """Nested config -> dotted keys (MLflow params); anything that looks secret is dropped and
+    URL-shaped values (a tracking URI, a base_url) have their passwords masked."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
@@ -83,7 +86,7 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
         if isinstance(v, dict):
             out.update(flatten(v, key + "."))
         else:
-            out[key] = v
+            out[key] = mask(v) if isinstance(v, str) else v
     return out
 
 
@@ -314,11 +317,6 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
     start = 0
     resume = Path(rl.resume_from) if rl.resume_from else None
     if resume is not None:
-        if not (resume / STATE).is_file():
-            raise NLAError(
-                f"{resume} is not an RL checkpoint (no {STATE})",
-                "point train.rl.resume_from at RUN_DIR/rl_checkpoint",
-            )
         av, ar, state = load_rl_checkpoint(resume, t.ctx)
         start = int(state["step"])
         reference_dir = Path(state["reference"])
@@ -372,9 +370,17 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
     return av, ar, {f"rl/{k}": v for k, v in figures.items()}
 
 
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return f"{type(err).__name__}: {text}"[:500]
+def check_trial_inputs(cfg: TrialConfig) -> None:
+    """Everything that can be checked without a model or a dataset, before any stage runs and
+    before anything is written: output places, resume checkpoints, the tracking URI."""
+    check_writable_dir(cfg.output_dir, "output_dir")
+    if cfg.train.warm_start_cache:
+        check_writable_dir(cfg.train.warm_start_cache, "train.warm_start_cache")
+    for name in ("av_sft", "ar_sft"):
+        resume = getattr(cfg.train, name).resume_from
+        check_checkpoint(resume, SIDECAR, f"train.{name}.resume_from")
+    check_checkpoint(cfg.train.rl.resume_from, STATE, "train.rl.resume_from")
+    check_tracking_uri(cfg.mlflow.tracking_uri)
 
 
 def run_trial(
@@ -390,6 +396,7 @@ def run_trial(
     TrialStopped: the MLflow run then ends KILLED with tag nla.state=PRUNED. Any other error
     ends it FAILED with the error in tag nla.error; both are re-raised. `tags` are added to the
     run (a sweep links study, trial number and seed this way)."""
+    check_trial_inputs(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = prepare(cfg.data, progress=progress, wait=True)  # sweep workers may race
     dataset = StoredDataset.open(data.path)
@@ -405,12 +412,14 @@ def run_trial(
     train_mean = mean_direction(torch.from_numpy(train_vecs))
 
     if cfg.mlflow.tracking_uri:
-        mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+        mlflow.set_tracking_uri(os.path.expandvars(cfg.mlflow.tracking_uri))
     mlflow.set_experiment(cfg.mlflow.experiment)
     nested = mlflow.active_run() is not None
     run_id = None
     try:
-        with mlflow.start_run(run_name=cfg.name, nested=nested) as run:
+        # tags at creation: a sweep resuming after a kill finds (and closes) this run by them
+        start_tags = {"nla.state": "RUNNING", **(tags or {})}
+        with mlflow.start_run(run_name=cfg.name, nested=nested, tags=start_tags) as run:
             run_id = run.info.run_id
             run_dir = Path(cfg.output_dir) / run_id
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -426,7 +435,7 @@ def run_trial(
         if run_id is not None:
             client = mlflow.MlflowClient()
             client.set_tag(run_id, "nla.state", "FAILED")
-            client.set_tag(run_id, "nla.error", _one_line(e))
+            client.set_tag(run_id, "nla.error", one_line(e))
         raise
     return metrics
 
@@ -434,7 +443,7 @@ def run_trial(
 def _run(t: _Trial, dataset_name: str, tags: dict[str, str]) -> dict[str, Any]:
     """The body of one trial inside its (active) MLflow run."""
     cfg = t.cfg
-    resolved = cfg.model_dump(mode="json")
+    resolved = mask_tree(cfg.model_dump(mode="json"))
     (t.run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     mlflow.log_params({k: str(v)[:500] for k, v in flatten(resolved).items()})
     mlflow.set_tags(

@@ -45,6 +45,27 @@ def _rows_to_docs(
             yield Document(f"{prefix}:{i}", text, _row_genre(row, genre_column), prefix)
 
 
+def _jsonl_rows(path: Path) -> list[dict]:
+    """One JSON object per non-empty line; anything else is an NLAError naming the line."""
+    fix = "write one JSON object per line, as UTF-8"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise NLAError(f"{path} is not UTF-8 text (byte {e.start})", fix) from None
+    rows = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise NLAError(f"{path}:{n} is not valid JSON", fix) from None
+        if not isinstance(row, dict):
+            raise NLAError(f"{path}:{n} is a JSON {type(row).__name__}, not an object", fix)
+        rows.append(row)
+    return rows
+
+
 def _read_file(path: Path, cfg: CorpusConfig) -> Iterator[Document]:
     if not path.is_file():
         raise NLAError(f"corpus file {path} does not exist", "fix corpus.paths")
@@ -53,17 +74,7 @@ def _read_file(path: Path, cfg: CorpusConfig) -> Iterator[Document]:
             f"{path.name}:0", path.read_text(encoding="utf-8", errors="replace"), None, path.name
         )
     elif path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as f:
-            rows = []
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        raise NLAError(
-                            f"{path}:{n} is not valid JSON", "write one JSON object per line"
-                        ) from None
-        yield from _rows_to_docs(rows, path.name, cfg.text_column, cfg.genre_column)
+        yield from _rows_to_docs(_jsonl_rows(path), path.name, cfg.text_column, cfg.genre_column)
     elif path.suffix == ".parquet":
         import pyarrow.parquet as pq
 

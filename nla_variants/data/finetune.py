@@ -32,12 +32,14 @@ import yaml
 from pydantic import Field
 from tqdm.auto import tqdm
 
+from nla_variants.checks import check_writable_dir
 from nla_variants.config import CorpusConfig, Strict
 from nla_variants.data.corpus import load_corpus, manifest_hash
 from nla_variants.data.documents import Document
 from nla_variants.errors import NLAError
 from nla_variants.hashing import hash_obj
 from nla_variants.io import atomic_dir
+from nla_variants.masking import mask_tree
 from nla_variants.paths import cache_root
 from nla_variants.target import default_device, load_lm, resolve_model, resolve_precision
 
@@ -171,6 +173,8 @@ def finetune_target(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResul
     from nla_variants.data.diffing import content_fingerprint
 
     t0 = time.perf_counter()
+    root = Path(cfg.root).expanduser() if cfg.root else cache_root() / "finetuned"
+    check_writable_dir(root, "root")  # before training, not after it
     source = resolve_model(cfg.model)
     docs = _select(cfg)
     device = torch.device(cfg.device) if cfg.device else default_device()
@@ -178,7 +182,6 @@ def finetune_target(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResul
     dtype_name = str(dtype).removeprefix("torch.")
     base_fp = content_fingerprint(source)
     address = finetune_address(cfg, base_fp, dtype_name, manifest_hash(docs))
-    root = Path(cfg.root).expanduser() if cfg.root else cache_root() / "finetuned"
     out = root / f"{cfg.name}-{address[:12]}"
     if (out / META).is_file():
         log.info("cache hit: fine-tune %s already exists", out)
@@ -216,7 +219,7 @@ def finetune_target(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResul
         "loss_first": round(head, 4),
         "loss_last": round(tail, 4),
         "wall_s": round(time.perf_counter() - t0, 2),
-        "config": cfg.model_dump(mode="json"),
+        "config": mask_tree(cfg.model_dump(mode="json")),
     }
     # Makes config.json (and so resolve_model's local fingerprint) differ between fine-tunes.
     model.config.nla_finetune = {"address": address, "base": base_fp}

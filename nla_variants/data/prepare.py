@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from nla_variants.checks import check_writable_dir
 from nla_variants.config import PrepareConfig
 from nla_variants.data.corpus import load_corpus, manifest_hash
 from nla_variants.data.diffing import diff_sidecar, load_extractor, resolve_diff_model
@@ -42,6 +43,7 @@ from nla_variants.data.teachers.factory import make_teacher
 from nla_variants.errors import NLAError
 from nla_variants.hashing import hash_obj
 from nla_variants.io import write_yaml_atomic
+from nla_variants.masking import mask_tree
 from nla_variants.paths import cache_root
 from nla_variants.target import (
     LAYER_CONVENTION,
@@ -214,6 +216,7 @@ def prepare(cfg: PrepareConfig, progress: bool = True, wait: bool = False) -> Pr
     """Build (or find) the dataset for `cfg`. Raises NLAError before writing on any bad input.
     `wait`: if another process is building the same dataset, wait for it instead of failing."""
     t0 = time.perf_counter()
+    check_writable_dir(cfg.store.root, "store.root")
     source = resolve_model(cfg.target.model)
     check_layer(cfg.target.layer, source.num_layers, source.spec)
     diff = resolve_diff_model(cfg.target, source)
@@ -231,13 +234,14 @@ def prepare(cfg: PrepareConfig, progress: bool = True, wait: bool = False) -> Pr
         teacher.close()
         return PrepareResult(directory, True, StoredDataset.open(directory).sidecar)
     try:
+        teacher.check()  # e.g. one cheap API request: a rejected key fails before extraction
         target = load_extractor(cfg.target, diff)  # may still refuse (identical weights)
         with _exclusive(directory, wait):
             if (directory / SIDECAR).is_file():  # the writer we waited for finished it
                 return PrepareResult(directory, True, StoredDataset.open(directory).sidecar)
             for stale in directory.glob(".*.tmp"):  # left by a killed run
                 stale.unlink()
-            write_yaml_atomic(directory / CONFIG, cfg.model_dump(mode="json"))
+            write_yaml_atomic(directory / CONFIG, mask_tree(cfg.model_dump(mode="json")))
             sidecar = _build(
                 cfg, directory, source, target, diff, teacher, docs, manifest, address, progress
             )

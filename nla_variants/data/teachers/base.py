@@ -79,6 +79,10 @@ class Teacher(ABC):
     def explain(self, prefixes: Sequence[str]) -> list[str | None]:
         """One explanation per prefix, in order; None where the answer was dropped."""
 
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Prove the teacher can work (e.g. one cheap API request) before expensive stages;
+        raise NLAError if it cannot."""
+
     def fingerprint(self) -> dict:
         """What determines this teacher's output; part of the dataset's content address."""
         return {"name": self.name}

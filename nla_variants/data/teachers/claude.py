@@ -261,6 +261,20 @@ class ClaudeTeacher(Teacher):
             )
         return key
 
+    def check(self) -> None:
+        """One cheap request (list one model) before any extraction: a key the API rejects is
+        an NLAError now, not after the expensive stages. Other failures (a network hiccup)
+        are left to the real requests and their retries."""
+        try:
+            self._client.with_options(max_retries=0).models.list(limit=1)
+        except anthropic.APIStatusError as e:
+            fatal = self._fatal(e)
+            if fatal is not None:
+                raise fatal from None
+            log.debug("anthropic teacher: key check inconclusive (%s)", self._describe(e))
+        except anthropic.APIError as e:
+            log.debug("anthropic teacher: key check inconclusive (%s)", self._describe(e))
+
     # ---- identity --------------------------------------------------------------------------
 
     def __repr__(self) -> str:
