@@ -4,6 +4,8 @@ A component checkpoint directory holds:
   weights.safetensors     the component's trainable tensors (all of them for a full fine-tune,
                           the adapters and heads for LoRA; the frozen base comes from the model)
   optimizer.safetensors   optional: optimizer state tensors, keyed state.<param index>.<name>
+  context.safetensors     the training statistics the component was built with (data_mean,
+                          data_std: an AV's injection centring), so a reload is the same model
   checkpoint.yaml         kind, variant, its config, the base model fingerprint, layer, d_model,
                           variant metadata (placeholder, injection scale), step, optimizer and
                           scheduler scalars
@@ -13,6 +15,7 @@ tensors, so a checkpoint is only ever as trusted as a YAML file and a safetensor
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,8 @@ from nla_variants.registry import BuildContext, build
 SIDECAR = "checkpoint.yaml"
 WEIGHTS = "weights.safetensors"
 OPTIMIZER = "optimizer.safetensors"
+CONTEXT = "context.safetensors"
+_STATS = ("data_mean", "data_std")
 
 
 def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -80,6 +85,13 @@ def save_checkpoint(
     directory = Path(directory)
     with atomic_dir(directory, replace=replace) as tmp:
         save_file(trainable_state(component), tmp / WEIGHTS)
+        stats = {
+            k: getattr(ctx, k).float().contiguous().cpu()
+            for k in _STATS
+            if getattr(ctx, k) is not None
+        }
+        if stats:
+            save_file(stats, tmp / CONTEXT)
         meta: dict[str, Any] = {
             "kind": kind,
             "variant": component.variant_name,
@@ -124,6 +136,8 @@ def load_component(directory: str | Path, ctx: BuildContext) -> tuple[nn.Module,
             f"not {ctx.source.spec} layer {ctx.layer}",
             "use the same target model and layer as the checkpoint",
         )
+    stats = load_file(Path(directory) / CONTEXT) if (Path(directory) / CONTEXT).is_file() else {}
+    ctx = replace(ctx, data_norm=meta.get("data_norm", ctx.data_norm), **stats)
     component = build(meta["kind"], {"variant": meta["variant"], **meta["config"]}, ctx)
     load_weights(component, Path(directory) / WEIGHTS)
     return component, meta

@@ -6,6 +6,10 @@ Metrics (all FVEs against the predict-the-training-mean baseline, on normalised 
   explanation tag never closes scores the orthogonal MSE (2), as in RL.
 - `*_shuffled_fve`: the same predictions scored against a permutation of the targets: the control.
   `*_gap` = real - shuffled is the evidence that anything about the vector was learned.
+- `*_fve_raw`: the same against the classical baseline (variance around the raw mean of the
+  unit vectors), lower than the FVE above; other NLA work reports this one.
+- `av_nll_gap`: teacher-forced NLL of the teacher explanations with shuffled minus matching
+  vectors (nats/token) and `av_nll_win_rate`: the AV's own test that it reads the vector.
 - `ar_text_only_fve`: the AR reading an empty explanation (with the source prefix, for an AR
   that reads it): how much of the vector the text alone gives. A constant prediction for an AR
   that does not read the prefix (FVE <= 0, 0 for the mean direction); for a full-context AR, the
@@ -28,9 +32,11 @@ from nla_variants.core.text import extract_explanation, length_stats, quote_rate
 from nla_variants.core.vectors import (
     ORTHOGONAL_MSE,
     baseline_mse,
+    derangement,
     fve,
     fve_of,
     normalized_mse,
+    raw_baseline_mse,
 )
 from nla_variants.training.data import SplitRows
 
@@ -70,11 +76,48 @@ def _fves(
     )
 
 
-def derangement(n: int, seed: int) -> torch.Tensor:
-    """A seeded permutation with no fixed point (so no row is scored against itself)."""
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n, generator=g)
-    return torch.roll(perm, 1)[torch.argsort(perm)] if n > 1 else perm
+@torch.no_grad()
+def nll_rows(
+    av, vectors: torch.Tensor, shuffled: torch.Tensor, explanations: Sequence[str]
+) -> torch.Tensor:
+    """Per row: the teacher explanation's summed NLL given its own vector, given the shuffled
+    one, and its token count: [n, 3] on the CPU (what `nll_gap_scores` summarises)."""
+    responses = av.encode_responses(list(explanations))
+    device = av.prompt_ids.device
+    real, mask = av.response_logprobs(vectors.to(device), responses)
+    shuf, _ = av.response_logprobs(shuffled.to(device), responses)
+    return torch.stack([-real.sum(1), -shuf.sum(1), mask.sum(1)], 1).float().cpu()
+
+
+def nll_gap_scores(rows: torch.Tensor) -> dict[str, float]:
+    """`av_nll_gap` = per-token NLL with shuffled minus with matching vectors (0 for an AV that
+    ignores its vector) and `av_nll_win_rate`, the share of rows whose own vector gives the lower
+    NLL (0.5 by chance), from `nll_rows`."""
+    real, shuf, tokens = rows.sum(0).tolist()
+    return {
+        "av_nll_real": real / tokens,
+        "av_nll_shuffled": shuf / tokens,
+        "av_nll_gap": (shuf - real) / tokens,
+        "av_nll_win_rate": float((rows[:, 0] < rows[:, 1]).float().mean()),
+    }
+
+
+def av_nll_gap(
+    av,
+    vectors: torch.Tensor,
+    explanations: Sequence[str],
+    *,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> dict[str, float]:
+    """Does the AV read its vector? `nll_gap_scores` of the teacher explanations, each scored
+    with its own vector and with a derangement of them."""
+    n = len(explanations)
+    if n < 2:
+        return {}
+    shuffled = vectors[derangement(n, seed)]
+    rows = [nll_rows(av, vectors[s], shuffled[s], explanations[s]) for s in _batches(n, batch_size)]
+    return nll_gap_scores(torch.cat(rows))
 
 
 @torch.no_grad()
@@ -115,8 +158,13 @@ def evaluate(
                 normalized_mse(pred, tv), tv, mean, tperm, normalized_mse(pred, tv[tperm])
             )
             metrics.update(
-                ar_teacher_fve=real, ar_teacher_shuffled_fve=shuf, ar_teacher_gap=real - shuf
+                ar_teacher_fve=real,
+                ar_teacher_shuffled_fve=shuf,
+                ar_teacher_gap=real - shuf,
+                ar_teacher_fve_raw=fve(normalized_mse(pred, tv), raw_baseline_mse(tv, mean)),
             )
+            gap = av_nll_gap(av, tv, [teacher[i] for i in have], seed=seed, batch_size=batch_size)
+            metrics.update(gap)
 
         # the AR from the text alone (empty explanation)
         metrics["ar_text_only_fve"] = text_only_fve(ar, prefixes, vectors, mean, batch_size)
@@ -139,6 +187,7 @@ def evaluate(
     shuffled_mse = normalized_mse(pred, vectors[perm]).masked_fill(failed, ORTHOGONAL_MSE)
     real, shuf = _fves(rt_mse, vectors, mean, perm, shuffled_mse)
     metrics.update(roundtrip_fve=real, roundtrip_shuffled_fve=shuf, roundtrip_gap=real - shuf)
+    metrics["roundtrip_fve_raw"] = fve(rt_mse, raw_baseline_mse(vectors, mean))
     metrics["tag_failure_rate"] = float(failed.float().mean())
     # closed tag, rejected by the AV's output format (always 0 for a free-text AV)
     violations = sum(

@@ -23,6 +23,7 @@ import mlflow
 import numpy as np
 import torch
 import yaml
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import MLFlowLogger
 
 from nla_variants import __version__
@@ -52,7 +53,7 @@ from nla_variants.training.rl import (
     save_rl_checkpoint,
     steps_loader,
 )
-from nla_variants.training.warm_start import ARWarmStart, AVWarmStart, WarmStart
+from nla_variants.training.warm_start import ARWarmStart, AVWarmStart, KeepBest, WarmStart
 
 log = logging.getLogger(__name__)
 # Lightning's own INFO lines (accelerator banners, tips) drown the trial's output.
@@ -137,6 +138,7 @@ class PeriodicEval(L.Callback):
             module.history[-1].update({f"eval/{k}": v for k, v in scores.items()})
 
 
+GAP_METRIC = "val/nll_gap"  # logged by AVWarmStart's validation loop
 _STAGES: dict[str, tuple[type[WarmStart], str]] = {
     "av": (AVWarmStart, "av_sft"),
     "ar": (ARWarmStart, "ar_sft"),
@@ -173,10 +175,16 @@ class _Trial:
         return contextlib.nullcontext()
 
     def trainer(
-        self, prefix: str, max_steps: int, max_minutes: float | None, callbacks: list[L.Callback]
+        self,
+        prefix: str,
+        max_steps: int,
+        max_minutes: float | None,
+        callbacks: list[L.Callback],
+        val_every: int = 0,
     ) -> L.Trainer:
         """max_steps=-1: one pass over the loader (RL, where each item is one step and
-        Lightning would count every optimiser's step in global_step)."""
+        Lightning would count every optimiser's step in global_step). `val_every`: run the
+        validation loop every N training steps, across epochs (0: never)."""
         return L.Trainer(
             accelerator="gpu" if self.device.type == "cuda" else "cpu",
             devices=1,
@@ -195,7 +203,9 @@ class _Trial:
             enable_model_summary=False,
             enable_progress_bar=self.progress,
             num_sanity_val_steps=0,
-            limit_val_batches=0,
+            limit_val_batches=1.0 if val_every else 0,
+            val_check_interval=val_every or None,
+            check_val_every_n_epoch=None if val_every else 1,
             log_every_n_steps=1,
             default_root_dir=self.run_dir,
         )
@@ -277,9 +287,19 @@ def _warm_start(t: _Trial, kind: str, av=None) -> tuple[torch.nn.Module, dict[st
     )
     figures = {"steps": float(offset)}
     if remaining:
-        trainer = t.trainer(split, remaining, sft.max_minutes, callbacks)
+        val_every = sft.eval_every if kind == "av" else 0
+        keep_best = _held_out_check(sft, callbacks) if val_every else None
+        trainer = t.trainer(split, remaining, sft.max_minutes, callbacks, val_every)
         start = time.perf_counter()
-        trainer.fit(module, datamodule=NLADataModule(t.dataset, split, sft.batch_size, t.cfg.seed))
+        data = NLADataModule(
+            t.dataset,
+            split,
+            sft.batch_size,
+            t.cfg.seed,
+            val_split="ar_sft" if val_every else None,  # rows the AV never trains on
+            val_samples=sft.eval_samples,
+        )
+        trainer.fit(module, datamodule=data)
         figures = {
             "steps": float(offset + trainer.global_step),
             "wall_s": time.perf_counter() - start,
@@ -287,6 +307,13 @@ def _warm_start(t: _Trial, kind: str, av=None) -> tuple[torch.nn.Module, dict[st
             "tokens_per_s": module.tokens / max(module.train_seconds, 1e-9),
             "final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
         }
+        if val_every:
+            figures.update(
+                {k.replace("val/", "val_"): float(v) for k, v in trainer.callback_metrics.items()}
+            )
+            figures.pop("train/loss", None)
+        if keep_best is not None and keep_best.best is not None:
+            figures.update(best_nll_gap=keep_best.best, best_step=float(keep_best.best_step))
         if cached is None or sft.checkpoint_every:  # resumable: weights, optimiser, schedule
             save_checkpoint(
                 ckpt_dir,
@@ -309,6 +336,25 @@ def _warm_start(t: _Trial, kind: str, av=None) -> tuple[torch.nn.Module, dict[st
         t.checkpoints[f"{kind}_checkpoint"] = ckpt_dir
     component.to(t.device).eval()
     return component, {f"{split}/{k}": v for k, v in figures.items()}
+
+
+def _held_out_check(sft: SFTConfig, callbacks: list[L.Callback]) -> KeepBest | None:
+    """Callbacks acting on the AV's held-out NLL gap: keep the best weights, stop early."""
+    keep = None
+    if sft.keep_best:
+        keep = KeepBest(GAP_METRIC, "max")
+        callbacks.append(keep)
+    if sft.stop_patience or sft.stop_at_gap is not None:
+        callbacks.append(
+            EarlyStopping(
+                GAP_METRIC,
+                mode="max",
+                patience=sft.stop_patience or 10**9,
+                stopping_threshold=sft.stop_at_gap,
+                check_on_train_epoch_end=False,
+            )
+        )
+    return keep
 
 
 def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, float]]:
@@ -401,15 +447,19 @@ def run_trial(
     data = prepare(cfg.data, progress=progress, wait=True)  # sweep workers may race
     dataset = StoredDataset.open(data.path)
     side = dataset.sidecar
+    train_vecs = torch.from_numpy(
+        np.concatenate([dataset.vectors("av_sft"), dataset.vectors("ar_sft")])
+    )
     ctx = BuildContext(
         resolve_model(cfg.data.target.model),
         side["layer"],
         side["d_model"],
         side["norms"]["all"]["p50"],
+        data_mean=train_vecs.mean(0),
+        data_std=train_vecs.std(0),
     )
     device = torch.device(cfg.train.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    train_vecs = np.concatenate([dataset.vectors("av_sft"), dataset.vectors("ar_sft")])
-    train_mean = mean_direction(torch.from_numpy(train_vecs))
+    train_mean = mean_direction(train_vecs)
 
     if cfg.mlflow.tracking_uri:
         mlflow.set_tracking_uri(os.path.expandvars(cfg.mlflow.tracking_uri))

@@ -32,6 +32,9 @@ class BuildContext:
     layer: int
     d_model: int
     data_norm: float | None = None  # median activation norm of the dataset
+    # per-dimension mean and std of the raw training vectors (an AV's injection centring)
+    data_mean: Any = None  # torch.Tensor [d] or None
+    data_std: Any = None
 
 
 @dataclass(frozen=True)

@@ -168,9 +168,16 @@ class _Case:
         self.model_dir = Path(source.load_path)
         self.d = source.d_model
         self.layer = min(LAYER, source.num_layers)
-        self.ctx = BuildContext(source, self.layer, self.d, data_norm=2.0 * math.sqrt(self.d))
         g = torch.Generator().manual_seed(1234)
         self.vectors = torch.randn(len(EXPLANATIONS), self.d, generator=g) * 2.0
+        self.ctx = BuildContext(
+            source,
+            self.layer,
+            self.d,
+            data_norm=2.0 * math.sqrt(self.d),
+            data_mean=torch.randn(self.d, generator=g) * 0.1,  # an injection may centre
+            data_std=torch.rand(self.d, generator=g) + 0.5,
+        )
 
     def build(self, seed: int = SEED) -> nn.Module:
         _seed_all(seed)

@@ -28,7 +28,7 @@ def ctx(tiny_model_dir) -> BuildContext:
 @pytest.fixture
 def av(ctx):
     torch.manual_seed(0)
-    return build("av", {"variant": "baseline", "injection_scale": 8.0}, ctx)
+    return build("av", {"variant": "baseline", "injection": {"scale": 8.0}}, ctx)
 
 
 @pytest.fixture
@@ -51,17 +51,58 @@ def test_placeholder_is_one_rare_token_with_recorded_neighbours(av):
     assert av.metadata()["placeholder"]["token_id"] == ph.token_id
 
 
+def _residual_entering(av, block: int, ids: torch.Tensor, v: torch.Tensor | None):
+    """The residual block `block` receives (after the injector's hook on it, if any)."""
+    seen = {}
+
+    def record(module, args, kwargs) -> None:
+        seen.setdefault("h", args[0] if args else kwargs["hidden_states"])
+
+    handle = av._decoder.layers[block].register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        if v is None:
+            av._decoder(input_ids=ids)
+        else:
+            with av.injecting(ids, v):
+                av._decoder(input_ids=ids)
+    finally:
+        handle.remove()
+    return seen["h"]
+
+
 def test_injection_replaces_the_placeholder_embedding_at_the_scale(av):
     v = vectors(2)
     ids = av.prompt_ids.expand(2, -1)
-    embeds = av._embed(ids, v)
-    pos = av.prompt_ids.tolist().index(av.placeholder.token_id)
+    embeds = _residual_entering(av, 0, ids, v)
     plain = av.lm.get_input_embeddings()(ids)
+    pos = av.slot
     torch.testing.assert_close(embeds[:, pos].norm(dim=-1), torch.full((2,), 8.0))
     cos = torch.nn.functional.cosine_similarity(embeds[:, pos], v)
     assert bool((cos > 0.999).all())
     keep = [i for i in range(ids.shape[1]) if i != pos]
     torch.testing.assert_close(embeds[:, keep], plain[:, keep])
+
+
+@pytest.mark.parametrize("center", ["none", "mean", "standardize"])
+def test_residual_site_adds_the_centred_vector_at_the_residual_norm(ctx, center):
+    stats = {"data_mean": torch.full((64,), 3.0), "data_std": torch.full((64,), 2.0)}
+    ctx = BuildContext(ctx.source, ctx.layer, ctx.d_model, ctx.data_norm, **stats)
+    inj = {"site": 2, "mode": "add", "scale": "match", "center": center}
+    av = build("av", {"variant": "baseline", "injection": inj}, ctx)
+    v = vectors(2)
+    ids = av.prompt_ids.expand(2, -1)
+    plain = _residual_entering(av, 2, ids, None)
+    mixed = _residual_entering(av, 2, ids, v)
+    pos = av.slot
+    delta = mixed[:, pos] - plain[:, pos]
+    torch.testing.assert_close(delta.norm(dim=-1), plain[:, pos].norm(dim=-1))
+    direction = v if center == "none" else v - 3.0
+    cos = torch.nn.functional.cosine_similarity(delta, direction)
+    assert bool((cos > 0.999).all())
+    keep = [i for i in range(ids.shape[1]) if i != pos]
+    torch.testing.assert_close(mixed[:, keep], plain[:, keep])
+    assert av.metadata()["injection"] == {**inj, "norm": None}
+    av.verify_injection()
 
 
 def test_injection_changes_the_logits(av):
@@ -73,24 +114,27 @@ def test_injection_changes_the_logits(av):
 
 
 def test_a_disabled_injection_is_detected(av, monkeypatch):
-    import nla_variants.av.baseline as baseline
+    import nla_variants.core.injection as injection
 
-    monkeypatch.setattr(baseline, "inject", lambda embeds, *a, **k: embeds)
+    monkeypatch.setattr(injection, "write", lambda hidden, *a, **k: hidden)
     with pytest.raises(RuntimeError, match="injection has no effect"):
         av.verify_injection()
 
 
 def test_missing_or_doubled_placeholder_and_changed_neighbours_fail(av):
     ids = av.prompt_ids.expand(2, -1).clone()
-    pos = av.prompt_ids.tolist().index(av.placeholder.token_id)
+    pos = av.slot
     doubled = ids.clone()
     doubled[1, 1] = av.placeholder.token_id
-    with pytest.raises(RuntimeError, match=r"expected 1 placeholder token\(s\) per sequence"):
-        av._embed(doubled, vectors(2))
+    with (
+        pytest.raises(RuntimeError, match=r"expected 1 placeholder token\(s\) per sequence"),
+        av.injecting(doubled, vectors(2)),
+    ):
+        av._decoder(input_ids=doubled)
     moved = ids.clone()
     moved[0, pos - 1] = moved[0, pos - 1] + 1
     with pytest.raises(RuntimeError, match="neighbours changed"):
-        av._embed(moved, vectors(2))
+        av.injecting(moved, vectors(2))
 
 
 def test_sft_loss_covers_response_tokens_only(av):

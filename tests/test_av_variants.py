@@ -35,7 +35,7 @@ def ctx(tiny_model_dir) -> BuildContext:
 
 def make(ctx, variant: str, **cfg):
     torch.manual_seed(0)
-    return build("av", {"variant": variant, "injection_scale": 8.0, **cfg}, ctx)
+    return build("av", {"variant": variant, "injection": {"scale": 8.0}, **cfg}, ctx)
 
 
 def vectors(n: int = 2, seed: int = 0) -> torch.Tensor:
@@ -73,7 +73,16 @@ def test_multitoken_k3_fills_three_consecutive_slots(ctx, mode):
     v = vectors(2)
     assert av.vector_inputs(v).shape == (2, 3, D)
     batch = av.prompt_ids.expand(2, -1)
-    embeds = av._embed(batch, v)
+    seen = {}
+
+    def record(module, args, kwargs) -> None:
+        seen["embeds"] = args[0] if args else kwargs["hidden_states"]
+
+    handle = av._decoder.layers[0].register_forward_pre_hook(record, with_kwargs=True)
+    with av.injecting(batch, v):
+        av._decoder(input_ids=batch)
+    handle.remove()
+    embeds = seen["embeds"]
     slots = embeds[:, pos : pos + 3]
     torch.testing.assert_close(slots.norm(dim=-1), torch.full((2, 3), 8.0))
     cos = torch.nn.functional.cosine_similarity(slots, v.unsqueeze(1).expand_as(slots), dim=-1)
@@ -93,8 +102,11 @@ def test_multitoken_counts_placeholders_per_row(ctx):
     av = make(ctx, "multitoken", k=3, mode="repeat")
     ids = av.prompt_ids.expand(2, -1).clone()
     ids[1, 1] = av.placeholder.token_id  # a fourth placeholder in row 1
-    with pytest.raises(RuntimeError, match=r"expected 3 placeholder token\(s\) per sequence"):
-        av._embed(ids, vectors(2))
+    with (
+        pytest.raises(RuntimeError, match=r"expected 3 placeholder token\(s\) per sequence"),
+        av.injecting(ids, vectors(2)),
+    ):
+        av._decoder(input_ids=ids)
 
 
 def test_multitoken_learned_map_gets_gradients_and_slots_diverge(ctx):

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from nla_variants.core.injection import inject, resolve_injection_scale
+from nla_variants.core.injection import InjectionConfig, Injector, center, resolve_scale, write
 from nla_variants.core.text import extract_explanation, length_stats, quote_rate
 from nla_variants.core.vectors import (
     ORTHOGONAL_MSE,
@@ -266,67 +266,72 @@ def test_length_stats_empty():
     assert length_stats([]) == {"mean": 0.0, "median": 0.0, "max": 0.0}
 
 
-# -- inject ---------------------------------------------------------------------------------------
+# -- injection ------------------------------------------------------------------------------------
 
 PH = 7  # placeholder token id
 
 
-def _ids_and_embeds(ids: list[list[int]], d: int = 4, seed: int = 0):
+def _ids_and_hidden(ids: list[list[int]], d: int = 4, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     input_ids = torch.tensor(ids)
-    embeds = torch.randn(*input_ids.shape, d, generator=g)
-    return input_ids, embeds
+    hidden = torch.randn(*input_ids.shape, d, generator=g)
+    return input_ids == PH, hidden
 
 
-def test_inject_replaces_exactly_placeholder_positions():
-    input_ids, embeds = _ids_and_embeds([[1, 2, PH, 3, 4], [PH, 5, 6, 1, 2]])
+def _slots(vectors: torch.Tensor) -> torch.Tensor:
+    return vectors if vectors.dim() == 3 else vectors.unsqueeze(1)
+
+
+def test_write_replaces_exactly_placeholder_positions():
+    mask, hidden = _ids_and_hidden([[1, 2, PH, 3, 4], [PH, 5, 6, 1, 2]])
     vectors = torch.tensor([[3.0, 0.0, 4.0, 0.0], [0.0, -1.0, 0.0, 0.0]])
-    out = inject(embeds, input_ids, PH, vectors, scale=2.5)
-    assert out.shape == embeds.shape and out.dtype == embeds.dtype
-    mask = input_ids == PH
-    torch.testing.assert_close(out[~mask], embeds[~mask])
+    out = write(hidden, mask, _slots(vectors), "replace", 2.5)
+    assert out.shape == hidden.shape and out.dtype == hidden.dtype
+    torch.testing.assert_close(out[~mask], hidden[~mask])
     torch.testing.assert_close(out[0, 2], torch.tensor([1.5, 0.0, 2.0, 0.0]))
     torch.testing.assert_close(out[1, 0], torch.tensor([0.0, -2.5, 0.0, 0.0]))
     injected = out[mask]
-    torch.testing.assert_close(injected.norm(dim=-1), torch.full((2,), 2.5))
     torch.testing.assert_close(torch.cosine_similarity(injected, vectors, dim=-1), torch.ones(2))
-    # The input embeddings are not modified in place.
-    assert not torch.equal(embeds[mask], injected)
+    # The input is not modified in place.
+    assert not torch.equal(hidden[mask], injected)
 
 
-def test_inject_random_vectors_norm_and_direction():
-    input_ids, embeds = _ids_and_embeds([[1, PH, 2], [PH, 3, 4], [5, 6, PH]], d=32)
-    vectors = torch.randn(3, 32, generator=torch.Generator().manual_seed(5)) * 100
-    out = inject(embeds, input_ids, PH, vectors, scale=math.sqrt(32))
-    injected = out[input_ids == PH]
-    torch.testing.assert_close(injected.norm(dim=-1), torch.full((3,), math.sqrt(32)))
-    torch.testing.assert_close(torch.cosine_similarity(injected, vectors, dim=-1), torch.ones(3))
+def test_write_add_and_match_scale():
+    mask, hidden = _ids_and_hidden([[1, PH, 2], [PH, 3, 4]], d=16)
+    vectors = torch.randn(2, 16, generator=torch.Generator().manual_seed(5)) * 100
+    before = hidden[mask]
+    added = write(hidden, mask, _slots(vectors), "add", None)[mask]
+    # add at `match`: the vector's direction at the norm of what was there, added to it
+    delta = added - before
+    torch.testing.assert_close(delta.norm(dim=-1), before.norm(dim=-1))
+    torch.testing.assert_close(torch.cosine_similarity(delta, vectors, dim=-1), torch.ones(2))
+    replaced = write(hidden, mask, _slots(vectors), "replace", None)[mask]
+    torch.testing.assert_close(replaced.norm(dim=-1), before.norm(dim=-1))
 
 
-def test_inject_multiple_placeholders_in_order():
-    input_ids, embeds = _ids_and_embeds([[1, PH, PH, 2, PH], [PH, PH, PH, 3, 4]], d=3)
+def test_write_multiple_placeholders_in_order():
+    mask, hidden = _ids_and_hidden([[1, PH, PH, 2, PH], [PH, PH, PH, 3, 4]], d=3)
     vectors = torch.tensor(
         [
             [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 3.0]],
             [[0.0, 0.0, -1.0], [0.0, -1.0, 0.0], [-1.0, 0.0, 0.0]],
         ]
     )
-    out = inject(embeds, input_ids, PH, vectors, scale=1.0)
+    out = write(hidden, mask, vectors, "replace", 1.0)
     positions = [[1, 2, 4], [0, 1, 2]]
     for b in range(2):
         for slot, t in enumerate(positions[b]):
             torch.testing.assert_close(out[b, t], normalize(vectors[b, slot]))
-    mask = input_ids == PH
-    torch.testing.assert_close(out[~mask], embeds[~mask])
+    torch.testing.assert_close(out[~mask], hidden[~mask])
 
 
-def test_inject_bf16_embeddings():
-    input_ids, embeds = _ids_and_embeds([[1, PH, 2]], d=8)
-    embeds = embeds.bfloat16()
-    out = inject(embeds, input_ids, PH, torch.randn(1, 8) * 30, scale=4.0)
+def test_write_bf16_hidden_states():
+    mask, hidden = _ids_and_hidden([[1, PH, 2]], d=8)
+    hidden = hidden.bfloat16()
+    out = write(hidden, mask, _slots(torch.randn(1, 8) * 30), "replace", 4.0)
     assert out.dtype == torch.bfloat16
     assert out[0, 1].float().norm().item() == pytest.approx(4.0, rel=1e-2)
-    assert torch.equal(out[0, 0], embeds[0, 0]) and torch.equal(out[0, 2], embeds[0, 2])
+    assert torch.equal(out[0, 0], hidden[0, 0]) and torch.equal(out[0, 2], hidden[0, 2])
 
 
 @pytest.mark.parametrize(
@@ -339,52 +344,101 @@ def test_inject_bf16_embeddings():
         ([[PH, PH, PH], [PH, PH, 1]], 2),  # k=2 but one row has three
     ],
 )
-def test_inject_wrong_placeholder_count_raises(ids, k):
-    input_ids, embeds = _ids_and_embeds(ids)
-    vectors = torch.randn(2, k, 4) if k > 1 else torch.randn(2, 4)
+def test_write_wrong_placeholder_count_raises(ids, k):
+    mask, hidden = _ids_and_hidden(ids)
     with pytest.raises(RuntimeError, match="placeholder"):
-        inject(embeds, input_ids, PH, vectors, scale=1.0)
+        write(hidden, mask, torch.randn(2, k, 4), "replace", 1.0)
 
 
-def test_inject_gradients_flow_to_vectors_and_embeddings():
-    input_ids, embeds = _ids_and_embeds([[1, PH, 2, 3], [PH, 4, 5, 6]], d=6)
-    embeds.requires_grad_(True)
+def test_write_gradients_flow_to_vectors_and_hidden_states():
+    mask, hidden = _ids_and_hidden([[1, PH, 2, 3], [PH, 4, 5, 6]], d=6)
+    hidden.requires_grad_(True)
     vectors = torch.randn(2, 6, generator=torch.Generator().manual_seed(3)).requires_grad_(True)
     weights = torch.randn(2, 4, 6, generator=torch.Generator().manual_seed(4))
-    (inject(embeds, input_ids, PH, vectors, scale=3.0) * weights).sum().backward()
-
-    mask = (input_ids == PH).unsqueeze(-1)
-    # Non-placeholder embeddings pass through unchanged; the replaced ones get no gradient.
-    torch.testing.assert_close(embeds.grad, weights * ~mask)
-
-    assert vectors.grad is not None and torch.isfinite(vectors.grad).all()
-    assert bool((vectors.grad.abs().sum(-1) > 0).all())
-    # Injection depends only on the direction, so the gradient is orthogonal to the vector.
-    dots = (vectors.grad * vectors.detach()).sum(-1)
-    torch.testing.assert_close(dots, torch.zeros(2), atol=1e-5, rtol=0)
-    # And it matches the analytic gradient of w . scale * v / |v|.
+    (write(hidden, mask, _slots(vectors), "replace", 3.0) * weights).sum().backward()
+    # Other positions pass through unchanged; the replaced ones get no gradient.
+    torch.testing.assert_close(hidden.grad, weights * ~mask.unsqueeze(-1))
+    # Injection depends only on the direction, so the gradient is orthogonal to the vector,
+    # and it matches the analytic gradient of w . scale * v / |v|.
     v = vectors.detach()
     n = v.norm(dim=-1, keepdim=True)
-    w = torch.stack([weights[0, 1], weights[1, 0]])
     u = v / n
+    w = torch.stack([weights[0, 1], weights[1, 0]])
     expected = 3.0 / n * (w - (w * u).sum(-1, keepdim=True) * u)
     torch.testing.assert_close(vectors.grad, expected)
 
 
-# -- resolve_injection_scale ----------------------------------------------------------------------
+def test_center_mean_and_standardize():
+    v = torch.tensor([[3.0, 10.0], [5.0, 30.0]])
+    mean, std = torch.tensor([4.0, 20.0]), torch.tensor([1.0, 10.0])
+    assert torch.equal(center(v, "none", None, None), v)
+    torch.testing.assert_close(
+        center(v, "mean", mean, std), torch.tensor([[-1.0, -10.0], [1.0, 10.0]])
+    )
+    torch.testing.assert_close(
+        center(v, "standardize", mean, std), torch.tensor([[-1.0, -1.0], [1.0, 1.0]])
+    )
+    with pytest.raises(NLAError, match="center 'mean' needs the training mean"):
+        center(v, "mean", None, None)
 
 
-def test_resolve_injection_scale_numbers():
-    assert resolve_injection_scale(3, d_model=64, data_norm=None, embed_norm=None) == 3.0
-    scale = resolve_injection_scale(2.5, d_model=64, data_norm=10.0, embed_norm=1.0)
+class _Record(torch.nn.Module):
+    """A stand-in block that records the residual it receives."""
+
+    def forward(self, hidden_states, **kwargs):
+        self.seen = hidden_states
+        return hidden_states
+
+
+@pytest.mark.parametrize("site", ["embedding", 1, 2])
+def test_injector_writes_at_its_block_only_while_armed(site):
+    layers = torch.nn.ModuleList([_Record() for _ in range(3)])
+    cfg = InjectionConfig(site=site, mode="replace", scale=2.0)
+    injector = Injector(cfg, 2.0, layers)
+    mask, hidden = _ids_and_hidden([[1, PH, 2], [PH, 3, 4]], d=4)
+    values = torch.eye(4)[:2].unsqueeze(1)
+    with injector.active(mask, values):
+        h = hidden
+        for layer in layers:
+            h = layer(h)
+        # a decoding step (one new token, the prompt in the cache) is left alone
+        layers[cfg.block](hidden[:, :1])
+    assert torch.equal(layers[cfg.block].seen, hidden[:, :1])
+    torch.testing.assert_close(h[mask], 2.0 * torch.eye(4)[:2])
+    torch.testing.assert_close(h[~mask], hidden[~mask])
+    before = [layers[i].seen for i in range(cfg.block)]
+    assert all(torch.equal(b, hidden) for b in before)
+    assert torch.equal(layers[0](hidden), hidden)  # disarmed after the block of code
+
+
+def test_injector_errors():
+    layers = torch.nn.ModuleList([_Record() for _ in range(3)])
+    with pytest.raises(NLAError, match="outside the AV's 3 blocks"):
+        Injector(InjectionConfig(site=3), 1.0, layers)
+    injector = Injector(InjectionConfig(), 1.0, layers)
+    mask, _ = _ids_and_hidden([[1, PH, 2]])
+    with (
+        pytest.raises(RuntimeError, match="injection never happened"),
+        injector.active(mask, torch.randn(1, 1, 4)),
+    ):
+        pass
+
+
+# -- resolve_scale ---------------------------------------------------------------------------------
+
+
+def test_resolve_scale_numbers():
+    assert resolve_scale(3, d_model=64, data_norm=None, embed_norm=None) == 3.0
+    scale = resolve_scale(2.5, d_model=64, data_norm=10.0, embed_norm=1.0)
     assert scale == 2.5 and isinstance(scale, float)
 
 
-def test_resolve_injection_scale_named():
-    assert resolve_injection_scale("sqrt_d", 576, None, None) == pytest.approx(24.0)
-    assert resolve_injection_scale("data", 576, 41.5, None) == 41.5
-    assert resolve_injection_scale("embed", 576, None, 0.7) == 0.7
-    assert resolve_injection_scale("embed", 576, 41.5, 0.7) == 0.7
+def test_resolve_scale_named():
+    assert resolve_scale("sqrt_d", 576, None, None) == pytest.approx(24.0)
+    assert resolve_scale("data", 576, 41.5, None) == 41.5
+    assert resolve_scale("embed", 576, None, 0.7) == 0.7
+    assert resolve_scale("embed", 576, 41.5, 0.7) == 0.7
+    assert resolve_scale("match", 576, 41.5, 0.7) is None
 
 
 @pytest.mark.parametrize(
@@ -394,9 +448,11 @@ def test_resolve_injection_scale_named():
         ("SQRT_D", 1.0, 1.0),
         ("data", None, 1.0),
         ("embed", 1.0, None),
+        (0.0, 1.0, 1.0),
+        (float("nan"), 1.0, 1.0),
     ],
 )
-def test_resolve_injection_scale_errors(spec, data_norm, embed_norm):
-    with pytest.raises(NLAError, match="injection_scale") as info:
-        resolve_injection_scale(spec, 64, data_norm, embed_norm)
+def test_resolve_scale_errors(spec, data_norm, embed_norm):
+    with pytest.raises(NLAError, match="injection scale") as info:
+        resolve_scale(spec, 64, data_norm, embed_norm)
     assert info.value.fix is not None

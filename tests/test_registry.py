@@ -92,8 +92,8 @@ def test_variant_config_rejects_unknown_key():
 def test_variant_config_rejects_bad_value():
     with pytest.raises(NLAError, match=r"max_explanation_tokens"):
         variant_config("ar", {"variant": "baseline", "max_explanation_tokens": 2})
-    with pytest.raises(NLAError, match=r"injection_scale"):
-        variant_config("av", {"injection_scale": "bogus"})
+    with pytest.raises(NLAError, match=r"injection.scale"):
+        variant_config("av", {"injection": {"scale": "bogus"}})
 
 
 def test_variant_config_validates_into_the_config_class():
@@ -103,8 +103,8 @@ def test_variant_config_validates_into_the_config_class():
     assert isinstance(cfg, BaselineARConfig) and cfg.max_explanation_tokens == 64
     assert section == {"variant": "baseline", "max_explanation_tokens": 64}  # not mutated
 
-    variant, cfg = variant_config("av", {"variant": "baseline", "injection_scale": 3})
-    assert isinstance(cfg, BaselineAVConfig) and cfg.injection_scale == 3.0
+    variant, cfg = variant_config("av", {"variant": "baseline", "injection": {"scale": 3}})
+    assert isinstance(cfg, BaselineAVConfig) and cfg.injection.scale == 3.0
 
 
 def test_variant_config_defaults_to_baseline():
@@ -263,16 +263,20 @@ def test_trial_config_unknown_variant_lists_known():
 def test_trial_config_unknown_variant_key():
     with pytest.raises(NLAError, match=r"ar \(baseline\): bogus: unknown key"):
         load_config(None, TrialConfig, ["ar.bogus=1"])
-    with pytest.raises(NLAError, match=r"av \(baseline\): injection_scale"):
-        load_config(None, TrialConfig, ["av.injection_scale=huge"])
+    with pytest.raises(NLAError, match=r"av \(baseline\): injection.scale"):
+        load_config(None, TrialConfig, ["av.injection.scale=huge"])
+    with pytest.raises(NLAError, match=r"av \(baseline\): injection.site"):
+        load_config(None, TrialConfig, ["av.injection.site=middle"])
 
 
 def test_trial_config_defaults_and_valid_overrides():
     cfg = load_config(None, TrialConfig)
     assert cfg.av == {"variant": "baseline"} and cfg.ar == {"variant": "baseline"}
-    cfg = load_config(None, TrialConfig, ["av.injection_scale=data", "av.finetune=lora"])
+    overrides = ["av.injection.scale=match", "av.injection.site=1", "av.finetune=lora"]
+    cfg = load_config(None, TrialConfig, overrides)
     _, av_cfg = variant_config("av", cfg.av)
-    assert av_cfg.injection_scale == "data" and av_cfg.finetune == "lora"
+    assert av_cfg.injection.scale == "match" and av_cfg.injection.site == 1
+    assert av_cfg.finetune == "lora"
 
 
 def test_trial_config_template_without_slot_passes_validation():

@@ -33,7 +33,7 @@ def trial_config(tmp_path: Path, model_dir: Path, **overrides) -> Path:
             "sampling": {"positions_per_doc": 2, "min_prefix": 4, "max_tokens": 40},
             "store": {"root": str(tmp_path / "datasets")},
         },
-        "av": {"variant": "baseline", "injection_scale": "data"},
+        "av": {"variant": "baseline", "injection": {"scale": "data"}},
         "train": {
             "precision": "32-true",
             "av_sft": {"steps": 3, "batch_size": 4, "warmup_steps": 1},

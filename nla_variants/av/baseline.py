@@ -20,7 +20,7 @@ from torch import nn
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from nla_variants.config import Strict
-from nla_variants.core.injection import inject, resolve_injection_scale
+from nla_variants.core.injection import InjectionConfig, Injector, center, resolve_scale
 from nla_variants.core.text import CLOSE_TAG, extract_explanation, wrap_explanation
 from nla_variants.registry import BuildContext, register_av
 from nla_variants.target import load_lm
@@ -29,8 +29,8 @@ PLACEHOLDER_SLOT = "{placeholder}"
 
 
 class BaselineAVConfig(Strict):
-    injection_scale: float | Literal["sqrt_d", "data", "embed"] = Field(
-        "sqrt_d", description="norm the injected vector is scaled to"
+    injection: InjectionConfig = Field(
+        default_factory=InjectionConfig, description="where and how the vector enters"
     )
     finetune: Literal["full", "lora"] = "full"
     lora_r: int = Field(16, ge=1)
@@ -109,7 +109,10 @@ class BaselineAV(nn.Module):
 
     n_slots = 1
     # extra configurations the contract suite (nla_variants.testing) checks besides the defaults
-    contract_configs: dict[str, dict] = {"lora": {"finetune": "lora"}}
+    contract_configs: dict[str, dict] = {
+        "lora": {"finetune": "lora"},
+        "residual": {"injection": {"site": 1, "mode": "add", "scale": "match", "center": "mean"}},
+    }
 
     def __init__(self, cfg: BaselineAVConfig, ctx: BuildContext) -> None:
         super().__init__()
@@ -134,9 +137,14 @@ class BaselineAV(nn.Module):
             self.tokenizer, cfg.system, cfg.prompt, self.n_slots
         )
         self.register_buffer("prompt_ids", torch.tensor(prompt_ids), persistent=False)
-        self.scale = resolve_injection_scale(
-            cfg.injection_scale, ctx.d_model, ctx.data_norm, self.embed_norm
-        )
+        self.slot = prompt_ids.index(self.placeholder.token_id)  # first placeholder position
+        inj = cfg.injection
+        self.scale = resolve_scale(inj.scale, ctx.d_model, ctx.data_norm, self.embed_norm)
+        for name, stat in (("data_mean", ctx.data_mean), ("data_std", ctx.data_std)):
+            value = None if stat is None else torch.as_tensor(stat, dtype=torch.float32)
+            self.register_buffer(name, value, persistent=False)
+        center(torch.zeros(1, ctx.d_model), inj.center, self.data_mean, self.data_std)  # checks
+        self.injector = Injector(inj, self.scale, self._decoder.layers)
         self.eos_id = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
@@ -163,7 +171,7 @@ class BaselineAV(nn.Module):
         """Recorded in the checkpoint sidecar."""
         return {
             "placeholder": asdict(self.placeholder),
-            "injection_scale": self.scale,
+            "injection": {**self.cfg.injection.model_dump(mode="json"), "norm": self.scale},
             "n_slots": self.n_slots,
             "prompt_tokens": len(self.prompt_ids),
         }
@@ -180,21 +188,20 @@ class BaselineAV(nn.Module):
         base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
         return base.get_output_embeddings()
 
-    def _embed(self, ids: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-        """Input embeddings of `ids` with the prompt's placeholder slots holding the vectors,
-        after checking the placeholder's neighbours in every row."""
-        pos = int((self.prompt_ids == self.placeholder.token_id).nonzero()[0])
-        left = ids[:, pos - 1]
-        right = ids[:, pos + self.n_slots]
+    def injecting(self, ids: torch.Tensor, vectors: torch.Tensor):
+        """Context for forward passes over `ids` (rows starting with the fixed prompt) that
+        writes the vectors at the placeholder slots, after checking every row's neighbours."""
+        pos, k = self.slot, self.n_slots
+        left, right = ids[:, pos - 1], ids[:, pos + k]
         if not (
             bool((left == self.placeholder.left_id).all())
             and bool((right == self.placeholder.right_id).all())
         ):
             raise RuntimeError("placeholder neighbours changed: the prompt is not the fixed one")
-        embeds = self.lm.get_input_embeddings()(ids)
-        return inject(
-            embeds, ids, self.placeholder.token_id, self.vector_inputs(vectors), self.scale
-        )
+        mask = ids == self.placeholder.token_id
+        inj = self.cfg.injection
+        values = self.vector_inputs(center(vectors, inj.center, self.data_mean, self.data_std))
+        return self.injector.active(mask, values)
 
     @cached_property
     def _close_tag_stop(self) -> StoppingCriteria:
@@ -207,8 +214,11 @@ class BaselineAV(nn.Module):
         d = self.lm.get_input_embeddings().weight.shape[1]
         g = torch.Generator().manual_seed(0)
         vectors = torch.randn(2, d, generator=g).to(self.prompt_ids.device)
+        if self.data_mean is not None:  # centring must not cancel them
+            vectors = vectors * 10 + self.data_mean
         ids = self.prompt_ids.expand(2, -1)
-        hidden = self._decoder(inputs_embeds=self._embed(ids, vectors)).last_hidden_state
+        with self.injecting(ids, vectors):
+            hidden = self._decoder(input_ids=ids).last_hidden_state
         logits = self._head(hidden[:, -1]).float()
         if torch.allclose(logits[0], logits[1]):
             raise RuntimeError("injection has no effect: the AV never sees the activation")
@@ -238,9 +248,8 @@ class BaselineAV(nn.Module):
         for i, resp in enumerate(responses):
             ids[i, p : p + len(resp)] = torch.tensor(resp, device=device)
             mask[i, p : p + len(resp)] = 1
-        hidden = self._decoder(
-            inputs_embeds=self._embed(ids, vectors), attention_mask=mask
-        ).last_hidden_state
+        with self.injecting(ids, vectors):
+            hidden = self._decoder(input_ids=ids, attention_mask=mask).last_hidden_state
         logits = self._head(hidden[:, p - 1 : p + r - 1]).float()
         targets = ids[:, p:]
         logp = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
@@ -264,26 +273,28 @@ class BaselineAV(nn.Module):
         """Batched KV-cached generation from input embeddings (every prompt has the same length,
         so no padding), stopping at the closing tag or end of turn. Returns texts and token ids,
         `num_samples` consecutive rows per vector."""
+        if num_samples > 1:
+            vectors = vectors.repeat_interleave(num_samples, 0)
         b, p = len(vectors), len(self.prompt_ids)
         ids = self.prompt_ids.expand(b, p)
-        embeds = self._embed(ids, vectors)
         sampling = temperature > 0
         # Pad finished rows with the placeholder id, not EOS (they are the same token in many
         # chat tokenizers), so a sampled EOS stays distinguishable from padding.
         gen_pad = self.placeholder.token_id
-        out = self.lm.generate(
-            inputs_embeds=embeds,
-            attention_mask=torch.ones((b, p), dtype=torch.long, device=embeds.device),
-            max_new_tokens=max_new_tokens or self.cfg.max_response_tokens,
-            do_sample=sampling,
-            temperature=temperature if sampling else None,
-            top_p=None,
-            top_k=None,
-            num_return_sequences=num_samples,
-            stopping_criteria=StoppingCriteriaList([self._close_tag_stop]),
-            eos_token_id=self.eos_id,
-            pad_token_id=gen_pad,
-        )
+        with self.injecting(ids, vectors):
+            out = self.lm.generate(
+                input_ids=ids,
+                attention_mask=torch.ones((b, p), dtype=torch.long, device=ids.device),
+                max_new_tokens=max_new_tokens or self.cfg.max_response_tokens,
+                do_sample=sampling,
+                temperature=temperature if sampling else None,
+                top_p=None,
+                top_k=None,
+                stopping_criteria=StoppingCriteriaList([self._close_tag_stop]),
+                eos_token_id=self.eos_id,
+                pad_token_id=gen_pad,
+            )
+        out = out[:, p:]  # generate returns the prompt too when it is given as ids
         tokens = []
         for row in out.tolist():
             if self.eos_id in row:

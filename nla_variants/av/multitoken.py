@@ -4,7 +4,7 @@ One injected token is little room for a residual vector (a token normally carrie
 variant gives the vector k consecutive placeholder slots, either as the same vector repeated
 (`repeat`, no new parameters) or through a learned decomposition (`learned`): k per-slot linear
 maps, each initialised to the identity, trained with the AV. Every slot is then normalised to the
-injection scale like the baseline's single slot, so k=1 `learned` is the baseline at step 0, and
+injection norm like the baseline's single slot, so k=1 `learned` is the baseline at step 0, and
 the maps only steer directions (they carry no bias, so they are blind to the vector's norm too).
 """
 
@@ -33,7 +33,13 @@ class MultiTokenAV(BaselineAV):
     verified by its neighbours and counted per row by the shared injection code."""
 
     cfg: MultiTokenAVConfig
-    contract_configs = {"repeat": {"mode": "repeat", "k": 2}, "lora": {"finetune": "lora"}}
+    contract_configs = {
+        "repeat": {"mode": "repeat", "k": 2},
+        "lora": {"finetune": "lora"},
+        "residual": {
+            "injection": {"site": 2, "mode": "add", "scale": "match", "center": "standardize"}
+        },
+    }
 
     def __init__(self, cfg: MultiTokenAVConfig, ctx: BuildContext) -> None:
         super().__init__(cfg, ctx)
@@ -44,7 +50,7 @@ class MultiTokenAV(BaselineAV):
             self.slot_maps = nn.Parameter(eye.repeat(cfg.k, 1, 1))
 
     @property
-    def n_slots(self) -> int:  # read by the baseline's __init__ (placeholder search) and _embed
+    def n_slots(self) -> int:  # read by the baseline's __init__ (placeholder search), injecting
         return self.cfg.k
 
     def vector_inputs(self, vectors: torch.Tensor) -> torch.Tensor:

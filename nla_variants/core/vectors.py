@@ -33,6 +33,14 @@ def baseline_mse(target: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     return normalized_mse(mean.expand_as(target), target)
 
 
+def raw_baseline_mse(target: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """The classical baseline: squared distance of each unit target to the raw (not
+    re-normalised) mean of the unit training vectors, [B]. Smaller than `baseline_mse` (the AR
+    can only output unit directions, the raw mean is shorter), so `fve` against it is lower:
+    the figure other NLA work compares against."""
+    return (normalize(target.float()) - mean.float()).pow(2).sum(-1)
+
+
 def fve(pred_mse: torch.Tensor, base_mse: torch.Tensor) -> float:
     """Fraction of variance explained from per-example MSEs (the mean over the set of each)."""
     return float(1.0 - pred_mse.float().mean() / base_mse.float().mean().clamp_min(1e-12))
@@ -41,3 +49,10 @@ def fve(pred_mse: torch.Tensor, base_mse: torch.Tensor) -> float:
 def fve_of(pred: torch.Tensor, target: torch.Tensor, mean: torch.Tensor) -> float:
     """FVE of predictions against targets, with the training mean as the baseline."""
     return fve(normalized_mse(pred, target), baseline_mse(target, mean))
+
+
+def derangement(n: int, seed: int) -> torch.Tensor:
+    """A seeded permutation with no fixed point (so no row is scored against itself)."""
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=g)
+    return torch.roll(perm, 1)[torch.argsort(perm)] if n > 1 else perm

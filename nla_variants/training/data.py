@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from nla_variants.core.vectors import derangement
 from nla_variants.data.store import StoredDataset, vector_matrix
 
 
@@ -45,32 +46,44 @@ def load_split(dataset: StoredDataset, split: str) -> SplitRows:
 
 
 class _RowsDataset(Dataset):
-    def __init__(self, rows: SplitRows) -> None:
+    """Rows of a split; with `partners` (a derangement) each row also carries another row's
+    vector as its shuffled control."""
+
+    def __init__(self, rows: SplitRows, partners: torch.Tensor | None = None) -> None:
         self.rows = rows
+        self.partners = partners
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, i: int) -> dict:
         r = self.rows
-        return {
+        item = {
             "vector": torch.from_numpy(r.vectors[i]),
             "explanation": r.explanations[i],
             "prefix": r.prefixes[i],
         }
+        if self.partners is not None:
+            item["shuffled"] = torch.from_numpy(r.vectors[int(self.partners[i])])
+        return item
 
 
 def collate(items: list[dict]) -> dict:
-    return {
+    batch = {
         "vectors": torch.stack([it["vector"] for it in items]),
         "explanations": [it["explanation"] for it in items],
         "prefixes": [it["prefix"] for it in items],
     }
+    if "shuffled" in items[0]:
+        batch["shuffled"] = torch.stack([it["shuffled"] for it in items])
+    return batch
 
 
 class NLADataModule(L.LightningDataModule):
     """Serves one split of a prepared dataset for training, shuffled with a seeded generator
-    (rows without a teacher explanation are left out of supervised splits)."""
+    (rows without a teacher explanation are left out of supervised splits), and optionally the
+    first `val_samples` explained rows of `val_split` as a held-out set whose rows carry a
+    shuffled partner vector (the AV's NLL-gap check)."""
 
     def __init__(
         self,
@@ -79,6 +92,8 @@ class NLADataModule(L.LightningDataModule):
         batch_size: int,
         seed: int,
         require_explanations: bool = True,
+        val_split: str | None = None,
+        val_samples: int = 0,
     ) -> None:
         super().__init__()
         self.dataset = dataset
@@ -86,6 +101,7 @@ class NLADataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.seed = seed
         self.require_explanations = require_explanations
+        self.val_split, self.val_samples = val_split, val_samples
         self.rows: SplitRows | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -101,5 +117,17 @@ class NLADataModule(L.LightningDataModule):
             shuffle=True,
             drop_last=len(self.rows) > self.batch_size,
             generator=torch.Generator().manual_seed(self.seed),
+            collate_fn=collate,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        rows = load_split(self.dataset, self.val_split).with_explanations()
+        n = min(len(rows), self.val_samples)
+        rows = SplitRows(
+            rows.vectors[:n], rows.explanations[:n], rows.prefixes[:n], rows.example_ids[:n]
+        )
+        return DataLoader(
+            _RowsDataset(rows, derangement(n, self.seed)),
+            batch_size=self.batch_size,
             collate_fn=collate,
         )

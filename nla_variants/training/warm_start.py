@@ -1,7 +1,10 @@
 """Warm start (SFT) of the AV and the AR as LightningModules.
 
 Both share one optimiser/schedule recipe (AdamW, linear warm-up then cosine decay) and count the
-tokens they train on, so throughput is measured, not guessed.
+tokens they train on, so throughput is measured, not guessed. The AV's held-out check is the NLL
+gap (does it read the vector?), run by Lightning's validation loop every `eval_every` steps;
+`KeepBest` and Lightning's `EarlyStopping` act on it. A falling loss alone proves only that the
+format was learned.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from collections.abc import Callable
 import lightning as L
 import torch
 from torch import nn
+
+from nla_variants.checkpoint import trainable_state
+from nla_variants.evaluation import nll_gap_scores, nll_rows
 
 
 def warmup_cosine(warmup: int, total: int, offset: int = 0):
@@ -63,6 +69,9 @@ class WarmStart(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["vectors"]))
         return loss
 
+    def on_validation_epoch_start(self) -> None:
+        self._val: list[torch.Tensor] = []
+
     def on_train_batch_start(self, batch, batch_idx) -> None:
         self._t0 = time.perf_counter()
 
@@ -87,6 +96,41 @@ class AVWarmStart(WarmStart):
     def batch_tokens(self, batch: dict) -> int:
         prompt = len(self.component.prompt_ids)
         return sum(prompt + len(r) for r in self.component.encode_responses(batch["explanations"]))
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        vectors, shuffled = batch["vectors"], batch["shuffled"]
+        self._val.append(nll_rows(self.component, vectors, shuffled, batch["explanations"]))
+
+    def on_validation_epoch_end(self) -> None:
+        scores = nll_gap_scores(torch.cat(self._val))
+        self.log_dict({f"val/{k.removeprefix('av_')}": v for k, v in scores.items()})
+
+
+class KeepBest(L.Callback):
+    """Keeps a CPU copy of the trainable weights at the best value of `monitor` (checked after
+    every validation) and puts them back when training ends."""
+
+    def __init__(self, monitor: str, mode: str = "max") -> None:
+        self.monitor, self.sign = monitor, 1.0 if mode == "max" else -1.0
+        self.best: float | None = None
+        self.best_step = 0
+        self._state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer, module) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None or not torch.isfinite(value):
+            return
+        value = float(value)
+        if self.best is None or self.sign * value > self.sign * self.best:
+            self.best, self.best_step = value, trainer.global_step
+            self._state = {k: v.clone() for k, v in trainable_state(module.component).items()}
+
+    def on_train_end(self, trainer, module) -> None:
+        if self._state is not None:
+            params = dict(module.component.named_parameters())
+            with torch.no_grad():
+                for name, value in self._state.items():
+                    params[name].copy_(value)
 
 
 class ARWarmStart(WarmStart):
