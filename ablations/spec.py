@@ -337,7 +337,8 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
     base = _merge(base, cfg.trial)
     base.setdefault("name", cfg.name)
     # a sweep runs many trials: no ~3 GB final RL checkpoint each unless the base asks for it
-    base.setdefault("train", {}).setdefault("save_checkpoints", False)
+    if isinstance(base.setdefault("train", {}), dict):  # (not a mapping: validation says so)
+        base["train"].setdefault("save_checkpoints", False)
     try:
         validate_trial(base)
     except NLAError as e:

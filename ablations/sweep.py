@@ -250,7 +250,7 @@ class SweepRunner:
             mask_tree(
                 {
                     "name": self.cfg.name,
-                    "storage": self.url,
+                    "storage": self.cfg.storage or self.url,  # as written: ${VAR} kept
                     "local": self.local,
                     "tracking_uri": self.tracking_uri,
                     "experiment": self.sweep.experiment,

@@ -14,6 +14,8 @@ from nla_variants.masking import mask
 def check_writable_dir(path: str | Path, setting: str) -> None:
     """`path` is, or can be created as, a writable directory. Creates nothing: the nearest
     existing ancestor must be a writable directory (not, say, a regular file)."""
+    if "\x00" in str(path):
+        raise NLAError(f"{setting} {path!r} holds a NUL character", f"set {setting} to a path")
     target = Path(path).expanduser().absolute()
     probe = target
     while not probe.exists() and probe != probe.parent:

@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except NLAError as e:
-        print(f"nla: error: {mask(str(e))}", file=sys.stderr)
+        print(f"nla: error: {' '.join(mask(str(e)).splitlines())}", file=sys.stderr)
         return 2
     except OSError as e:  # a full disk outside the atomic writers (MLflow, Lightning, sqlite)
         if not is_disk_full(e):

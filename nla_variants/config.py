@@ -158,10 +158,16 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def _key(part: object) -> str:
+    """A config key as written, or quoted and escaped if it holds unprintable characters."""
+    text = str(part)
+    return text if text.isprintable() else repr(text)
+
+
 def format_validation_error(err: ValidationError) -> str:
     """The first problem of a pydantic error, as `where: what` on one line."""
     first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "config"
+    where = ".".join(_key(p) for p in first["loc"]) or "config"
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key"

@@ -5,6 +5,7 @@ dataset or MLflow run exists (the working directory is watched too)."""
 
 from __future__ import annotations
 
+import errno
 import logging
 from pathlib import Path
 
@@ -177,6 +178,18 @@ def test_a_sweep_with_a_bad_tracking_uri_creates_nothing(inputs, capsys):
     )
     err = run_bad(["sweep", sweep], capsys, inputs)
     assert "cannot track" in err and SECRET not in err
+
+
+def test_a_full_disk_outside_the_atomic_writers_is_one_line(inputs, capsys, monkeypatch):
+    """MLflow, Lightning or sqlite may hit the full disk themselves: still one line."""
+    from nla_variants.data import prepare
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(inputs / "mlflow.db"))
+
+    monkeypatch.setattr(prepare, "prepare", full)
+    err = run_bad(["prepare", str(inputs / "prepare.yaml")], capsys, inputs)
+    assert f"no space left on the device while writing {inputs}/mlflow.db" in err
 
 
 # -- the command line itself --------------------------------------------------------------------

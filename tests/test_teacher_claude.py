@@ -287,7 +287,7 @@ def make_teacher(fake: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.Monkey
             "cache_dir": tmp_path / "cache",
             "max_retries": 3,
             "poll_interval_s": 0.01,
-            "timeout_s": 10.0,
+            "timeout_s": 60.0,  # a busy machine may be slow to answer; never a failure
         }
         opts.update(kw)
         teacher = ClaudeTeacher(**opts)
@@ -578,3 +578,27 @@ def test_fingerprint_is_content_only(make_teacher, fake):
     assert a["name"] == "anthropic" and len(a["instruction_sha"]) == 64
     assert make_teacher(max_tokens=100).fingerprint() != a
     assert make_teacher(model="claude-haiku-4-5").fingerprint() != a
+
+
+def test_a_rejected_key_stops_prepare_before_extraction_and_writes_nothing(
+    fake, tmp_path, tiny_model_dir, monkeypatch, capsys
+):
+    """One cheap request (list one model) checks the key before the model loads."""
+    from test_prepare import write_config
+
+    from nla_variants.cli import main
+    from nla_variants.data import prepare as prepare_mod
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "a-revoked-key")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("NLA_CACHE_DIR", str(tmp_path / "cache"))
+    loaded = []
+    monkeypatch.setattr(prepare_mod, "load_extractor", lambda *a: loaded.append(a))
+    teacher = {"kind": "anthropic", "anthropic": {"base_url": fake.url, "mode": "sync"}}
+    path = write_config(tmp_path, tiny_model_dir, teacher=teacher)
+    assert main(["prepare", str(path), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "the API rejected the API key (HTTP 401)" in err and "\n" not in err
+    assert "a-revoked-key" not in err
+    assert [r["path"] for r in fake.requests] == ["/v1/models"] and not loaded
+    assert not (tmp_path / "datasets").exists()  # no .lock, no config.yaml
