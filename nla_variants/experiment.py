@@ -22,7 +22,6 @@ import lightning as L
 import mlflow
 import numpy as np
 import torch
-import yaml
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import MLFlowLogger
 
@@ -41,6 +40,7 @@ from nla_variants.data.store import StoredDataset
 from nla_variants.errors import TrialStopped, one_line
 from nla_variants.evaluation import evaluate
 from nla_variants.hashing import hash_obj
+from nla_variants.io import write_yaml_atomic
 from nla_variants.masking import SECRET_WORDS, mask, mask_tree
 from nla_variants.registry import BuildContext, build
 from nla_variants.target import cpu_has_bf16, resolve_model
@@ -494,7 +494,7 @@ def _run(t: _Trial, dataset_name: str, tags: dict[str, str]) -> dict[str, Any]:
     """The body of one trial inside its (active) MLflow run."""
     cfg = t.cfg
     resolved = mask_tree(cfg.model_dump(mode="json"))
-    (t.run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    write_yaml_atomic(t.run_dir / "config.yaml", resolved)  # a full disk names the file
     mlflow.log_params({k: str(v)[:500] for k, v in flatten(resolved).items()})
     mlflow.set_tags(
         {

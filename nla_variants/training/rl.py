@@ -36,6 +36,7 @@ from nla_variants.config import RLConfig
 from nla_variants.core.grpo import clipped_policy_loss, group_advantages, kl_penalty
 from nla_variants.core.text import quote_rate
 from nla_variants.core.vectors import ORTHOGONAL_MSE, baseline_mse, fve, normalized_mse
+from nla_variants.io import atomic_path, write_yaml_atomic
 from nla_variants.registry import BuildContext
 from nla_variants.training.data import SplitRows
 
@@ -311,7 +312,8 @@ def save_rl_checkpoint(
             scheduler=sched,
         )
     tensors, scalars = _rng_state()
-    save_file(tensors, directory / RNG)
+    with atomic_path(directory / RNG) as tmp:  # atomic, and a full disk names the file
+        save_file(tensors, tmp)
     state = {
         "step": module.step_no,
         "skipped": module.skipped,
@@ -319,9 +321,7 @@ def save_rl_checkpoint(
         "reference": str(Path(reference_dir).resolve()),
         "rng": scalars,
     }
-    tmp = directory / f".{STATE}.tmp"
-    tmp.write_text(yaml.safe_dump(state, sort_keys=False))
-    tmp.replace(directory / STATE)
+    write_yaml_atomic(directory / STATE, state)
 
 
 def load_rl_checkpoint(directory: Path, ctx: BuildContext) -> tuple[nn.Module, nn.Module, dict]:
