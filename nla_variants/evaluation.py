@@ -91,13 +91,16 @@ def nll_rows(
 
 def nll_gap_scores(rows: torch.Tensor) -> dict[str, float]:
     """`av_nll_gap` = per-token NLL with shuffled minus with matching vectors (0 for an AV that
-    ignores its vector) and `av_nll_win_rate`, the share of rows whose own vector gives the lower
-    NLL (0.5 by chance), from `nll_rows`."""
+    ignores its vector); `av_nll_gap_per_explanation`, the same in nats per explanation (what the
+    vector tells about the whole text, comparable across teacher formats of different lengths);
+    `av_nll_win_rate`, the share of rows whose own vector gives the lower NLL (0.5 by chance).
+    From `nll_rows`."""
     real, shuf, tokens = rows.sum(0).tolist()
     return {
         "av_nll_real": real / tokens,
         "av_nll_shuffled": shuf / tokens,
         "av_nll_gap": (shuf - real) / tokens,
+        "av_nll_gap_per_explanation": (shuf - real) / len(rows),
         "av_nll_win_rate": float((rows[:, 0] < rows[:, 1]).float().mean()),
     }
 

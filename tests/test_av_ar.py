@@ -8,6 +8,7 @@ import torch
 
 from nla_variants.checkpoint import load_component, save_checkpoint
 from nla_variants.core.text import CLOSE_TAG, OPEN_TAG
+from nla_variants.errors import NLAError
 from nla_variants.registry import BuildContext, build
 from nla_variants.target import resolve_model, truncated_backbone
 from nla_variants.training.warm_start import ARWarmStart, AVWarmStart
@@ -235,3 +236,16 @@ def test_lora_av_trains_only_adapters_and_round_trips(ctx, tmp_path):
             atol=0,
             rtol=0,
         )
+
+
+def test_frozen_blocks_train_only_the_blocks_above(ctx):
+    inj = {"site": 2, "mode": "add", "scale": "match"}
+    av = build("av", {"variant": "baseline", "injection": inj, "frozen_blocks": 2}, ctx)
+    layers = av._decoder.layers
+    assert not av.lm.get_input_embeddings().weight.requires_grad
+    assert not any(p.requires_grad for block in layers[:2] for p in block.parameters())
+    assert all(p.requires_grad for block in layers[2:] for p in block.parameters())
+    av.sft_loss(vectors(2), EXPLANATIONS[:2]).backward()
+    assert all(p.grad is not None for block in layers[2:] for p in block.parameters())
+    with pytest.raises(NLAError, match="frozen_blocks 4 leaves none of the 4 blocks"):
+        build("av", {"variant": "baseline", "frozen_blocks": 4}, ctx)

@@ -22,6 +22,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from nla_variants.config import Strict
 from nla_variants.core.injection import InjectionConfig, Injector, center, resolve_scale
 from nla_variants.core.text import CLOSE_TAG, extract_explanation, wrap_explanation
+from nla_variants.errors import NLAError
 from nla_variants.registry import BuildContext, register_av
 from nla_variants.target import load_lm
 
@@ -33,15 +34,24 @@ class BaselineAVConfig(Strict):
         default_factory=InjectionConfig, description="where and how the vector enters"
     )
     finetune: Literal["full", "lora"] = "full"
+    frozen_blocks: int = Field(
+        0,
+        ge=0,
+        description="keep the input embedding (tied: the LM head too) and the first N blocks "
+        "frozen; with the injection at block k >= N the backward pass stops at block N",
+    )
     lora_r: int = Field(16, ge=1)
     lora_alpha: float = Field(32.0, gt=0)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
-    system: str = "You read activation vectors and explain them."
+    system: str = "You read activation vectors and explain them."  # "": no system turn
     prompt: str = (
         "Here is an activation vector from a language model: {placeholder}\n"
         "Explain what the model is thinking about."
     )
     max_response_tokens: int = Field(96, ge=8, description="cap on explanation tokens")
+    placeholder: str | None = Field(
+        None, description="the placeholder string (an imported NLA's); None: chosen automatically"
+    )
 
 
 @dataclass(frozen=True)
@@ -55,23 +65,26 @@ class Placeholder:
 
 
 def _render_prompt(tokenizer, system: str, prompt: str, text: str) -> list[int]:
-    messages = [
-        {"role": "system", "content": system},
-        {"role": "user", "content": prompt.replace(PLACEHOLDER_SLOT, text)},
-    ]
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": prompt.replace(PLACEHOLDER_SLOT, text)})
     rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return list(tokenizer(rendered, add_special_tokens=False)["input_ids"])
 
 
 def choose_placeholder(
-    tokenizer, system: str, prompt: str, count: int = 1
+    tokenizer, system: str, prompt: str, count: int = 1, fixed: str | None = None
 ) -> tuple[Placeholder, list[int]]:
     """The highest-id (latest-merged, so rare) non-ASCII single-token string that appears as
-    exactly `count` tokens of its id in the rendered prompt. Deterministic for a tokenizer."""
+    exactly `count` tokens of its id in the rendered prompt. Deterministic for a tokenizer.
+    `fixed`: only that string (an imported NLA's placeholder) is tried."""
     if prompt.count(PLACEHOLDER_SLOT) != 1:
         raise ValueError(f"the AV prompt must contain {PLACEHOLDER_SLOT} exactly once")
     special = set(tokenizer.all_special_ids)
-    for token_id in range(len(tokenizer) - 1, 0, -1):
+    candidates = range(len(tokenizer) - 1, 0, -1)
+    if fixed is not None:
+        ids = tokenizer.encode(fixed, add_special_tokens=False)
+        candidates = ids if len(ids) == 1 else []
+    for token_id in candidates:
         if token_id in special:
             continue
         text = tokenizer.decode([token_id])
@@ -133,8 +146,19 @@ class BaselineAV(nn.Module):
                 ),
             )
         self.lm = lm
+        if cfg.frozen_blocks:
+            layers = self._decoder.layers
+            if cfg.frozen_blocks >= len(layers):
+                raise NLAError(
+                    f"av.frozen_blocks {cfg.frozen_blocks} leaves none of the {len(layers)} "
+                    "blocks to train",
+                    f"use at most {len(layers) - 1}",
+                )
+            self.lm.get_input_embeddings().requires_grad_(False)
+            for block in layers[: cfg.frozen_blocks]:
+                block.requires_grad_(False)
         self.placeholder, prompt_ids = choose_placeholder(
-            self.tokenizer, cfg.system, cfg.prompt, self.n_slots
+            self.tokenizer, cfg.system, cfg.prompt, self.n_slots, cfg.placeholder
         )
         self.register_buffer("prompt_ids", torch.tensor(prompt_ids), persistent=False)
         self.slot = prompt_ids.index(self.placeholder.token_id)  # first placeholder position
