@@ -145,6 +145,15 @@ def make_pruner(sweep: Sweep) -> optuna.pruners.BasePruner:
 # -- aggregation --------------------------------------------------------------------------------
 
 
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best finished trial on the first objective (among the Pareto front when there are
+    several): the one best.yaml holds and `nla explain SWEEP` reads."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return None
+    sign = 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1
+    return max(study.best_trials, key=lambda t: sign * t.values[0])
+
+
 def aggregate(per_seed: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """metric -> {mean, std, n} over seeds (std is the sample std; 0 for one seed)."""
     out: dict[str, dict[str, float]] = {}
@@ -502,8 +511,7 @@ class SweepRunner:
                 path = self.dir / "pareto" / f"trial-{t.number}.yaml"
                 write_yaml_atomic(path, self._ready_config(t))
                 written.append(path)
-        sign = 1 if self.cfg.objectives[0].direction == "maximize" else -1
-        top = max(best, key=lambda t: sign * t.values[0])
+        top = best_trial(study)
         path = self.dir / "best.yaml"
         write_yaml_atomic(path, self._ready_config(top))
         written.append(path)

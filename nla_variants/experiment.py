@@ -43,6 +43,7 @@ from nla_variants.hashing import hash_obj
 from nla_variants.io import write_yaml_atomic
 from nla_variants.masking import SECRET_WORDS, mask, mask_tree
 from nla_variants.registry import BuildContext, build
+from nla_variants.runs import write_run_record
 from nla_variants.target import cpu_has_bf16, resolve_model
 from nla_variants.training.data import NLADataModule, load_split
 from nla_variants.training.rl import (
@@ -517,6 +518,7 @@ def _run(t: _Trial, dataset_name: str, tags: dict[str, str]) -> dict[str, Any]:
         metrics.update(figs)
         ar, figs = _warm_start(t, "ar", av=av)
         metrics.update(figs)
+        write_run_record(t.run_dir, t.checkpoints, t.dataset.path)  # nla explain/export find them
     if cfg.train.rl.steps:
         av, ar, figs = _rl(t, av, ar)
         metrics.update(figs)
@@ -535,5 +537,6 @@ def _run(t: _Trial, dataset_name: str, tags: dict[str, str]) -> dict[str, Any]:
         for name, directory in t.checkpoints.items():
             mlflow.log_artifacts(str(directory), f"checkpoints/{name}")
     mlflow.set_tag("nla.state", "FINISHED")
+    write_run_record(t.run_dir, t.checkpoints, t.dataset.path, metrics)
     metrics["run_id"] = t.run_id
     return metrics

@@ -3,6 +3,7 @@
 from nla_variants.ar.baseline import BaselineAR, BaselineARConfig
 from nla_variants.ar.context import ContextAR, ContextARConfig
 from nla_variants.ar.flowchart import FlowchartAR, FlowchartARConfig
+from nla_variants.ar.release import ReleaseAR, ReleaseARConfig
 from nla_variants.ar.small import SmallAR, SmallARConfig
 
 __all__ = [
@@ -12,6 +13,8 @@ __all__ = [
     "ContextARConfig",
     "FlowchartAR",
     "FlowchartARConfig",
+    "ReleaseAR",
+    "ReleaseARConfig",
     "SmallAR",
     "SmallARConfig",
 ]
