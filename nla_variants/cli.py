@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 from nla_variants import __version__
 from nla_variants.errors import DiskFull, NLAError, is_disk_full
@@ -132,6 +134,76 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_path(path: str | None, flag: str) -> Path | None:
+    """An output file whose directory exists or can be made; checked before any work."""
+    from nla_variants.checks import check_writable_dir
+
+    if path is None:
+        return None
+    out = Path(path)
+    if out.is_dir():
+        raise NLAError(f"{flag} {path} is a directory", f"give {flag} a file name")
+    check_writable_dir(out.parent, f"{flag}'s directory")
+    return out
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from nla_variants.explain import ExplainSettings, explain, read_inputs, write_jsonl
+    from nla_variants.explain_report import log_to_run, print_summary
+    from nla_variants.loading import locate
+    from nla_variants.viewer import write_html
+
+    inputs = read_inputs(args.text, args.file, args.jsonl, args.column)
+    out, page = _output_path(args.out, "--out"), _output_path(args.html, "--html")
+    ref = locate(args.nla, args.target)
+    if args.log_to_run and ref.kind != "run":
+        raise NLAError(
+            f"--log-to-run: {args.nla} is an exported NLA, not a run", "pass a run or a sweep"
+        )
+    settings = ExplainSettings(
+        positions=args.positions,
+        samples=args.samples,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        baseline=args.baseline,
+        diff_model=args.diff_model,
+        seed=args.seed,
+        precision=args.precision,
+        device=args.device,
+    )
+    result = explain(ref, inputs, settings, progress=not args.quiet)
+    if out is not None:
+        write_jsonl(out, result.records)
+    if page is not None:
+        write_html(page, result, f"nla explain: {Path(args.nla).name}")
+    if out is None and page is None:
+        for record in result.records:
+            print(json.dumps(record, ensure_ascii=False))
+    if args.log_to_run:
+        log_to_run(ref, result, out, page)
+    print_summary(result, [p for p in (out, page) if p is not None])
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from nla_variants.export import check_out_dir, export_nla
+    from nla_variants.loading import load, locate
+    from nla_variants.public_layout import export_public
+
+    out = Path(args.out)
+    check_out_dir(out)
+    nla = load(locate(args.nla, args.target), "cpu")
+    if args.layout == "public":
+        if args.lora == "adapter":
+            raise NLAError("--lora adapter with --layout public", "the public layout merges LoRA")
+        export_public(nla, out)
+    else:
+        export_nla(nla, out, lora=args.lora)
+    print(f"exported {args.nla} ({nla.note or 'final weights'}) to {out} ({args.layout} layout)")
+    return 0
+
+
 def _add_config_args(p: argparse.ArgumentParser, example: str) -> None:
     p.add_argument("config", help=f"YAML config, e.g. {example}")
     p.add_argument(
@@ -142,6 +214,13 @@ def _add_config_args(p: argparse.ArgumentParser, example: str) -> None:
         help="override a config key (dotted path, YAML value); repeatable",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+
+
+def _add_nla_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "nla", help="a run dir, a sweep (its dir or config), an exported or public-layout NLA"
+    )
+    p.add_argument("--target", help="read the target model from here (e.g. a local copy)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -216,6 +295,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="the study database URL, for a shared-database sweep")
     p.add_argument("-q", "--quiet", action="store_true", help="no info logs")
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser(
+        "explain",
+        help="explain every token of any text with a trained NLA (JSONL, HTML viewer)",
+        description="Run the NLA's target over the text, have the AV explain the residual at "
+        "every chosen token and the AR score each explanation (cosine, FVE) against the true "
+        "vector and a shuffled control. Writes JSONL (--out, else stdout) and a self-contained "
+        "HTML token viewer (--html).",
+    )
+    _add_nla_args(p)
+    src = p.add_argument_group("text (one of)")
+    src.add_argument("--text", help="the text itself")
+    src.add_argument("--file", help="a UTF-8 text file")
+    src.add_argument("--jsonl", help="a JSONL file, one text per row (with --column)")
+    src.add_argument("--column", help="the JSONL field holding the text")
+    p.add_argument("--positions", help="token indices and slices, e.g. 0,5,10:20,-1 (all)")
+    p.add_argument("--samples", type=int, default=1, help="explanations per token (1)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
+    p.add_argument("--max-new-tokens", type=int, help="cap on explanation tokens (the AV's)")
+    p.add_argument("--batch-size", type=int, default=64, help="vectors per AV batch (64)")
+    p.add_argument(
+        "--baseline",
+        choices=("auto", "teacher", "none"),
+        default="auto",
+        help="the text-only baseline: the NLA's teacher on each prefix (auto: when offline-fast)",
+    )
+    p.add_argument("--diff-model", help="explain (this model - target) activations (diffing)")
+    p.add_argument("--out", help="write the JSONL here (default: stdout, unless --html)")
+    p.add_argument("--html", help="write the token viewer here (one self-contained file)")
+    p.add_argument("--log-to-run", action="store_true", help="log the outputs to the run's MLflow")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    p.add_argument("--seed", type=int, default=0, help="sampling and shuffled-control seed")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    p.set_defaults(func=_cmd_explain)
+
+    p = sub.add_parser(
+        "export",
+        help="write a trained NLA as Hugging Face checkpoints that travel (or the public layout)",
+        description="Write the AV and AR of a run, sweep or exported NLA as Hugging Face "
+        "checkpoints with a sidecar (nla.yaml) and a model card; --layout public writes the "
+        "public NLA release layout (av/ and ar/ with nla_meta.yaml).",
+    )
+    _add_nla_args(p)
+    p.add_argument("out", help="the directory to write (new, empty, or an earlier export)")
+    p.add_argument("--layout", choices=("nla_variants", "public"), default="nla_variants")
+    p.add_argument(
+        "--lora", choices=("merge", "adapter"), default="merge", help="AV LoRA: merged or kept"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no info logs")
+    p.set_defaults(func=_cmd_export)
     return parser
 
 

@@ -120,6 +120,22 @@ def test_best_config_is_a_ready_to_run_trial(swept):
     assert best.train.rl.steps == 2
 
 
+def test_explain_and_export_read_the_best_trials_run(swept, capsys):
+    from nla_variants.loading import locate
+
+    tmp, path = swept
+    best = study_of(tmp).best_trial
+    for target in (tmp / "sweep", path):  # the sweep's directory or its config
+        ref = locate(target)
+        assert ref.kind == "run" and ref.path.name == best.user_attrs["mlflow_run_ids"][1]
+        assert ref.detail["weights"] == "warm start (the RL weights were not kept)"
+    out = tmp / "best.jsonl"
+    args = ["--positions", "0", "--max-new-tokens", "8", "--precision", "fp32", "-q"]
+    code = main(["explain", str(tmp / "sweep"), "--text", "A harbor.", "--out", str(out), *args])
+    assert code == 0, capsys.readouterr().err
+    assert len(out.read_text().splitlines()) == 1
+
+
 def test_compare_writes_table_csv_markdown_and_plots(swept, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # rich folds headers on a narrow terminal
     tmp, path = swept

@@ -1,0 +1,59 @@
+"""What `nla explain` tells the user when it is done, and its MLflow record: the summary table on
+stderr (stdout may carry the JSONL), and the outputs logged as artifacts of the NLA's run."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from nla_variants.explain import ExplainResult, write_jsonl
+from nla_variants.pair import NLARef
+
+ARTIFACT_DIR = "explain"
+
+
+def _fmt(value: object) -> str:
+    return "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def print_summary(result: ExplainResult, written: Sequence[Path]) -> None:
+    """The set-level scores: real vs shuffled control, the text-only baseline, timings."""
+    from rich.console import Console
+    from rich.table import Table
+
+    s = result.summary
+    table = Table(
+        "", "cos", "FVE", title=f"{s['tokens']} tokens of {s['target']} layer {s['layer']}"
+    )
+    for name in ("real", "shuffled", "baseline"):
+        if name in s:
+            table.add_row(name, _fmt(s[name]["cos"]), _fmt(s[name]["fve"]))
+    console = Console(stderr=True)
+    console.print(table)
+    wall = s["wall_s"]
+    console.print(
+        f"weights: {s['weights'] or 'final'}; tag failures {s['tag_failure_rate']:.3f}, "
+        f"quote rate {s['quote_rate']:.3f}; {wall['total']:.1f} s (extract {wall['extract']:.1f},"
+        f" generate {wall['generate']:.1f}, score {wall['score']:.1f})"
+    )
+    if written:
+        console.print("written: " + ", ".join(str(p) for p in written))
+
+
+def log_to_run(ref: NLARef, result: ExplainResult, jsonl: Path | None, page: Path | None) -> None:
+    """Log the JSONL (written to a temp file when it went to stdout) and the viewer under
+    `explain/` in the NLA's MLflow run."""
+    import mlflow
+
+    cfg = ref.detail["config"]
+    uri = os.path.expandvars(cfg.mlflow.tracking_uri) if cfg.mlflow.tracking_uri else None
+    client = mlflow.MlflowClient(uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        if jsonl is None:
+            jsonl = Path(tmp) / "explanations.jsonl"
+            write_jsonl(jsonl, result.records)
+        for path in (jsonl, page):
+            if path is not None:
+                client.log_artifact(ref.path.name, str(path), ARTIFACT_DIR)
