@@ -149,7 +149,7 @@ def export_sidecar(nla: NLA, av: dict, ar: dict | None) -> dict[str, Any]:
             "format": FORMAT,
             "version": VERSION,
             "created_by": f"nla_variants {__version__}",
-            "source": {"kind": ref.kind, "path": str(ref.path), "weights": nla.note},
+            "source": {"kind": ref.kind, "name": ref.path.name, "weights": nla.note},
             "target": {"model": ref.target, "fingerprint": ref.target_fingerprint},
             "layer": ref.layer,
             "layer_convention": LAYER_CONVENTION,

@@ -144,14 +144,30 @@ def _finished(directory: Path | None) -> bool:
     return directory is not None and (directory / SIDECAR).is_file()
 
 
+def _existing_store(uri: str) -> bool:
+    """A tracking store that is already there (opening a local one would create it)."""
+    from urllib.parse import urlsplit
+
+    scheme = urlsplit(uri).scheme.split("+")[0]
+    if scheme == "sqlite":
+        from sqlalchemy.engine import make_url
+
+        return Path(make_url(uri).database or "").is_file()
+    if scheme in ("", "file"):
+        return Path(urlsplit(uri).path if scheme else uri).is_dir()
+    return True
+
+
 def _cache_tags(run_id: str, cfg: TrialConfig) -> dict[str, Path]:
     """Warm starts of a run written before run records existed: its MLflow cache tags."""
     import os
 
     import mlflow
 
+    uri = os.path.expandvars(cfg.mlflow.tracking_uri or "") or mlflow.get_tracking_uri()
     try:
-        uri = os.path.expandvars(cfg.mlflow.tracking_uri) if cfg.mlflow.tracking_uri else None
+        if not _existing_store(uri):
+            return {}
         tags = mlflow.MlflowClient(uri).get_run(run_id).data.tags
     except Exception:  # no store, no run: nothing recorded there
         return {}

@@ -237,3 +237,11 @@ def test_the_run_finds_its_cached_warm_start_through_its_record(trained):
     record = (run / "nla_run.yaml").read_text()
     assert str(ref.detail["av"]) in record and ref.detail["weights"].startswith("warm start")
     assert ref.layer == 2 and ref.target_fingerprint.startswith("local:")
+
+
+def test_a_run_without_a_record_finds_its_warm_start_in_mlflow(trained, tmp_path):
+    _, _, run = trained
+    old = tmp_path / "copy" / run.name  # the same run id, without nla_run.yaml
+    old.mkdir(parents=True)
+    shutil.copy(run / "config.yaml", old / "config.yaml")
+    assert locate(old).detail["av"] == locate(run).detail["av"]
