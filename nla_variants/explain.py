@@ -228,8 +228,12 @@ def check_settings(s: ExplainSettings) -> None:
 
 
 def _context_size(load_path: str) -> int:
-    cfg = json.loads((Path(load_path) / "config.json").read_text())
-    return int(cfg.get("text_config", cfg).get("max_position_embeddings") or 0)
+    """The target's context in tokens (0: unknown)."""
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(load_path)
+    cfg = getattr(cfg, "text_config", cfg)
+    return int(getattr(cfg, "max_position_embeddings", 0) or 0)
 
 
 def _extractor(ref: NLARef, settings: ExplainSettings, diff_model: str | None):
@@ -388,6 +392,7 @@ def explain(
     make_extractor = _extractor(ref, s, s.diff_model or ref.diff_model)
     device = torch.device(s.device) if s.device else default_device()
     nla = load(ref, device)
+    log.info("%s NLA %s: %s", ref.kind, ref.path, nla.note or "final weights")
     teacher = _teacher(nla, s.baseline)
     autocast = _autocast(s.precision, device)
 

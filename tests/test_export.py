@@ -261,3 +261,42 @@ def test_export_refuses_a_directory_it_did_not_write(trained, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "not an NLA export" in err
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("av", "ar"),
+    [
+        ({"variant": "multitoken", "k": 2}, {"variant": "flowchart", "vocab_size": 256}),
+        ({"variant": "structured"}, {"variant": "context", "n_layers": 1}),
+        (
+            {"variant": "baseline", "finetune": "lora"},
+            {"variant": "small", "head": "lowrank", "head_rank": 8},
+        ),
+        ({"variant": "baseline", "injection": {"site": 1, "center": "mean"}}, {"variant": "small"}),
+    ],
+)
+def test_every_variant_exports_and_loads_to_the_same_outputs(av, ar, ctx, tmp_path):
+    from nla_variants.export import export_nla
+
+    g = torch.Generator().manual_seed(5)
+    nla = NLA(
+        build("av", av, ctx), build("ar", ar, ctx), NLARef("run", tmp_path, ctx.source.spec, 2)
+    )
+    with torch.no_grad():  # move every trainable tensor away from its initialisation
+        for p in [*nla.av.parameters(), *nla.ar.parameters()]:
+            if p.requires_grad:
+                p.add_(0.02 * torch.randn(p.shape, generator=g))
+    vectors = torch.randn(2, 64, generator=g) * 3
+    texts, sources = ["a harbor at night", "python code"], ["The boats", "def f("]
+    responses = nla.av.encode_responses(texts)
+
+    def outputs(pair: NLA) -> tuple[torch.Tensor, torch.Tensor]:
+        pair.av.eval(), pair.ar.eval()
+        with torch.no_grad():
+            return pair.av.response_logprobs(vectors, responses)[0], pair.ar(texts, sources)
+
+    want = outputs(nla)
+    export_nla(nla, tmp_path / "out", lora="adapter")
+    got = outputs(load(locate(tmp_path / "out")))
+    for w, o in zip(want, got, strict=True):
+        torch.testing.assert_close(o, w, atol=1e-4, rtol=1e-4)
