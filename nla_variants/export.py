@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ from nla_variants.io import atomic_dir
 from nla_variants.masking import mask_tree
 from nla_variants.pair import NLA, NLARef
 from nla_variants.registry import BuildContext
-from nla_variants.target import LAYER_CONVENTION, resolve_model
+from nla_variants.target import EMBEDDED, EMBEDDED_NAME, LAYER_CONVENTION, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,15 @@ def check_out_dir(out: Path) -> None:
     known = any((out / m).is_file() or any(out.glob(f"*/{m}")) for m in MARKERS)
     if any(out.iterdir()) and not known:
         raise NLAError(f"{out} exists and is not an NLA export", "pass a new or empty directory")
+
+
+def share(root: Path) -> None:
+    """Give the export the permissions of any new file (temp directories and some writers use
+    owner-only modes), so a shared copy is readable."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [root, *root.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def portable_config(component: torch.nn.Module, merged: bool) -> dict[str, Any]:
@@ -150,7 +160,11 @@ def export_sidecar(nla: NLA, av: dict, ar: dict | None) -> dict[str, Any]:
             "version": VERSION,
             "created_by": f"nla_variants {__version__}",
             "source": {"kind": ref.kind, "name": ref.path.name, "weights": nla.note},
-            "target": {"model": ref.target, "fingerprint": ref.target_fingerprint},
+            "target": {
+                "model": ref.target,
+                "name": EMBEDDED_NAME if ref.target == EMBEDDED else ref.target,
+                "fingerprint": ref.target_fingerprint,
+            },
             "layer": ref.layer,
             "layer_convention": LAYER_CONVENTION,
             "public_layer_index": ref.layer - 1,
@@ -198,6 +212,7 @@ def export_nla(nla: NLA, out: Path, lora: str = "merge") -> Path:
         sidecar = export_sidecar(nla, av, ar)
         (tmp / SIDECAR).write_text(yaml.safe_dump(sidecar, sort_keys=False, allow_unicode=True))
         write_model_card(tmp / "README.md", sidecar)
+        share(tmp)
     return out
 
 

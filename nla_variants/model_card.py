@@ -46,7 +46,7 @@ def _metrics_table(metrics: dict[str, float]) -> str:
 
 
 def render_model_card(side: dict[str, Any]) -> str:
-    target, layer = side["target"]["model"], side["layer"]
+    target, layer = side["target"].get("name") or side["target"]["model"], side["layer"]
     av, ar = side["av"], side.get("ar") or {}
     data = side.get("data") or {}
     what = (

@@ -353,7 +353,7 @@ def _meta_common(nla: NLA, role: str) -> dict[str, Any]:
 
 def export_public(nla: NLA, out: Path) -> Path:
     """Write `nla` as release-layout `av/` and `ar/` directories (LoRA merged), atomically."""
-    from nla_variants.export import check_out_dir, export_sidecar, portable_config
+    from nla_variants.export import check_out_dir, export_sidecar, portable_config, share
     from nla_variants.model_card import write_model_card
 
     check_expressible(nla)
@@ -389,4 +389,5 @@ def export_public(nla: NLA, out: Path) -> Path:
         av_entry.update(config=portable_config(av, True), metadata=av.metadata())
         ar_entry = {"dir": "ar", "variant": ar.variant_name, "config": portable_config(ar, True)}
         write_model_card(tmp / "README.md", export_sidecar(nla, av_entry, ar_entry))
+        share(tmp)
     return out

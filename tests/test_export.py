@@ -6,6 +6,7 @@ made here by hand, the layer mapping (their K = our K + 1), and tampered sidecar
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,10 @@ def test_export_round_trip_gives_the_runs_explanations(trained, tmp_path, capsys
     assert_same_explanations(explained(trained), explained(out))
     assert_same_reconstructions(trained, out)
     assert main(["export", str(trained), str(out), "-q"]) == 0  # an earlier export is replaced
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (out, out / "av" / "model.safetensors", out / "nla.yaml"):
+        assert path.stat().st_mode & 0o777 == (0o777 if path.is_dir() else 0o666) & ~umask
 
 
 def test_lora_is_kept_as_an_adapter_or_merged(tmp_path, tiny_model_dir):
