@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,7 +39,9 @@ from nla_variants.core.vectors import (
     normalized_mse,
     raw_baseline_mse,
 )
-from nla_variants.training.data import SplitRows
+
+if TYPE_CHECKING:  # Lightning (imported by training.data) costs seconds that nla explain skips
+    from nla_variants.training.data import SplitRows
 
 
 def _batches(n: int, size: int):
