@@ -320,16 +320,22 @@ def verbalize(av, vectors: torch.Tensor, s: ExplainSettings, autocast, progress:
 
 
 def reconstruct(
-    ar, explanations: Sequence[str | None], prefixes: Sequence[str], batch: int, autocast, d: int
+    ar, explanations: Sequence[str | None], prefixes: Sequence[str], s: ExplainSettings, run
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """AR predictions [M, d] (zeros where there is no explanation) and the failed mask."""
+    """AR predictions [M, d] (zeros where there is no explanation) and the failed mask; `run`
+    holds the autocast context, the width and the progress bar."""
+    autocast, d, bar = run
     ok = [i for i, e in enumerate(explanations) if e is not None]
     pred = torch.zeros(len(explanations), d)
-    if ok:
+    for start in range(0, len(ok), s.batch_size):
+        rows = ok[start : start + s.batch_size]
         with autocast:
-            pred[ok] = ar_predict(
-                ar, [explanations[i] for i in ok], [prefixes[i] for i in ok], batch
+            found = ar_predict(
+                ar, [explanations[i] for i in rows], [prefixes[i] for i in rows], s.batch_size
             )
+        pred[rows] = found
+        bar.update(len(rows))
+    bar.update(len(explanations) - len(ok))
     failed = torch.ones(len(explanations), dtype=torch.bool)
     failed[ok] = False
     return pred, failed
@@ -434,21 +440,20 @@ def _score_all(nla: NLA, out: Readout, teacher, s: ExplainSettings, autocast, pr
     k, n = s.samples, len(out.vectors)
     own = out.vectors.repeat_interleave(k, 0)
     sources = [p for p in out.prefixes for _ in range(k)]
-    pred, failed = reconstruct(nla.ar, out.explained, sources, s.batch_size, autocast, nla.d_model)
-    out.scores["real"] = (score(pred, failed, own, nla.train_mean), own)
-    if n > 1:
-        shuffled = out.vectors[derangement(n, s.seed)].repeat_interleave(k, 0)
-        out.scores["shuffled"] = (score(pred, failed, shuffled, nla.train_mean), shuffled)
-    if teacher is not None:
-        with _bar(progress, n, "baseline", "tok") as bar:
+    with _bar(progress, n * k + (n if teacher else 0), "score", "expl") as bar:
+        run = (autocast, nla.d_model, bar)
+        pred, failed = reconstruct(nla.ar, out.explained, sources, s, run)
+        out.scores["real"] = (score(pred, failed, own, nla.train_mean), own)
+        if n > 1:
+            shuffled = out.vectors[derangement(n, s.seed)].repeat_interleave(k, 0)
+            out.scores["shuffled"] = (score(pred, failed, shuffled, nla.train_mean), shuffled)
+        if teacher is not None:
             out.baseline = teacher.explain(out.prefixes)
-            bar.update(n)
-        rendered = [None if e is None else nla.av.render_target(e) for e in out.baseline]
-        bpred, bfailed = reconstruct(
-            nla.ar, rendered, out.prefixes, s.batch_size, autocast, nla.d_model
-        )
-        out.scores["baseline"] = (score(bpred, bfailed, out.vectors, nla.train_mean), out.vectors)
-        out.baseline_source = f"teacher:{teacher.name}"
+            rendered = [None if e is None else nla.av.render_target(e) for e in out.baseline]
+            bpred, bfailed = reconstruct(nla.ar, rendered, out.prefixes, s, run)
+            base = score(bpred, bfailed, out.vectors, nla.train_mean)
+            out.scores["baseline"] = (base, out.vectors)
+            out.baseline_source = f"teacher:{teacher.name}"
 
 
 def _records(out: Readout, s: ExplainSettings) -> list[dict[str, Any]]:
