@@ -70,6 +70,14 @@ def layer_from_release(index: int) -> int:
 # -- reading ------------------------------------------------------------------------------------
 
 
+_TOKEN_KEYS = (
+    "injection_char",
+    "injection_token_id",
+    "injection_left_neighbor_id",
+    "injection_right_neighbor_id",
+)
+
+
 def _meta(directory: Path) -> dict[str, Any]:
     meta = read_yaml_mapping(directory / META, "NLA sidecar")
     if meta.get("kind") != "nla_model" or meta.get("role") not in ROLES:
@@ -78,6 +86,14 @@ def _meta(directory: Path) -> dict[str, Any]:
             f"role {meta.get('role')!r})",
             "point at the NLA's av/ and ar/ directories",
         )
+    role = ROLES[meta["role"]]
+    tokens = meta.get("tokens") if isinstance(meta.get("tokens"), dict) else {}
+    need = {"d_model": meta.get("d_model")}
+    if role == "av":
+        need.update({f"tokens.{k}": tokens.get(k) for k in _TOKEN_KEYS})
+    for name, value in need.items():
+        if not isinstance(value, str if name == "tokens.injection_char" else int):
+            raise NLAError(f"{directory / META} has no valid {name}", "fix the sidecar")
     return meta
 
 
@@ -158,13 +174,15 @@ def locate_public(path: Path) -> NLARef:
 def _template(meta: dict, role: str, field: str, slot: str, where: Path) -> str:
     """The sidecar's str.format template for `role` (public or training name) with its one
     field turned into our literal slot."""
-    templates = meta.get("prompt_templates", {})
+    templates = meta.get("prompt_templates") or {}
     template = templates.get(role) or templates.get({"av": "actor", "ar": "critic"}[role])
     try:
-        return str(template).format(**{field: slot})
+        if not isinstance(template, str) or template.count("{" + field + "}") != 1:
+            raise ValueError
+        return template.format(**{field: slot})
     except (KeyError, IndexError, ValueError):
         raise NLAError(
-            f"{where}: prompt_templates.{role} must hold {{{field}}} and no other field",
+            f"{where}: prompt_templates.{role} must hold {{{field}}} once and no other field",
             "fix the sidecar",
         ) from None
 

@@ -238,21 +238,43 @@ def test_a_release_layout_nla_loads_and_reads_layer_k_plus_one(tmp_path, tiny_mo
         assert r["cos"] is not None and r["fve"] is None  # no training mean in the release
 
 
+def _set(meta: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        meta = meta[key]
+    if value is None:
+        del meta[leaf]
+    else:
+        meta[leaf] = value(meta[leaf]) if callable(value) else value
+
+
 @pytest.mark.parametrize(
-    ("role", "key", "needle"),
+    ("role", "key", "value", "needle"),
     [
-        ("actor", "injection_left_neighbor_id", "placeholder"),
-        ("actor", "injection_token_id", "placeholder"),
-        ("critic", "critic_suffix_ids", "critic_suffix_ids"),
+        ("actor", "tokens.injection_left_neighbor_id", lambda v: v + 1, "placeholder"),
+        ("actor", "tokens.injection_token_id", lambda v: v + 1, "placeholder"),
+        ("actor", "tokens.injection_char", "\u00e9t\u00e9", "placeholder"),
+        ("critic", "tokens.critic_suffix_ids", [5, 6], "critic_suffix_ids"),
+        ("actor", "tokens.injection_char", None, "tokens.injection_char"),
+        ("actor", "prompt_templates.actor", "no slot here", "prompt_templates.av"),
+        ("actor", "extraction.injection_scale", "big", "injection_scale"),
+        ("actor", "d_model", "sixty-four", "d_model"),
+        ("critic", "extraction.mse_scale", None, "mse_scale"),
     ],
 )
-def test_a_tampered_sidecar_fails_in_one_line(role, key, needle, tmp_path, tiny_model_dir, capsys):
+def test_a_tampered_sidecar_fails_in_one_line(
+    role, key, value, needle, tmp_path, tiny_model_dir, capsys
+):
     root = write_release_nla(tmp_path / "release", tiny_model_dir, k=1)
     path = root / role / "nla_meta.yaml"
     meta = yaml.safe_load(path.read_text())
-    meta["tokens"][key] = [5, 6] if key == "critic_suffix_ids" else meta["tokens"][key] + 1
+    if key == "extraction.mse_scale":  # a raw-MSE AR: explicitly null
+        meta["extraction"]["mse_scale"] = None
+    else:
+        _set(meta, key, value)
     path.write_text(yaml.safe_dump(meta, allow_unicode=True))
     out = tmp_path / "e.jsonl"
+    capsys.readouterr()  # the writing above may print progress
     code = main(["explain", str(root), "--text", TEXT, "--out", str(out), "-q"])
     err = capsys.readouterr().err
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
