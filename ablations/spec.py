@@ -6,7 +6,7 @@ nothing behind.
     base: ../train_quickstart.yaml        # a trial config (path relative to this file) ...
     trial: {train: {rl: {steps: 4}}}      # ... and/or inline keys merged over it
     space:
-      av.injection_scale: {choices: [sqrt_d, data]}
+      av.injection.site: {choices: [embedding, 1, 10]}
       train.rl.kl_coef: {low: 0.01, high: 0.2, log: true}
       av.k: {low: 1, high: 4, type: int, when: {av.variant: multitoken}}
       arm:                                # named presets: each sets several keys at once

@@ -217,13 +217,27 @@ class SFTConfig(Strict):
     max_minutes: float | None = Field(None, gt=0, description="stop early after this wall time")
     checkpoint_every: int = Field(0, ge=0, description="save a resumable checkpoint every N steps")
     resume_from: str | None = Field(None, description="a checkpoint dir to continue from")
-    # the AV's held-out check: the NLL gap (shuffled - matching vectors) on ar_sft rows, which
-    # the AV never trains on; the AR ignores these keys
-    eval_every: int = Field(0, ge=0, description="AV: held-out NLL gap every N steps (0: never)")
+
+
+class AVSFTConfig(SFTConfig):
+    """The AV warm start, with its held-out check: the NLL gap (shuffled - matching vectors) on
+    `ar_sft` rows, which the AV never trains on."""
+
+    eval_every: int = Field(0, ge=0, description="held-out NLL gap every N steps (0: never)")
     eval_samples: int = Field(128, ge=2, description="held-out rows of that check")
     keep_best: bool = Field(False, description="end with the weights of the best check")
     stop_patience: int = Field(0, ge=0, description="stop after N checks without a better gap")
     stop_at_gap: float | None = Field(None, gt=0, description="stop once the gap reaches this")
+
+
+class ARSFTConfig(SFTConfig):
+    """The AR warm start. With `av_text` > 0 it also reads the warm AV's own (greedy)
+    explanations of `av_text_rows` ar_sft rows, that share of every batch: the AR learns the
+    dialect it will be scored on (RL trains it the same way, online), not only the teacher's."""
+
+    batch_size: int = Field(16, ge=1)
+    av_text: float = Field(0.0, ge=0, le=1, description="share of batches from AV explanations")
+    av_text_rows: int = Field(512, ge=1, description="ar_sft rows the AV explains for that")
 
 
 class RLConfig(Strict):
@@ -253,8 +267,8 @@ class RLConfig(Strict):
 class TrainConfig(Strict):
     precision: Literal["auto", "bf16-mixed", "32-true"] = "auto"
     device: str | None = None
-    av_sft: SFTConfig = Field(default_factory=SFTConfig)
-    ar_sft: SFTConfig = Field(default_factory=lambda: SFTConfig(batch_size=16))
+    av_sft: AVSFTConfig = Field(default_factory=AVSFTConfig)
+    ar_sft: ARSFTConfig = Field(default_factory=ARSFTConfig)
     rl: RLConfig = Field(default_factory=RLConfig)
     save_checkpoints: bool = Field(
         True,

@@ -80,6 +80,20 @@ def _fves(
 
 
 @torch.no_grad()
+def explain(
+    av, vectors: torch.Tensor, batch_size: int, max_new_tokens: int
+) -> tuple[list[str], list[str | None]]:
+    """The AV's greedy generations for `vectors`, in batches, and the explanation extracted from
+    each (None: unclosed tag or a violation of the AV's output format)."""
+    device = av.prompt_ids.device
+    texts: list[str] = []
+    for s in _batches(len(vectors), batch_size):
+        out, _ = av.generate(vectors[s].to(device), max_new_tokens=max_new_tokens)
+        texts.extend(out)
+    return texts, [av.extract(t) for t in texts]
+
+
+@torch.no_grad()
 def nll_rows(
     av, vectors: torch.Tensor, shuffled: torch.Tensor, explanations: Sequence[str]
 ) -> torch.Tensor:
@@ -149,7 +163,6 @@ def evaluate(
     perm = derangement(n, seed)
     mean = train_mean.float()
     ctx = autocast or contextlib.nullcontext()
-    device = next(ar.parameters()).device
     metrics: dict[str, float] = {"eval_rows": float(n)}
 
     with ctx:
@@ -176,11 +189,7 @@ def evaluate(
         metrics["ar_text_only_fve"] = text_only_fve(ar, prefixes, vectors, mean, batch_size)
 
         # the round trip
-        texts: list[str] = []
-        for s in _batches(n, batch_size):
-            out, _ = av.generate(vectors[s].to(device), max_new_tokens=max_new_tokens)
-            texts.extend(out)
-        explained = [av.extract(t) for t in texts]  # None: unclosed tag or schema violation
+        texts, explained = explain(av, vectors, batch_size, max_new_tokens)
         ok = [i for i, e in enumerate(explained) if e is not None]
         pred = torch.zeros_like(vectors)
         if ok:

@@ -33,19 +33,19 @@ from nla_variants.checkpoint import (
     save_checkpoint,
 )
 from nla_variants.checks import check_checkpoint, check_tracking_uri, check_writable_dir
-from nla_variants.config import SFTConfig, TrialConfig
+from nla_variants.config import ARSFTConfig, AVSFTConfig, SFTConfig, TrialConfig
 from nla_variants.core.vectors import mean_direction
 from nla_variants.data.prepare import prepare
 from nla_variants.data.store import StoredDataset
 from nla_variants.errors import TrialStopped, one_line
-from nla_variants.evaluation import evaluate
+from nla_variants.evaluation import evaluate, explain
 from nla_variants.hashing import hash_obj
 from nla_variants.io import write_yaml_atomic
 from nla_variants.masking import SECRET_WORDS, mask, mask_tree
 from nla_variants.registry import BuildContext, build
 from nla_variants.runs import write_run_record
 from nla_variants.target import cpu_has_bf16, resolve_model
-from nla_variants.training.data import NLADataModule, load_split
+from nla_variants.training.data import NLADataModule, SplitRows, load_split
 from nla_variants.training.rl import (
     STATE,
     RLCheckpoint,
@@ -228,11 +228,12 @@ class _Trial:
         )
 
 
-def _warm_start_key(t: _Trial, kind: str, sft: SFTConfig, render_spec: dict | None) -> str:
-    """Everything that decides the warm-started weights (not where checkpoints go)."""
+def _warm_start_key(t: _Trial, kind: str, sft: SFTConfig, reads: dict | None = None) -> str:
+    """Everything that decides the warm-started weights (not where checkpoints go). `reads`:
+    what an AR learns to read (the AV's output format, the AV whose own text it reads)."""
     return hash_obj(
         {
-            "render": render_spec,  # the AV's output format the AR is trained to read
+            "render": reads,
             "kind": kind,
             "dataset": t.dataset.path.name,  # content-addressed: model, layer, corpus, teacher
             "section": getattr(t.cfg, kind),
@@ -256,11 +257,15 @@ def _warm_start(t: _Trial, kind: str, av=None) -> tuple[torch.nn.Module, dict[st
     sft: SFTConfig = getattr(t.cfg.train, split)
     # the AR learns to read explanations in the AV's output format (e.g. a structured schema)
     render = av.render_target if kind == "ar" and av is not None else None
-    render_spec = av.metadata().get("schema") if render is not None else None
+    reads = None
+    if render is not None:
+        reads = av.metadata().get("schema")
+        if sft.av_text:  # the AR also reads this AV's own explanations
+            reads = {"schema": reads, "av": _warm_start_key(t, "av", t.cfg.train.av_sft)}
     L.seed_everything(t.cfg.seed, workers=True, verbose=False)  # independent of the other stage
     cached = None
     if t.cfg.train.reuse_warm_start and not sft.resume_from:
-        cached = t.warm_start_root / f"{kind}-{_warm_start_key(t, kind, sft, render_spec)}"
+        cached = t.warm_start_root / f"{kind}-{_warm_start_key(t, kind, sft, reads)}"
         if (cached / SIDECAR).is_file():
             component, meta = load_component(cached, t.ctx)
             t.checkpoints[f"{kind}_checkpoint"] = cached
@@ -288,6 +293,7 @@ def _warm_start(t: _Trial, kind: str, av=None) -> tuple[torch.nn.Module, dict[st
     )
     figures = {"steps": float(offset)}
     if remaining:
+        av_rows = _av_explanations(t, av, sft) if render is not None and sft.av_text else None
         val_every = sft.eval_every if kind == "av" else 0
         keep_best = _held_out_check(sft, callbacks) if val_every else None
         trainer = t.trainer(split, remaining, sft.max_minutes, callbacks, val_every)
@@ -298,7 +304,9 @@ def _warm_start(t: _Trial, kind: str, av=None) -> tuple[torch.nn.Module, dict[st
             sft.batch_size,
             t.cfg.seed,
             val_split="ar_sft" if val_every else None,  # rows the AV never trains on
-            val_samples=sft.eval_samples,
+            val_samples=getattr(sft, "eval_samples", 0),
+            extra=av_rows,
+            extra_share=getattr(sft, "av_text", 0.0),
         )
         trainer.fit(module, datamodule=data)
         figures = {
@@ -308,6 +316,8 @@ def _warm_start(t: _Trial, kind: str, av=None) -> tuple[torch.nn.Module, dict[st
             "tokens_per_s": module.tokens / max(module.train_seconds, 1e-9),
             "final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
         }
+        if av_rows is not None:
+            figures["av_text_rows"] = float(len(av_rows))
         if val_every:
             figures.update(
                 {k.replace("val/", "val_"): float(v) for k, v in trainer.callback_metrics.items()}
@@ -339,7 +349,27 @@ def _warm_start(t: _Trial, kind: str, av=None) -> tuple[torch.nn.Module, dict[st
     return component, {f"{split}/{k}": v for k, v in figures.items()}
 
 
-def _held_out_check(sft: SFTConfig, callbacks: list[L.Callback]) -> KeepBest | None:
+def _av_explanations(t: _Trial, av, sft: ARSFTConfig) -> SplitRows:
+    """The warm AV's greedy explanations of `av_text_rows` random ar_sft rows (those it closes):
+    text in the AV's own dialect, for the AR to learn to read beside the teacher's."""
+    rows = load_split(t.dataset, "ar_sft")
+    g = torch.Generator().manual_seed(t.cfg.seed)
+    rows = rows.take(torch.randperm(len(rows), generator=g)[: sft.av_text_rows].tolist())
+    with t.autocast():
+        _, explained = explain(
+            av,
+            torch.from_numpy(rows.vectors.copy()),
+            t.cfg.eval.batch_size,
+            t.cfg.eval.max_new_tokens,
+        )
+    closed = [i for i, e in enumerate(explained) if e is not None]
+    rows = rows.take(closed)
+    rows.explanations = [explained[i] for i in closed]
+    rows.rendered = True
+    return rows
+
+
+def _held_out_check(sft: AVSFTConfig, callbacks: list[L.Callback]) -> KeepBest | None:
     """Callbacks acting on the AV's held-out NLL gap: keep the best weights, stop early."""
     keep = None
     if sft.keep_best:

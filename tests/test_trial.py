@@ -6,6 +6,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -177,3 +178,50 @@ def test_cli_train_and_its_bad_inputs(tmp_path, tiny_model_dir, capsys):
         assert main(["train", str(path), "-q", "--set", override]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("nla: error:") and message in err and "\n" not in err
+
+
+def test_av_gap_check_keeps_the_best_and_the_ar_reads_av_text(tmp_path, tiny_model_dir):
+    """The AV warm start's held-out NLL gap runs every step (Lightning's validation loop), the
+    best weights are kept, and the AR warm start reads the AV's own explanations too."""
+    cfg = load_config(
+        trial_config(tmp_path, tiny_model_dir),
+        TrialConfig,
+        [
+            "train.av_sft.eval_every=1",
+            "train.av_sft.eval_samples=4",
+            "train.av_sft.keep_best=true",
+            "train.ar_sft.av_text=0.5",
+            "train.ar_sft.av_text_rows=6",
+            "eval.max_new_tokens=24",
+            "mlflow.log_checkpoints=false",
+        ],
+    )
+    m = run_trial(cfg, progress=False)
+    client = MlflowClient(cfg.mlflow.tracking_uri)
+    gaps = [x.value for x in client.get_metric_history(m["run_id"], "av_sft-val/nll_gap")]
+    assert len(gaps) == 3
+    assert m["av_sft/best_nll_gap"] == pytest.approx(max(gaps))
+    assert m["av_sft/best_step"] == 1 + gaps.index(max(gaps))
+    assert 0 <= m["ar_sft/av_text_rows"] <= 6
+    assert "eval/av_nll_gap" in m and "eval/roundtrip_fve_raw" in m
+
+
+def test_ar_batches_mix_av_text_at_the_share_and_never_re_render_it(tmp_path):
+    import numpy as np
+
+    from nla_variants.training.data import NLADataModule, SplitRows
+    from nla_variants.training.warm_start import ARWarmStart
+
+    def rows(n: int, text: str, rendered: bool) -> SplitRows:
+        ids = [f"{text}{i}" for i in range(n)]
+        return SplitRows(np.zeros((n, 4), np.float32), [text] * n, ids, ids, rendered)
+
+    data = NLADataModule(None, "ar_sft", 16, seed=0, extra=rows(10, "av", True), extra_share=0.25)
+    data.rows = rows(200, "teacher", False)
+    batches = list(data.train_dataloader())
+    share = np.mean([r for b in batches for r in b["rendered"]])
+    assert 0.18 < share < 0.32  # 210 draws at 0.25
+    module = ARWarmStart(torch.nn.Linear(1, 1), 1e-3, 0.0, 0, 1, render=lambda t: f"<{t}>")
+    texts = module._explanations(batches[0])
+    for text, rendered in zip(texts, batches[0]["rendered"], strict=True):
+        assert text == ("av" if rendered else "<teacher>")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, WeightedRandomSampler
 
 from nla_variants.core.vectors import derangement
 from nla_variants.data.store import StoredDataset, vector_matrix
@@ -21,18 +22,22 @@ class SplitRows:
     explanations: list[str | None]
     prefixes: list[str]
     example_ids: list[str]
+    rendered: bool = False  # the explanations are the AV's own text (already in its format)
 
     def __len__(self) -> int:
         return len(self.prefixes)
 
-    def with_explanations(self) -> SplitRows:
-        keep = [i for i, e in enumerate(self.explanations) if e is not None]
+    def take(self, index: Sequence[int]) -> SplitRows:
         return SplitRows(
-            self.vectors[keep],
-            [self.explanations[i] for i in keep],
-            [self.prefixes[i] for i in keep],
-            [self.example_ids[i] for i in keep],
+            self.vectors[list(index)],
+            [self.explanations[i] for i in index],
+            [self.prefixes[i] for i in index],
+            [self.example_ids[i] for i in index],
+            self.rendered,
         )
+
+    def with_explanations(self) -> SplitRows:
+        return self.take([i for i, e in enumerate(self.explanations) if e is not None])
 
 
 def load_split(dataset: StoredDataset, split: str) -> SplitRows:
@@ -62,6 +67,7 @@ class _RowsDataset(Dataset):
             "vector": torch.from_numpy(r.vectors[i]),
             "explanation": r.explanations[i],
             "prefix": r.prefixes[i],
+            "rendered": r.rendered,
         }
         if self.partners is not None:
             item["shuffled"] = torch.from_numpy(r.vectors[int(self.partners[i])])
@@ -73,6 +79,7 @@ def collate(items: list[dict]) -> dict:
         "vectors": torch.stack([it["vector"] for it in items]),
         "explanations": [it["explanation"] for it in items],
         "prefixes": [it["prefix"] for it in items],
+        "rendered": [it["rendered"] for it in items],
     }
     if "shuffled" in items[0]:
         batch["shuffled"] = torch.stack([it["shuffled"] for it in items])
@@ -83,7 +90,8 @@ class NLADataModule(L.LightningDataModule):
     """Serves one split of a prepared dataset for training, shuffled with a seeded generator
     (rows without a teacher explanation are left out of supervised splits), and optionally the
     first `val_samples` explained rows of `val_split` as a held-out set whose rows carry a
-    shuffled partner vector (the AV's NLL-gap check)."""
+    shuffled partner vector (the AV's NLL-gap check). `extra` rows (the AV's own explanations
+    for the AR) are mixed in at `extra_share` of the training samples."""
 
     def __init__(
         self,
@@ -94,6 +102,8 @@ class NLADataModule(L.LightningDataModule):
         require_explanations: bool = True,
         val_split: str | None = None,
         val_samples: int = 0,
+        extra: SplitRows | None = None,
+        extra_share: float = 0.0,
     ) -> None:
         super().__init__()
         self.dataset = dataset
@@ -102,6 +112,7 @@ class NLADataModule(L.LightningDataModule):
         self.seed = seed
         self.require_explanations = require_explanations
         self.val_split, self.val_samples = val_split, val_samples
+        self.extra, self.extra_share = extra, extra_share
         self.rows: SplitRows | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -111,21 +122,31 @@ class NLADataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
+        generator = torch.Generator().manual_seed(self.seed)
+        if self.extra is None or not self.extra_share or not len(self.extra):
+            return DataLoader(
+                _RowsDataset(self.rows),
+                batch_size=self.batch_size,
+                shuffle=True,
+                drop_last=len(self.rows) > self.batch_size,
+                generator=generator,
+                collate_fn=collate,
+            )
+        n, m = len(self.rows), len(self.extra)
+        share = self.extra_share
+        weights = torch.cat([torch.full((n,), (1 - share) / n), torch.full((m,), share / m)])
         return DataLoader(
-            _RowsDataset(self.rows),
+            ConcatDataset([_RowsDataset(self.rows), _RowsDataset(self.extra)]),
             batch_size=self.batch_size,
-            shuffle=True,
-            drop_last=len(self.rows) > self.batch_size,
-            generator=torch.Generator().manual_seed(self.seed),
+            sampler=WeightedRandomSampler(weights, n + m, generator=generator),
+            drop_last=True,
             collate_fn=collate,
         )
 
     def val_dataloader(self) -> DataLoader:
         rows = load_split(self.dataset, self.val_split).with_explanations()
         n = min(len(rows), self.val_samples)
-        rows = SplitRows(
-            rows.vectors[:n], rows.explanations[:n], rows.prefixes[:n], rows.example_ids[:n]
-        )
+        rows = rows.take(range(n))
         return DataLoader(
             _RowsDataset(rows, derangement(n, self.seed)),
             batch_size=self.batch_size,

@@ -144,7 +144,10 @@ class ARWarmStart(WarmStart):
 
     def _explanations(self, batch: dict) -> list[str]:
         texts = batch["explanations"]
-        return list(texts) if self.render is None else [self.render(t) for t in texts]
+        done = batch.get("rendered") or [False] * len(texts)
+        if self.render is None:
+            return list(texts)
+        return [t if r else self.render(t) for t, r in zip(texts, done, strict=True)]
 
     def compute_loss(self, batch: dict) -> torch.Tensor:
         return self.component.loss(self._explanations(batch), batch["vectors"], batch["prefixes"])
