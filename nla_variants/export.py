@@ -191,11 +191,11 @@ def export_sidecar(nla: NLA, av: dict, ar: dict | None) -> dict[str, Any]:
 
 
 def _recipe(ref: NLARef) -> dict[str, Any] | None:
+    """The run's training settings, as its config.yaml states them."""
     cfg = ref.detail.get("config")
     if cfg is None:
         return None
-    data = cfg.model_dump(mode="json")
-    return {k: data[k] for k in ("seed", "av", "ar", "train", "eval")}
+    return {k: cfg.raw[k] for k in ("seed", "av", "ar", "train", "eval") if k in cfg.raw}
 
 
 def export_nla(nla: NLA, out: Path, lora: str = "merge") -> Path:

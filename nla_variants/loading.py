@@ -12,6 +12,7 @@ and checks what can be checked without weights. `load(ref)` then builds the AV a
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,12 @@ import numpy as np
 import torch
 
 from nla_variants.checkpoint import SIDECAR, load_component
-from nla_variants.config import TrialConfig, format_validation_error, read_yaml_mapping
+from nla_variants.config import (
+    MLflowConfig,
+    PrepareConfig,
+    format_validation_error,
+    read_yaml_mapping,
+)
 from nla_variants.errors import NLAError
 from nla_variants.pair import NLA, NLARef
 from nla_variants.registry import BuildContext
@@ -127,17 +133,35 @@ def _best_run_dir(sweep: Path) -> Path:
 # -- runs ---------------------------------------------------------------------------------------
 
 
-def _trial_config(run_dir: Path) -> TrialConfig:
+@dataclass(frozen=True)
+class RunConfig:
+    """What reading a run needs from its config.yaml. Only the data and MLflow sections are
+    validated, so a run written by an earlier or later nla_variants, whose training keys differ,
+    still reads; the rest is kept as written (the model card's recipe)."""
+
+    data: PrepareConfig
+    mlflow: MLflowConfig
+    raw: dict[str, Any]
+
+    @property
+    def rl_steps(self) -> int:
+        rl = (self.raw.get("train") or {}).get("rl") or {}
+        return int(rl.get("steps") or 0) if isinstance(rl, dict) else 0
+
+
+def _run_config(run_dir: Path) -> RunConfig:
     from pydantic import ValidationError
 
-    data = read_yaml_mapping(run_dir / "config.yaml", "run config")
+    raw = read_yaml_mapping(run_dir / "config.yaml", "run config")
     try:
-        return TrialConfig.model_validate(data)
+        data = PrepareConfig.model_validate(raw.get("data") or {})
+        tracking = MLflowConfig.model_validate(raw.get("mlflow") or {})
     except ValidationError as e:
         raise NLAError(
             f"{run_dir}/config.yaml is not a trial config ({format_validation_error(e)})",
             f"pass {WHAT}",
         ) from None
+    return RunConfig(data, tracking, raw)
 
 
 def _finished(directory: Path | None) -> bool:
@@ -158,7 +182,7 @@ def _existing_store(uri: str) -> bool:
     return True
 
 
-def _cache_tags(run_id: str, cfg: TrialConfig) -> dict[str, Path]:
+def _cache_tags(run_id: str, cfg: RunConfig) -> dict[str, Path]:
     """Warm starts of a run written before run records existed: its MLflow cache tags."""
     import os
 
@@ -179,7 +203,7 @@ def _cache_tags(run_id: str, cfg: TrialConfig) -> dict[str, Path]:
     return found
 
 
-def run_checkpoints(run_dir: Path, cfg: TrialConfig) -> tuple[Path, Path, str]:
+def run_checkpoints(run_dir: Path, cfg: RunConfig) -> tuple[Path, Path, str]:
     """(AV dir, AR dir, which weights) of a run: after RL if kept, else the warm starts."""
     record = read_run_record(run_dir) or {}
     found = {k: Path(v) for k, v in record.get("checkpoints", {}).items()}
@@ -196,14 +220,14 @@ def run_checkpoints(run_dir: Path, cfg: TrialConfig) -> tuple[Path, Path, str]:
             f"run {run_dir} has no finished warm start (no AV and AR checkpoints)",
             "let `nla train` finish the warm start, or pass another run",
         )
-    rl_steps = cfg.train.rl.steps
+    rl_steps = cfg.rl_steps
     return av, ar, "warm start" + (" (the RL weights were not kept)" if rl_steps else "")
 
 
 def locate_run(run_dir: Path) -> NLARef:
     if not (run_dir / "config.yaml").is_file():
         raise NLAError(f"{run_dir} is not a run directory (no config.yaml)", f"pass {WHAT}")
-    cfg = _trial_config(run_dir)
+    cfg = _run_config(run_dir)
     av, ar, weights = run_checkpoints(run_dir, cfg)
     target = cfg.data.target
     return NLARef(
@@ -232,7 +256,7 @@ def _dataset_summary(path: Path | None) -> tuple[torch.Tensor | None, dict[str, 
 
 
 def load_run(ref: NLARef) -> NLA:
-    cfg: TrialConfig = ref.detail["config"]
+    cfg: RunConfig = ref.detail["config"]
     source = resolve_model(ref.target)
     ctx = BuildContext(source, ref.layer, source.d_model)
     av, _ = load_component(ref.detail["av"], ctx)

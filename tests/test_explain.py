@@ -245,3 +245,17 @@ def test_a_run_without_a_record_finds_its_warm_start_in_mlflow(trained, tmp_path
     old.mkdir(parents=True)
     shutil.copy(run / "config.yaml", old / "config.yaml")
     assert locate(old).detail["av"] == locate(run).detail["av"]
+
+
+def test_a_run_from_another_version_still_reads(trained, tmp_path):
+    """Only the data and MLflow sections of a run's config are validated: training keys that
+    an earlier or later nla_variants wrote do not make a finished run unreadable."""
+    import yaml
+
+    _, _, run = trained
+    other = tmp_path / run.name
+    shutil.copytree(run, other)
+    cfg = yaml.safe_load((other / "config.yaml").read_text())
+    cfg["train"]["ar_sft"]["a_key_from_another_version"] = 1
+    (other / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert locate(other).detail["av"] == locate(run).detail["av"]
