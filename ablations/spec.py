@@ -32,7 +32,8 @@ from nla_variants.config import (
     TrialConfig,
     format_validation_error,
     load_config,
-    read_yaml_mapping,
+    merge,
+    read_config,
 )
 from nla_variants.errors import NLAError
 from nla_variants.hashing import hash_obj
@@ -217,16 +218,6 @@ class SweepConfig(Strict):
         return hash_obj(keep, 16)
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 def get_dotted(data: dict, key: str) -> Any:
     node: Any = data
     for part in key.split("."):
@@ -333,8 +324,8 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
                 f"sweep base config {base_path} does not exist",
                 "set `base:` to a trial config path relative to the sweep file",
             )
-        base = read_yaml_mapping(base_path, "sweep base config")
-    base = _merge(base, cfg.trial)
+        base = read_config(base_path, "sweep base config")
+    base = merge(base, cfg.trial)
     base.setdefault("name", cfg.name)
     # a sweep runs many trials: no ~3 GB final RL checkpoint each unless the base asks for it
     if isinstance(base.setdefault("train", {}), dict):  # (not a mapping: validation says so)

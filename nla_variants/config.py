@@ -6,6 +6,7 @@ validation. `load_config` is the one entry point the CLI and the tests use.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -195,9 +196,42 @@ def read_yaml_mapping(path: str | Path, what: str) -> dict:
     return data
 
 
+def merge(base: dict, extra: dict) -> dict:
+    """`extra` over a copy of `base`, mappings merged key by key, anything else replaced."""
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def read_config(path: str | Path, what: str = "config", _seen: tuple[Path, ...] = ()) -> dict:
+    """A config mapping; a top-level `base: OTHER.yaml` (relative to this file) is read first
+    and this file's keys are merged over it, so a config states only what it changes."""
+    p = Path(path)
+    data = read_yaml_mapping(p, what)
+    parent = data.pop("base", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise NLAError(f"{what} {p}: base must be a file path", "write e.g. base: other.yaml")
+    base_path = p.parent / parent
+    if base_path.resolve() in _seen or base_path.resolve() == p.resolve():
+        raise NLAError(f"{what} {p}: base {base_path} includes itself", "break the base cycle")
+    if not base_path.is_file():
+        raise NLAError(
+            f"{what} {p}: base {base_path} does not exist",
+            "set base: to a config path relative to this file",
+        )
+    return merge(read_config(base_path, what, (*_seen, p.resolve())), data)
+
+
 def load_config(path: str | Path | None, model: type[T], overrides: list[str] | None = None) -> T:
-    """Read YAML, apply overrides, validate. Every failure is an NLAError with a fix."""
-    data = read_yaml_mapping(path, "config") if path is not None else {}
+    """Read YAML (and its `base:` chain), apply overrides, validate. Every failure is an
+    NLAError with a fix."""
+    data = read_config(path) if path is not None else {}
     data = apply_overrides(data, overrides or [])
     try:
         return model.model_validate(data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nla_variants.config import PrepareConfig, load_config
+from nla_variants.config import PrepareConfig, TrialConfig, load_config
 from nla_variants.errors import NLAError
 
 
@@ -43,3 +43,26 @@ def test_bad_configs_raise_one_line_errors(tmp_path, text, overrides, match):
 def test_missing_config_file(tmp_path):
     with pytest.raises(NLAError, match="does not exist"):
         load_config(tmp_path / "missing.yaml", PrepareConfig)
+
+
+def test_a_config_states_only_what_it_changes_over_its_base(tmp_path):
+    (tmp_path / "parent.yaml").write_text("name: parent\nseed: 3\ntrain: {av_sft: {steps: 7}}\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\ntrain: {ar_sft: {steps: 5}}\n")
+    cfg = load_config(tmp_path / "child.yaml", TrialConfig)
+    assert (cfg.name, cfg.seed) == ("parent", 3)
+    assert (cfg.train.av_sft.steps, cfg.train.ar_sft.steps) == (7, 5)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("base: missing.yaml\n", "base .*missing.yaml does not exist"),
+        ("base: child.yaml\n", "includes itself"),
+        ("base: [a, b]\n", "base must be a file path"),
+    ],
+)
+def test_bad_bases_are_one_line_errors(tmp_path, text, message):
+    (tmp_path / "child.yaml").write_text(text)
+    with pytest.raises(NLAError, match=message) as info:
+        load_config(tmp_path / "child.yaml", TrialConfig)
+    assert info.value.fix
