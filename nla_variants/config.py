@@ -229,9 +229,12 @@ def read_config(path: str | Path, what: str = "config", _seen: tuple[Path, ...] 
 
 
 def load_config(path: str | Path | None, model: type[T], overrides: list[str] | None = None) -> T:
-    """Read YAML (and its `base:` chain), apply overrides, validate. Every failure is an
-    NLAError with a fix."""
-    data = read_config(path) if path is not None else {}
+    """Read YAML (and its `base:` chain, unless `base` is a field of the model itself, as in a
+    sweep config), apply overrides, validate. Every failure is an NLAError with a fix."""
+    data: dict = {}
+    if path is not None:
+        follow = "base" not in model.model_fields
+        data = read_config(path) if follow else read_yaml_mapping(path, "config")
     data = apply_overrides(data, overrides or [])
     try:
         return model.model_validate(data)

@@ -85,7 +85,7 @@ def explain(
 ) -> tuple[list[str], list[str | None]]:
     """The AV's greedy generations for `vectors`, in batches, and the explanation extracted from
     each (None: unclosed tag or a violation of the AV's output format)."""
-    device = av.prompt_ids.device
+    device = next(av.parameters()).device
     texts: list[str] = []
     for s in _batches(len(vectors), batch_size):
         out, _ = av.generate(vectors[s].to(device), max_new_tokens=max_new_tokens)
@@ -100,7 +100,7 @@ def nll_rows(
     """Per row: the teacher explanation's summed NLL given its own vector, given the shuffled
     one, and its token count: [n, 3] on the CPU (what `nll_gap_scores` summarises)."""
     responses = av.encode_responses(list(explanations))
-    device = av.prompt_ids.device
+    device = next(av.parameters()).device
     real, mask = av.response_logprobs(vectors.to(device), responses)
     shuf, _ = av.response_logprobs(shuffled.to(device), responses)
     return torch.stack([-real.sum(1), -shuf.sum(1), mask.sum(1)], 1).float().cpu()

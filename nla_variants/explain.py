@@ -304,7 +304,7 @@ def extract(docs: Sequence[Document], extractor, layer: int, progress: bool) -> 
 
 def verbalize(av, vectors: torch.Tensor, s: ExplainSettings, autocast, progress: bool) -> list[str]:
     """AV generations, `s.samples` consecutive rows per vector, in batches."""
-    device = av.prompt_ids.device
+    device = next(av.parameters()).device
     texts: list[str] = []
     torch.manual_seed(s.seed)
     with _bar(progress, len(vectors), "explain", "tok") as bar:

@@ -258,6 +258,13 @@ class _StubAV(torch.nn.Module):
     def render_target(self, text):
         return text
 
+    def encode_responses(self, explanations):
+        return [[1, 2]] * len(explanations)
+
+    def response_logprobs(self, vectors, responses):
+        shape = (len(responses), 2)
+        return torch.full(shape, -1.0), torch.ones(shape)
+
 
 def test_evaluate_reports_text_only_fve_from_the_prefixes(ctx):
     from nla_variants.evaluation import evaluate, text_only_fve
@@ -267,6 +274,7 @@ def test_evaluate_reports_text_only_fve_from_the_prefixes(ctx):
     context = build("ar", {"variant": "context"}, ctx).eval()
     metrics, _ = evaluate(_StubAV(), context, rows, mean, max_new_tokens=8, batch_size=2)
     assert "ar_text_only_fve" in metrics
+    assert metrics["av_nll_gap"] == 0.0  # an AV blind to its vector: no NLL gap
     want = text_only_fve(context, SOURCES, torch.from_numpy(rows.vectors), mean, 3)
     assert metrics["ar_text_only_fve"] == pytest.approx(want, abs=1e-6)
     other = text_only_fve(context, SOURCES[::-1], torch.from_numpy(rows.vectors), mean, 3)

@@ -66,3 +66,15 @@ def test_bad_bases_are_one_line_errors(tmp_path, text, message):
     with pytest.raises(NLAError, match=message) as info:
         load_config(tmp_path / "child.yaml", TrialConfig)
     assert info.value.fix
+
+
+def test_a_sweep_config_keeps_its_own_base_key(tmp_path):
+    """`base:` of a sweep names its base trial (a SweepConfig field), not a config to merge."""
+    from ablations.spec import load_sweep
+
+    (tmp_path / "trial.yaml").write_text("name: t\nseed: 4\n")
+    (tmp_path / "sweep.yaml").write_text(
+        "name: s\nbase: trial.yaml\nn_trials: 1\nspace: {train.rl.kl_coef: {low: 0.01, high: 0.1}}\n"
+    )
+    sweep = load_sweep(tmp_path / "sweep.yaml")
+    assert sweep.cfg.base == "trial.yaml" and sweep.base["seed"] == 4
