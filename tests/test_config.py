@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from nla_variants.config import PrepareConfig, TrialConfig, load_config
 from nla_variants.errors import NLAError
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def test_defaults_and_overrides(tmp_path):
@@ -78,3 +82,16 @@ def test_a_sweep_config_keeps_its_own_base_key(tmp_path):
     )
     sweep = load_sweep(tmp_path / "sweep.yaml")
     assert sweep.cfg.base == "trial.yaml" and sweep.base["seed"] == 4
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_sweep_config_loads(path):
+    """The README's and the docs' sweep commands must not fail on their own configs."""
+    from ablations.spec import load_sweep
+
+    assert load_sweep(path).cfg.name == path.stem
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("train_*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_trial_config_loads(path):
+    assert load_config(path, TrialConfig).name
