@@ -270,11 +270,25 @@ class AVSFTConfig(SFTConfig):
 class ARSFTConfig(SFTConfig):
     """The AR warm start. With `av_text` > 0 it also reads the warm AV's own (greedy)
     explanations of `av_text_rows` ar_sft rows, that share of every batch: the AR learns the
-    dialect it will be scored on (RL trains it the same way, online), not only the teacher's."""
+    dialect it will be scored on (RL trains it the same way, online), not only the teacher's.
+    With `ridge` it ends by refitting its linear head in closed form on those rows
+    (training/readout.py): the best linear readout of its features, at the cost of one forward
+    pass per row, where a short SGD run barely moves the head."""
 
+    steps: int = Field(100, ge=0, description="SGD steps (0: only the ridge readout)")
     batch_size: int = Field(16, ge=1)
     av_text: float = Field(0.0, ge=0, le=1, description="share of batches from AV explanations")
     av_text_rows: int = Field(512, ge=1, description="ar_sft rows the AV explains for that")
+    ridge: float | None = Field(
+        None, gt=0, description="end on the closed-form linear head: ridge penalty (relative)"
+    )
+    ridge_rows: int = Field(2048, ge=1, description="teacher rows of that fit (+ AV-text rows)")
+
+    @model_validator(mode="after")
+    def _trains_something(self) -> ARSFTConfig:
+        if self.steps == 0 and self.ridge is None:
+            raise ValueError("steps: 0 trains nothing; set steps >= 1 or a ridge penalty")
+        return self
 
 
 class RLConfig(Strict):

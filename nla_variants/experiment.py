@@ -46,6 +46,7 @@ from nla_variants.registry import BuildContext, build
 from nla_variants.runs import write_run_record
 from nla_variants.target import cpu_has_bf16, resolve_model
 from nla_variants.training.data import NLADataModule, SplitRows, load_split
+from nla_variants.training.readout import refit_head
 from nla_variants.training.rl import (
     STATE,
     RLCheckpoint,
@@ -228,6 +229,14 @@ class _Trial:
         )
 
 
+_NOT_IN_KEY = {"checkpoint_every", "resume_from"}
+
+
+def _unset_ridge(sft: SFTConfig) -> set[str]:
+    """Without a ridge readout its keys stay out of the key: earlier warm starts stay valid."""
+    return {"ridge", "ridge_rows"} if getattr(sft, "ridge", None) is None else set()
+
+
 def _warm_start_key(t: _Trial, kind: str, sft: SFTConfig, reads: dict | None = None) -> str:
     """Everything that decides the warm-started weights (not where checkpoints go). `reads`:
     what an AR learns to read (the AV's output format, the AV whose own text it reads)."""
@@ -237,7 +246,7 @@ def _warm_start_key(t: _Trial, kind: str, sft: SFTConfig, reads: dict | None = N
             "kind": kind,
             "dataset": t.dataset.path.name,  # content-addressed: model, layer, corpus, teacher
             "section": getattr(t.cfg, kind),
-            "sft": sft.model_dump(mode="json", exclude={"checkpoint_every", "resume_from"}),
+            "sft": sft.model_dump(mode="json", exclude=_NOT_IN_KEY | _unset_ridge(sft)),
             "precision": t.precision,
             "device": t.device.type,
             "seed": t.cfg.seed,
@@ -292,39 +301,47 @@ def _warm_start(t: _Trial, kind: str, av=None) -> tuple[torch.nn.Module, dict[st
         component, sft.lr, sft.weight_decay, sft.warmup_steps, sft.steps, offset, **extra
     )
     figures = {"steps": float(offset)}
-    if remaining:
+    ridge = getattr(sft, "ridge", None)
+    if remaining or ridge:
         av_rows = _av_explanations(t, av, sft) if render is not None and sft.av_text else None
-        val_every = sft.eval_every if kind == "av" else 0
-        keep_best = _held_out_check(sft, callbacks) if val_every else None
-        trainer = t.trainer(split, remaining, sft.max_minutes, callbacks, val_every)
         start = time.perf_counter()
-        data = NLADataModule(
-            t.dataset,
-            split,
-            sft.batch_size,
-            t.cfg.seed,
-            val_split="ar_sft" if val_every else None,  # rows the AV never trains on
-            val_samples=getattr(sft, "eval_samples", 0),
-            extra=av_rows,
-            extra_share=getattr(sft, "av_text", 0.0),
-        )
-        trainer.fit(module, datamodule=data)
-        figures = {
-            "steps": float(offset + trainer.global_step),
-            "wall_s": time.perf_counter() - start,
-            "tokens": float(module.tokens),
-            "tokens_per_s": module.tokens / max(module.train_seconds, 1e-9),
-            "final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
-        }
+        trainer = None
+        if remaining:
+            val_every = sft.eval_every if kind == "av" else 0
+            keep_best = _held_out_check(sft, callbacks) if val_every else None
+            trainer = t.trainer(split, remaining, sft.max_minutes, callbacks, val_every)
+            data = NLADataModule(
+                t.dataset,
+                split,
+                sft.batch_size,
+                t.cfg.seed,
+                val_split="ar_sft" if val_every else None,  # rows the AV never trains on
+                val_samples=getattr(sft, "eval_samples", 0),
+                extra=av_rows,
+                extra_share=getattr(sft, "av_text", 0.0),
+            )
+            trainer.fit(module, datamodule=data)
+            figures = {
+                "steps": float(offset + trainer.global_step),
+                "tokens": float(module.tokens),
+                "tokens_per_s": module.tokens / max(module.train_seconds, 1e-9),
+                "final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
+            }
+            if val_every:
+                figures.update(
+                    {
+                        k.replace("val/", "val_"): float(v)
+                        for k, v in trainer.callback_metrics.items()
+                    }
+                )
+                figures.pop("train/loss", None)
+            if keep_best is not None and keep_best.best is not None:
+                figures.update(best_nll_gap=keep_best.best, best_step=float(keep_best.best_step))
         if av_rows is not None:
             figures["av_text_rows"] = float(len(av_rows))
-        if val_every:
-            figures.update(
-                {k.replace("val/", "val_"): float(v) for k, v in trainer.callback_metrics.items()}
-            )
-            figures.pop("train/loss", None)
-        if keep_best is not None and keep_best.best is not None:
-            figures.update(best_nll_gap=keep_best.best, best_step=float(keep_best.best_step))
+        if ridge:
+            figures.update(_ridge_readout(t, component, sft, av_rows, render))
+        figures["wall_s"] = time.perf_counter() - start
         if cached is None or sft.checkpoint_every:  # resumable: weights, optimiser, schedule
             save_checkpoint(
                 ckpt_dir,
@@ -332,8 +349,8 @@ def _warm_start(t: _Trial, kind: str, av=None) -> tuple[torch.nn.Module, dict[st
                 kind,
                 t.ctx,
                 step=int(figures["steps"]),
-                optimizer=trainer.optimizers[0],
-                scheduler=trainer.lr_scheduler_configs[0].scheduler,
+                optimizer=trainer.optimizers[0] if trainer else None,
+                scheduler=trainer.lr_scheduler_configs[0].scheduler if trainer else None,
             )
         if cached is not None:  # weights only: the cache serves warm starts, not SFT resumes
             step = int(figures["steps"])
@@ -347,6 +364,31 @@ def _warm_start(t: _Trial, kind: str, av=None) -> tuple[torch.nn.Module, dict[st
         t.checkpoints[f"{kind}_checkpoint"] = ckpt_dir
     component.to(t.device).eval()
     return component, {f"{split}/{k}": v for k, v in figures.items()}
+
+
+def _ridge_readout(
+    t: _Trial, ar, sft: ARSFTConfig, av_rows: SplitRows | None, render
+) -> dict[str, float]:
+    """End the AR warm start on the closed-form head (training/readout.py): fitted on
+    `ridge_rows` random ar_sft teacher rows (in the AV's format) plus every AV-text row."""
+    rows = load_split(t.dataset, "ar_sft").with_explanations()
+    g = torch.Generator().manual_seed(t.cfg.seed)
+    rows = rows.take(torch.randperm(len(rows), generator=g)[: sft.ridge_rows].tolist())
+    texts = [render(e) for e in rows.explanations] if render else list(rows.explanations)
+    vectors, sources = rows.vectors, list(rows.prefixes)
+    if av_rows is not None:
+        texts += list(av_rows.explanations)
+        vectors = np.concatenate([vectors, av_rows.vectors])
+        sources += list(av_rows.prefixes)
+    return refit_head(
+        ar,
+        texts,
+        torch.from_numpy(vectors.copy()).to(t.device),
+        sources,
+        sft.ridge,
+        t.cfg.eval.batch_size,
+        t.autocast,
+    )
 
 
 def _av_explanations(t: _Trial, av, sft: ARSFTConfig) -> SplitRows:

@@ -206,6 +206,28 @@ def test_av_gap_check_keeps_the_best_and_the_ar_reads_av_text(tmp_path, tiny_mod
     assert "eval/av_nll_gap" in m and "eval/roundtrip_fve_raw" in m
 
 
+def test_an_ar_warm_start_of_only_the_ridge_readout_trains_and_is_cached(tmp_path, tiny_model_dir):
+    """ar_sft.steps 0 with a ridge penalty: no SGD, the head fitted in closed form on teacher
+    rows plus the AV's own text; the result is cached like any warm start."""
+    overrides = [
+        "train.ar_sft.steps=0",
+        "train.ar_sft.ridge=0.1",
+        "train.ar_sft.ridge_rows=10",
+        "train.ar_sft.av_text=0.5",
+        "train.ar_sft.av_text_rows=4",
+        "eval.max_new_tokens=24",
+        "mlflow.log_checkpoints=false",
+    ]
+    cfg = load_config(trial_config(tmp_path, tiny_model_dir), TrialConfig, overrides)
+    m = run_trial(cfg, progress=False)
+    assert m["ar_sft/steps"] == 0
+    assert 10 <= m["ar_sft/ridge_rows"] <= 14
+    assert m["ar_sft/ridge_train_fve"] > 0
+    again = run_trial(cfg, progress=False)
+    assert again["ar_sft/cache_hit"] == 1.0
+    assert again["eval/ar_teacher_fve"] == pytest.approx(m["eval/ar_teacher_fve"])
+
+
 def test_ar_batches_mix_av_text_at_the_share_and_never_re_render_it(tmp_path):
     import numpy as np
 
