@@ -85,7 +85,10 @@ class BaselineAR(nn.Module):
         hidden = self.backbone(input_ids=ids, attention_mask=mask, use_cache=False)
         hidden = hidden.last_hidden_state
         last = hidden[torch.arange(len(seqs), device=device), mask.sum(1) - 1]
-        return self.head(last).float()
+        # the head runs in fp32 even under bf16 autocast: a fitted head (training/readout.py)
+        # cancels a large mean (the massive dimensions) that bf16's 8 bits would not survive
+        with torch.autocast(device.type, enabled=False):
+            return self.head(last.float())
 
     def loss(
         self,
