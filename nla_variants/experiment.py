@@ -9,6 +9,7 @@ checkpoints (safetensors + sidecar).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
@@ -40,7 +41,7 @@ from nla_variants.data.store import StoredDataset
 from nla_variants.errors import TrialStopped, one_line
 from nla_variants.evaluation import evaluate, explain
 from nla_variants.hashing import hash_obj
-from nla_variants.io import write_yaml_atomic
+from nla_variants.io import write_text_atomic, write_yaml_atomic
 from nla_variants.masking import SECRET_WORDS, mask, mask_tree
 from nla_variants.registry import BuildContext, build
 from nla_variants.runs import write_run_record
@@ -397,13 +398,28 @@ def _av_explanations(t: _Trial, av, sft: ARSFTConfig) -> SplitRows:
     rows = load_split(t.dataset, "ar_sft")
     g = torch.Generator().manual_seed(t.cfg.seed)
     rows = rows.take(torch.randperm(len(rows), generator=g)[: sft.av_text_rows].tolist())
-    with t.autocast():
-        _, explained = explain(
-            av,
-            torch.from_numpy(rows.vectors.copy()),
-            t.cfg.eval.batch_size,
-            t.cfg.eval.max_new_tokens,
-        )
+    # every AR warm start on the same AV reads the same text: generated once, kept beside the cache
+    memo = None
+    if t.cfg.train.reuse_warm_start:
+        key = {
+            "av": _warm_start_key(t, "av", t.cfg.train.av_sft),
+            "rows": rows.example_ids,
+            "max_new_tokens": t.cfg.eval.max_new_tokens,
+        }
+        memo = t.warm_start_root / f"av_text-{hash_obj(key, 16)}.json"
+    if memo is not None and memo.is_file():
+        explained = json.loads(memo.read_text())
+    else:
+        with t.autocast():
+            _, explained = explain(
+                av,
+                torch.from_numpy(rows.vectors.copy()),
+                t.cfg.eval.batch_size,
+                t.cfg.eval.max_new_tokens,
+            )
+        if memo is not None:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(memo, json.dumps(explained))
     closed = [i for i, e in enumerate(explained) if e is not None]
     rows = rows.take(closed)
     rows.explanations = [explained[i] for i in closed]

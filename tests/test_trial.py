@@ -226,6 +226,13 @@ def test_an_ar_warm_start_of_only_the_ridge_readout_trains_and_is_cached(tmp_pat
     again = run_trial(cfg, progress=False)
     assert again["ar_sft/cache_hit"] == 1.0
     assert again["eval/ar_teacher_fve"] == pytest.approx(m["eval/ar_teacher_fve"])
+    # the AV's text is kept beside the cache: another AR on the same AV does not regenerate it
+    (memo,) = (Path(cfg.output_dir).parent / "warm_starts").glob("av_text-*.json")
+    other = [*overrides, "train.ar_sft.ridge=0.2"]  # a different AR on the same AV
+    stamp = memo.stat().st_mtime_ns
+    m2 = run_trial(load_config(trial_config(tmp_path, tiny_model_dir), TrialConfig, other))
+    assert "ar_sft/cache_hit" not in m2 and m2["ar_sft/av_text_rows"] == m["ar_sft/av_text_rows"]
+    assert memo.stat().st_mtime_ns == stamp
 
 
 def test_ar_batches_mix_av_text_at_the_share_and_never_re_render_it(tmp_path):
