@@ -1,6 +1,6 @@
 """The full-context AR: it reads the source prefix the activation came from as well as the
 explanation, so the reward (-MSE of its prediction) only pays the AV for what the text alone does
-not give (RESEARCH.md, "the AR is too smart": a quoting AV gains nothing the prefix did not
+not give (docs/method.md, "the AR is too smart": a quoting AV gains nothing the prefix did not
 already supply). Report it beside `ar_text_only_fve`: the same AR with an empty explanation.
 
 Everything of the small AR (n_layers, dropout, head, finetune) applies; the defaults are the

@@ -1,5 +1,5 @@
 """The flowchart AR: a soft decision tree over the words of the explanation, leaves holding
-vectors. An extremely simple, printable reconstructor (RESEARCH.md, "the AR is too smart": an
+vectors. An extremely simple, printable reconstructor (docs/method.md, "the AR is too smart": an
 AR that can only route on which words appear forces the AV to say things plainly).
 
 Features: x[w] = 1 if word w occurs in the explanation (lower-cased, `[a-z]+` runs). The

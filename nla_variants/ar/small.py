@@ -1,6 +1,6 @@
 """A small / regularised AR: the baseline with each way of making it weaker as its own knob.
 
-The research question (RESEARCH.md, "the AR is too smart"): a strong AR rebuilds the activation
+The research question (docs/method.md, "the AR is too smart"): a strong AR rebuilds the activation
 from quoted text, so the AV is rewarded for quoting. Limiting the AR (fewer blocks, dropout,
 weight decay, a narrow head, adapter-only training) may force explanations to carry more.
 
