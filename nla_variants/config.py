@@ -307,6 +307,12 @@ class RLConfig(Strict):
     max_response_tokens: int = Field(96, ge=8, description="hard cap; a cut response fails")
     grad_clip: float = Field(1.0, gt=0)
     train_ar: bool = True
+    contrast: float = Field(
+        0.0,
+        ge=0,
+        description="reward += contrast x the mean normalised MSE to other rows' vectors",
+    )
+    contrast_rows: int = Field(16, ge=1, description="random rl rows that term compares with")
     eval_every: int = Field(10, ge=0, description="eval round-trip FVE every N steps (0: never)")
     eval_samples: int = Field(64, ge=2)
     max_nonfinite: int = Field(3, ge=1, description="consecutive skipped steps before failing")

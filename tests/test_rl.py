@@ -135,6 +135,28 @@ def test_failed_tags_get_the_orthogonal_reward_and_no_ar_training(ctx, monkeypat
     assert not seen and not changed(ar0, module.ar)
 
 
+def test_the_contrast_term_adds_the_mse_to_other_rows_and_spares_failed_samples(ctx, closing):
+    """rl.contrast: reward = -MSE(own vector) + contrast x mean MSE(other rl rows' vectors); a
+    failed sample keeps the orthogonal reward (nothing to compare)."""
+    plain = make_module(ctx, RLConfig(steps=1, batch_size=2, group_size=4, eval_every=0))
+    cfg = RLConfig(steps=1, batch_size=2, group_size=4, eval_every=0, contrast=0.5)
+    module = make_module(ctx, cfg)
+    v = torch.from_numpy(module.rows.vectors[:2])
+    torch.manual_seed(1)
+    ro = module.rollout(v)
+    torch.manual_seed(1)
+    base = plain.rollout(v)
+    ok = ro["ok"]
+    assert bool(ok.any()) and not bool(ok.all())
+    assert torch.equal(ro["mse"], base["mse"])
+    assert torch.equal(ro["rewards"][~ok], torch.full((int((~ok).sum()),), -ORTHOGONAL_MSE))
+    bonus = ro["rewards"][ok] + ro["mse"][ok]
+    assert bool((bonus > 0).all()) and bool((bonus <= 0.5 * 4).all())
+    with torch.no_grad():
+        pred = module.ar([e for e in ro["explanations"] if e is not None]).float()
+    torch.testing.assert_close(bonus, 0.5 * module._mse_to_other_rows(pred), atol=1e-5, rtol=1e-4)
+
+
 def test_only_closed_explanations_train_the_ar(ctx, closing, monkeypatch):
     cfg = RLConfig(steps=1, batch_size=2, group_size=4, max_response_tokens=8, eval_every=0)
     module = make_module(ctx, cfg)

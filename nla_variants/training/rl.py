@@ -35,7 +35,13 @@ from nla_variants.checkpoint import (
 from nla_variants.config import RLConfig
 from nla_variants.core.grpo import clipped_policy_loss, group_advantages, kl_penalty
 from nla_variants.core.text import quote_rate
-from nla_variants.core.vectors import ORTHOGONAL_MSE, baseline_mse, fve, normalized_mse
+from nla_variants.core.vectors import (
+    ORTHOGONAL_MSE,
+    baseline_mse,
+    fve,
+    normalize,
+    normalized_mse,
+)
 from nla_variants.io import atomic_path, write_yaml_atomic
 from nla_variants.registry import BuildContext
 from nla_variants.training.data import SplitRows
@@ -130,12 +136,15 @@ class RLModule(L.LightningModule):
         ]
         targets = vectors.repeat_interleave(g, 0)
         mse = torch.full((len(texts),), ORTHOGONAL_MSE)
+        others = torch.zeros(len(texts))
         if bool(ok.any()):
             idx = ok.nonzero().squeeze(1).tolist()
             with torch.no_grad():
                 srcs = None if prefixes is None else [prefixes[i // g] for i in idx]
                 pred = self.ar([explanations[i] for i in idx], srcs).float()
             mse[ok] = normalized_mse(pred, targets[ok].float()).cpu()
+            if cfg.contrast:
+                others[ok] = self._mse_to_other_rows(pred).cpu()
         t2 = time.perf_counter()
         return {
             "texts": texts,
@@ -144,11 +153,21 @@ class RLModule(L.LightningModule):
             "ok": ok,
             "cut": cut,
             "targets": targets,
-            "rewards": -mse,
+            "rewards": -mse + cfg.contrast * others,
             "mse": mse,
             "t_generate": t1 - t0,
             "t_score": t2 - t1,
         }
+
+    def _mse_to_other_rows(self, pred: torch.Tensor) -> torch.Tensor:
+        """Each prediction's mean normalised MSE to `contrast_rows` random rl rows' vectors
+        (chosen by seed and step): the shuffled control as a reward term. The MSE reward alone
+        pays for hedging towards the mean direction when unsure, which raises the shuffled
+        control as much as the round trip; this term pays for being far from other rows."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step_no + 7_919)
+        pick = torch.randint(len(self.rows), (self.cfg.contrast_rows,), generator=g).tolist()
+        other = torch.from_numpy(self.rows.vectors[pick]).to(pred.device).float()
+        return (normalize(pred)[:, None, :] - normalize(other)[None]).pow(2).sum(-1).mean(1)
 
     def training_step(self, batch, batch_idx):
         cfg = self.cfg
