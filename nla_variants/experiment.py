@@ -384,7 +384,7 @@ def _ridge_readout(
     return refit_head(
         ar,
         texts,
-        torch.from_numpy(vectors.copy()).to(t.device),
+        torch.from_numpy(vectors.copy()),
         sources,
         sft.ridge,
         t.cfg.eval.batch_size,

@@ -69,8 +69,9 @@ def refit_head(
     (the AR is scored on direction only). `penalty` is lam relative to the mean feature variance,
     so one value suits any model's scale. Returns the rows used and the fit's training FVE."""
     head = linear_head(ar)
+    vectors = vectors.float().cpu()  # the fit runs on the CPU, where head_features puts them
     feats = head_features(ar, explanations, sources, batch_size, autocast).double()
-    targets = normalize(vectors.float()).double()
+    targets = normalize(vectors).double()
     f_mean, t_mean = feats.mean(0), targets.mean(0)
     centred = feats - f_mean
     gram = centred.T @ centred
@@ -83,5 +84,5 @@ def refit_head(
     head.bias.copy_(bias.to(head.bias.dtype))
     pred = (feats @ weight + bias).float()
     mean = mean_direction(vectors)
-    train_fve = fve(normalized_mse(pred, vectors), baseline_mse(vectors.float(), mean))
+    train_fve = fve(normalized_mse(pred, vectors), baseline_mse(vectors, mean))
     return {"ridge_rows": float(len(explanations)), "ridge_train_fve": train_fve}
