@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,8 +80,23 @@ def rows(study: optuna.Study) -> list[Row]:
     return sorted(out, key=order)
 
 
+FAITHFUL = re.compile(r"^eval/(?:faithful|contradict)_[a-z_]+$")
+_READERS = ("_probe", "_teacher", "_text_only", "_shuffled", "_n")
+
+
 def metric_names(study: optuna.Study) -> list[str]:
-    return list(study.user_attrs.get("report") or FALLBACK_METRICS)
+    """The report's columns, then every per-property faithfulness metric of the AV
+    (`eval/faithful_P`, `eval/contradict_P`) the trials logged that the report does not name
+    (their baselines stay in MLflow: one pair of columns per property)."""
+    names = list(study.user_attrs.get("report") or FALLBACK_METRICS)
+    found: dict[str, None] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        for metrics in (t.user_attrs.get("seed_metrics") or {}).values():
+            for key in metrics:
+                if FAITHFUL.match(key) and not key.endswith(_READERS) and key not in names:
+                    found[key] = None
+    faithful = sorted(found, key=lambda k: (k.split("_", 1)[1], "/contradict" in k))
+    return names + faithful
 
 
 def _cell(stats: dict[str, float] | None) -> str:
@@ -130,6 +146,8 @@ SHORT = {
     "eval/length_mean": "length",
     "eval/tag_failure_rate": "tag fail",
     "eval/schema_violation_rate": "schema fail",
+    "eval/faithful_mean": "faithful",
+    "eval/contradict_mean": "contradict",
     "trial/wall_s": "wall s",
 }
 
@@ -142,6 +160,22 @@ def _fmt(metric: str, value: float, sign: str = "") -> str:
     return f"{sign}{value:.3f}"
 
 
+def _header(metric: str) -> str:
+    return SHORT.get(metric, metric.split("/")[-1])
+
+
+def _fitting(metrics: list[str], width: int) -> list[str]:
+    """The leading metrics whose columns (header or a 6-character number, plus padding) fit
+    beside the trial and config columns (about 32 characters); at least two."""
+    used, shown = 32, []
+    for m in metrics:
+        used += max(len(_header(m)), 6) + 2
+        if used > width and len(shown) >= 2:
+            break
+        shown.append(m)
+    return shown
+
+
 def rich_table(table: list[Row], metrics: list[str], title: str, width: int | None = None):
     """Narrow enough for an 80-column terminal: numbers never wrap, the configuration column
     folds (one parameter per line; a preset's name alone), the variant column only when
@@ -149,7 +183,7 @@ def rich_table(table: list[Row], metrics: list[str], title: str, width: int | No
     from rich import box
     from rich.table import Table
 
-    shown = metrics if width is None else metrics[: max(2, (width - 32) // 9)]
+    shown = metrics if width is None else _fitting(metrics, width)
     presets_only = all(len(r.params) == 1 for r in table)
     show_variant = len({r.variant for r in table}) > 1 and not presets_only
     t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
@@ -158,7 +192,7 @@ def rich_table(table: list[Row], metrics: list[str], title: str, width: int | No
         t.add_column("av/ar", overflow="fold")
     t.add_column("config", overflow="fold")
     for m in shown:
-        t.add_column(SHORT.get(m, m.split("/")[-1]), justify="right", no_wrap=True)
+        t.add_column(_header(m), justify="right", no_wrap=True)
     for r in table:
         cells = [str(r.number) + ("" if r.state == "COMPLETE" else f"\n{r.state.lower()}")]
         if show_variant:

@@ -47,6 +47,8 @@ DEFAULT_REPORT = [
     "eval/quote_rate",
     "eval/length_mean",
     "eval/tag_failure_rate",
+    "eval/faithful_mean",  # faithfulness to ground truth (nla_variants/faithfulness.py) ...
+    "eval/contradict_mean",  # ... and the false statements: a Pareto pair with the round trip
     "trial/wall_s",
 ]
 

@@ -186,6 +186,32 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from nla_variants.evaluate_nla import (
+        EvaluateSettings,
+        check_settings,
+        evaluate_nla,
+        print_report,
+        write_report,
+    )
+
+    settings = EvaluateSettings(
+        samples=args.samples,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        precision=args.precision,
+        device=args.device,
+    )
+    check_settings(settings)
+    out = _output_path(args.out, "--out")
+    report = evaluate_nla(args.nla, settings, args.dataset, args.target)
+    if out is not None:
+        write_report(out, report)
+    print_report(report)
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from nla_variants.export import check_out_dir, export_nla
     from nla_variants.loading import load, locate
@@ -330,6 +356,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling and shuffled-control seed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
     p.set_defaults(func=_cmd_explain)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="the held-out evaluation of a trained NLA, with faithfulness to ground truth",
+        description="Score a trained NLA (a run, a sweep's best run, an export) on a dataset's "
+        "eval split with the evaluation every trial runs: round-trip FVE and its controls, "
+        "and per ground-truth property what the vector (a linear probe), the AV's explanations, "
+        "the teacher's and other rows' explanations (chance) state. Trains nothing.",
+    )
+    _add_nla_args(p)
+    p.add_argument("--dataset", help="a prepared dataset (default: the run's own)")
+    p.add_argument(
+        "--samples", type=int, default=256, help="eval rows scored, the trials' sample (256)"
+    )
+    p.add_argument("--max-new-tokens", type=int, help="explanation length cap (the run's)")
+    p.add_argument("--batch-size", type=int, help="rows per batch (the run's)")
+    p.add_argument("--seed", type=int, default=0, help="shuffled-control, sample and probe seed")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    p.add_argument("--out", help="also write the report (metrics, faithfulness table) as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no info logs")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
         "export",

@@ -18,6 +18,10 @@ Metrics (all FVEs against the predict-the-training-mean baseline, on normalised 
   `tag_failure_rate` (no closed tag, or an output the AV's `extract` rejects), and of those
   `schema_violation_rate` (closed tag but invalid format: the structured AV's schema).
 - The AR reads teacher explanations rendered by `av.render_target`, as it should be trained.
+- With a `Faithfulness` (`nla_variants/faithfulness.py`): `faithful_P` / `contradict_P` per
+  ground-truth property P, beside the linear probe (`_probe`, `probe_P`), the teacher
+  (`_teacher`), a text-only explanation (`_text_only`) and other rows' explanations
+  (`_shuffled`, the chance level); `faithful_mean` / `contradict_mean` over properties.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from nla_variants.core.vectors import (
 )
 
 if TYPE_CHECKING:  # Lightning (imported by training.data) costs seconds that nla explain skips
+    from nla_variants.faithfulness import Faithfulness
     from nla_variants.training.data import SplitRows
 
 
@@ -140,6 +145,19 @@ def av_nll_gap(
     return nll_gap_scores(torch.cat(rows))
 
 
+EVAL_ROWS_SEED = 0
+
+
+def scored_rows(rows: SplitRows, max_samples: int) -> SplitRows:
+    """The eval rows a score is computed on: all of them, or `max_samples` spread over the
+    split by one fixed seed (the same rows for every trial and seed, in split order). The split
+    follows corpus order, so its first rows would be one or two genres only."""
+    if len(rows) <= max_samples:
+        return rows
+    g = torch.Generator().manual_seed(EVAL_ROWS_SEED)
+    return rows.take(sorted(torch.randperm(len(rows), generator=g)[:max_samples].tolist()))
+
+
 @torch.no_grad()
 def evaluate(
     av,
@@ -154,9 +172,12 @@ def evaluate(
     quote_ngram: int = 3,
     seed: int = 0,
     autocast: contextlib.AbstractContextManager | None = None,
+    faithfulness: Faithfulness | None = None,
 ) -> tuple[dict[str, float], list[dict]]:
-    """Score the AV/AR pair on `rows` (the eval split). Returns (metrics, sample table rows)."""
-    n = min(len(rows), max_samples)
+    """Score the AV/AR pair on `rows` (the eval split). Returns (metrics, sample table rows).
+    `faithfulness` (built for the rows' dataset) adds the faithfulness scores."""
+    rows = scored_rows(rows, max_samples)
+    n = len(rows)
     vectors = torch.tensor(rows.vectors[:n])  # a copy: arrow-backed arrays are read-only
     prefixes = rows.prefixes[:n]
     teacher = rows.explanations[:n]
@@ -217,6 +238,9 @@ def evaluate(
         else 0.0
     )
     metrics["length_mean"] = length_stats(good)["mean"]
+    if faithfulness is not None:  # an unclosed generation states nothing
+        ids = rows.example_ids[:n]
+        metrics.update(faithfulness.metrics(ids, vectors, explained, teacher, perm))
 
     base = baseline_mse(vectors, mean)
     per_sample = 1.0 - rt_mse / base.mean()

@@ -273,7 +273,8 @@ def _teacher(nla: NLA, mode: str):
     return make_teacher(TeacherConfig.model_validate(spec), seed, cache_root() / "teachers")
 
 
-def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The autocast context for a precision setting (auto: bf16 where the device has it)."""
     from nla_variants.target import resolve_precision
 
     dtype = resolve_precision(precision, device)
@@ -400,7 +401,7 @@ def explain(
     nla = load(ref, device)
     log.info("%s NLA %s: %s", ref.kind, ref.path, nla.note or "final weights")
     teacher = _teacher(nla, s.baseline)
-    autocast = _autocast(s.precision, device)
+    autocast = autocast_for(s.precision, device)
 
     vectors = extract(docs, make_extractor(), ref.layer, progress)
     clock.append(time.perf_counter())

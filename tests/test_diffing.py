@@ -17,6 +17,7 @@ from nla_variants.cli import main
 from nla_variants.config import CorpusConfig, PrepareConfig, load_config
 from nla_variants.data.finetune import FinetuneConfig, finetune_target
 from nla_variants.data.prepare import prepare
+from nla_variants.data.properties import load_properties
 from nla_variants.data.store import StoredDataset
 from nla_variants.errors import NLAError
 from nla_variants.target import resolve_model
@@ -145,6 +146,12 @@ def test_diff_vectors_are_second_minus_target_activations(tmp_path, tiny_model_d
         (r["example_id"], r["explanation"]) for r in rows
     ]
     assert not np.allclose(ds.vectors(), StoredDataset.open(plain.path).vectors())
+    # ground truth: the genre the second model was tuned on, stored and recomputed alike
+    assert {r["tuned_genre"] for r in rows} == {"narrative"}
+    assert {r["tuned_genre"] for r in plain_rows} == {None}
+    side.pop("properties")  # as a dataset written before the property columns
+    on_demand = load_properties(StoredDataset(result.path, side))
+    assert on_demand.computed and set(on_demand.values["tuned_genre"]) == {"narrative"}
 
     assert prepare(cfg, progress=False).cache_hit
     # naming the fine-tune by its config finds the same checkpoint, hence the same dataset

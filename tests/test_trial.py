@@ -254,3 +254,31 @@ def test_ar_batches_mix_av_text_at_the_share_and_never_re_render_it(tmp_path):
     texts = module._explanations(batches[0])
     for text, rendered in zip(texts, batches[0]["rendered"], strict=True):
         assert text == ("av" if rendered else "<teacher>")
+
+
+def test_every_evaluation_scores_faithfulness_and_logs_it(finished):
+    _, cfg, m = finished
+    run = MlflowClient(tracking_uri=cfg.mlflow.tracking_uri).get_run(m["run_id"])
+    for key in ("eval/faithful_token", "eval/contradict_token", "eval/faithful_token_shuffled"):
+        assert 0.0 <= m[key] <= 1.0, key
+        assert run.data.metrics[key] == pytest.approx(m[key]), key
+    assert "eval/faithful_mean" in run.data.metrics and "eval/contradict_mean" in m
+
+
+def test_nla_evaluate_rescores_a_run_as_its_trial_did(finished, tmp_path, capsys):
+    import json
+
+    _, cfg, m = finished
+    run_dir = Path(cfg.output_dir) / m["run_id"]
+    out = tmp_path / "report.json"
+    args = ["evaluate", str(run_dir), "--samples", "6", "--precision", "fp32", "--out", str(out)]
+    assert main([*args, "-q"]) == 0
+    report = json.loads(out.read_text())
+    for key in ("roundtrip_fve", "ar_teacher_fve", "faithful_token", "contradict_token"):
+        assert report["metrics"][key] == pytest.approx(m[f"eval/{key}"], abs=1e-5), key
+    assert any(r["property"] == "token" for r in report["faithfulness"])
+    assert "faithful / contradict" in capsys.readouterr().out
+    assert main(["evaluate", str(run_dir), "--samples", "1"]) == 2
+    assert main(["evaluate", str(run_dir), "--dataset", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "below 2" in err[0] and "not a complete dataset" in err[1]

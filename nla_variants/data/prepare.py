@@ -28,12 +28,19 @@ from nla_variants.checks import check_writable_dir
 from nla_variants.config import PrepareConfig
 from nla_variants.data.corpus import load_corpus, manifest_hash
 from nla_variants.data.diffing import diff_sidecar, load_extractor, resolve_diff_model
+from nla_variants.data.properties import (
+    PROPERTIES_VERSION,
+    STORED,
+    finetune_genre,
+    property_columns,
+)
 from nla_variants.data.sampling import DocPlan, plan_documents
 from nla_variants.data.store import (
     CONFIG,
     FORMAT_VERSION,
     SIDECAR,
     StoredDataset,
+    has_properties,
     shard_name,
     shard_rows,
     vector_matrix,
@@ -140,6 +147,7 @@ def _build_shard(
     cfg: PrepareConfig,
     teacher,
     bar: tqdm,
+    tuned_genre: str | None = None,
 ) -> tuple[dict, np.ndarray]:
     ids = [token_ids[p.doc.doc_id] for p in plans]
     positions = [[n - 1 for n in p.prefix_lengths] for p in plans]
@@ -169,6 +177,16 @@ def _build_shard(
             rows["next_token_id"].append(seq[n] if n < len(seq) else -1)
             rows["prefix"].append(target.tokenizer.decode(seq[:n]))
             rows["explanation"].append(None)
+    decode = target.tokenizer.decode
+    rows.update(
+        property_columns(
+            rows["prefix"],
+            rows["genre"],
+            [decode([s[n - 1]]) for p, s in zip(plans, ids, strict=True) for n in p.prefix_lengths],
+            [decode([i]) if i >= 0 else None for i in rows["next_token_id"]],
+            tuned_genre,
+        )
+    )
     wanted = [i for i, s in enumerate(rows["split"]) if s in cfg.teacher.splits]
     if wanted:
         answers = teacher.explain([rows["prefix"][i] for i in wanted])
@@ -279,9 +297,10 @@ def _build(
         log.info("resuming: %d of %d shards already written", len(groups) - len(todo), len(groups))
     total_tokens = sum(max(p.prefix_lengths) for i in todo for p in groups[i])
     t_extract = time.perf_counter()
+    tuned = finetune_genre(diff.load_path) if diff is not None else None
     with tqdm(total=total_tokens, unit="tok", desc="extract+teach", disable=not progress) as bar:
         for i in todo:
-            rows, vectors = _build_shard(target, groups[i], token_ids, cfg, teacher, bar)
+            rows, vectors = _build_shard(target, groups[i], token_ids, cfg, teacher, bar, tuned)
             write_shard(directory / names[i], rows, vectors)
     elapsed = time.perf_counter() - t_extract
     summary = _summarise(directory, names, cfg.teacher.splits)
@@ -320,6 +339,12 @@ def _build(
         "splits": summary["splits"],
         "genres": summary["genres"],
         "norms": summary["norms"],
+        # ground truth per row (data/properties.py); absent when a resumed build kept older shards
+        **(
+            {"properties": {"version": PROPERTIES_VERSION, "columns": list(STORED)}}
+            if all(has_properties(directory / n) for n in names)
+            else {}
+        ),
         "shards": names,
         "throughput": {
             "shards_built": len(todo),

@@ -5,7 +5,9 @@ Layout of a dataset directory `ROOT/NAME-HASH/`:
   shard-00000.parquet    rows of a fixed group of documents (atomic: temp file, then rename)
   dataset.yaml           the sidecar, written last: its presence means the dataset is complete
 
-Vectors are stored raw (never normalised) as fixed-size float32 lists of width d_model.
+Vectors are stored raw (never normalised) as fixed-size float32 lists of width d_model. The
+ground-truth property columns (`PROPERTY_FIELDS`, see nla_variants/data/properties.py) come after
+the row's texts; datasets written before them lack them and still open.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from nla_variants.data.properties import BY_NAME, LABEL, STORED
 from nla_variants.errors import NLAError
 from nla_variants.io import atomic_path
 
@@ -31,7 +34,13 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}.parquet"
 
 
-def schema(d_model: int) -> pa.Schema:
+# Ground truth per row (nla_variants/data/properties.py); derived from the row, so not part of
+# the content address. Null: not defined for the row (e.g. next_token at a document's end).
+PROPERTY_FIELDS = [(n, pa.string() if BY_NAME[n].kind == LABEL else pa.bool_()) for n in STORED]
+
+
+def schema(d_model: int, properties: bool = True) -> pa.Schema:
+    """The shard schema; `properties: False` is the layout written before property columns."""
     return pa.schema(
         [
             ("example_id", pa.string()),
@@ -42,18 +51,20 @@ def schema(d_model: int) -> pa.Schema:
             ("next_token_id", pa.int32()),  # the token after the prefix, -1 at document end
             ("prefix", pa.string()),
             ("explanation", pa.string()),  # null where no teacher ran or the answer was dropped
+            *(PROPERTY_FIELDS if properties else []),
             ("vector", pa.list_(pa.float32(), d_model)),
         ]
     )
 
 
 def write_shard(path: Path, rows: dict[str, Sequence], vectors: np.ndarray) -> None:
-    """Write one shard atomically; `rows` holds every schema column except `vector`."""
+    """Write one shard atomically; `rows` holds every schema column except `vector` (the
+    property columns all or none)."""
     d = vectors.shape[1]
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
     columns = dict(rows)
     columns["vector"] = pa.FixedSizeListArray.from_arrays(flat, d)
-    table = pa.Table.from_pydict(columns, schema=schema(d))
+    table = pa.Table.from_pydict(columns, schema=schema(d, "token" in rows))
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 
@@ -62,6 +73,11 @@ def vector_matrix(table: pa.Table) -> np.ndarray:
     """The `vector` column as a float32 array [rows, d_model] (no per-row Python objects)."""
     col = table.column("vector").combine_chunks()
     return col.values.to_numpy().reshape(len(col), -1).astype(np.float32, copy=False)
+
+
+def has_properties(path: Path) -> bool:
+    """Does a finished shard hold the property columns?"""
+    return set(STORED) <= set(pq.ParquetFile(path).schema_arrow.names)
 
 
 def shard_rows(path: Path) -> int | None:
@@ -97,7 +113,7 @@ class StoredDataset:
     def table(self, split: str | None = None, columns: list[str] | None = None) -> pa.Table:
         filters = [("split", "=", split)] if split else None
         tables = [pq.read_table(s, columns=columns, filters=filters) for s in self.shards]
-        return pa.concat_tables(tables)
+        return pa.concat_tables(tables, promote_options="default")  # old shards: nulls
 
     def vectors(self, split: str | None = None) -> np.ndarray:
         """Raw fp32 vectors [n, d_model] of a split (all rows when split is None)."""
