@@ -40,6 +40,7 @@ from nla_variants.data.prepare import prepare
 from nla_variants.data.store import StoredDataset
 from nla_variants.errors import TrialStopped, one_line
 from nla_variants.evaluation import evaluate, explain
+from nla_variants.faithfulness import Faithfulness
 from nla_variants.hashing import hash_obj
 from nla_variants.io import write_text_atomic, write_yaml_atomic
 from nla_variants.masking import SECRET_WORDS, mask, mask_tree
@@ -47,11 +48,12 @@ from nla_variants.registry import BuildContext, build
 from nla_variants.runs import write_run_record
 from nla_variants.target import cpu_has_bf16, resolve_model
 from nla_variants.training.data import NLADataModule, SplitRows, load_split
-from nla_variants.training.readout import refit_head
+from nla_variants.training.readout import head_features, refit_head
 from nla_variants.training.rl import (
     STATE,
     RLCheckpoint,
     RLModule,
+    load_ridge_rows,
     load_rl_checkpoint,
     save_rl_checkpoint,
     steps_loader,
@@ -162,6 +164,7 @@ class _Trial:
     train_mean: torch.Tensor
     reporter: Reporter | None = None
     checkpoints: dict[str, Path] = field(default_factory=dict)
+    faithfulness: Faithfulness | None = None  # built at the first evaluation, then reused
 
     @property
     def warm_start_root(self) -> Path:
@@ -215,6 +218,8 @@ class _Trial:
 
     def evaluate(self, av, ar, max_samples: int) -> tuple[dict[str, float], list[dict]]:
         e = self.cfg.eval
+        if self.faithfulness is None:  # probes and properties: the dataset's, not the models'
+            self.faithfulness = Faithfulness.from_dataset(self.dataset, self.cfg.seed)
         return evaluate(
             av,
             ar,
@@ -227,6 +232,7 @@ class _Trial:
             quote_ngram=e.quote_ngram,
             seed=self.cfg.seed,
             autocast=self.autocast(),
+            faithfulness=self.faithfulness,
         )
 
 
@@ -367,16 +373,22 @@ def _warm_start(t: _Trial, kind: str, av=None) -> tuple[torch.nn.Module, dict[st
     return component, {f"{split}/{k}": v for k, v in figures.items()}
 
 
+def _teacher_rows(t: _Trial, n: int, render) -> tuple[list[str], np.ndarray, list[str]]:
+    """`n` random ar_sft teacher rows (chosen by the seed), in the AV's output format: the rows
+    every closed-form AR readout fits on (texts, vectors, source prefixes)."""
+    rows = load_split(t.dataset, "ar_sft").with_explanations()
+    g = torch.Generator().manual_seed(t.cfg.seed)
+    rows = rows.take(torch.randperm(len(rows), generator=g)[:n].tolist())
+    texts = [render(e) for e in rows.explanations] if render else list(rows.explanations)
+    return texts, rows.vectors, list(rows.prefixes)
+
+
 def _ridge_readout(
     t: _Trial, ar, sft: ARSFTConfig, av_rows: SplitRows | None, render
 ) -> dict[str, float]:
     """End the AR warm start on the closed-form head (training/readout.py): fitted on
     `ridge_rows` random ar_sft teacher rows (in the AV's format) plus every AV-text row."""
-    rows = load_split(t.dataset, "ar_sft").with_explanations()
-    g = torch.Generator().manual_seed(t.cfg.seed)
-    rows = rows.take(torch.randperm(len(rows), generator=g)[: sft.ridge_rows].tolist())
-    texts = [render(e) for e in rows.explanations] if render else list(rows.explanations)
-    vectors, sources = rows.vectors, list(rows.prefixes)
+    texts, vectors, sources = _teacher_rows(t, sft.ridge_rows, render)
     if av_rows is not None:
         texts += list(av_rows.explanations)
         vectors = np.concatenate([vectors, av_rows.vectors])
@@ -390,6 +402,18 @@ def _ridge_readout(
         t.cfg.eval.batch_size,
         t.autocast,
     )
+
+
+def _rl_ridge_rows(t: _Trial, av, ar, resume: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where RL's closed-form AR refit starts: a resumed run's rows, else the fixed AR's
+    features of `ar_ridge_rows` teacher rows."""
+    saved = load_ridge_rows(resume) if resume is not None else None
+    if saved is not None:
+        return saved
+    rl = t.cfg.train.rl
+    texts, vectors, sources = _teacher_rows(t, rl.ar_ridge_rows, av.render_target)
+    feats = head_features(ar, texts, sources, t.cfg.eval.batch_size, t.autocast)
+    return feats, torch.from_numpy(vectors.copy())
 
 
 def _av_explanations(t: _Trial, av, sft: ARSFTConfig) -> SplitRows:
@@ -475,7 +499,8 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
             t.reporter(step, picked)
         return picked
 
-    module = RLModule(av, ar, reference, rows, t.train_mean, rl, t.cfg.seed, start)
+    ridge_rows = _rl_ridge_rows(t, av, ar, resume) if rl.ar_ridge is not None else None
+    module = RLModule(av, ar, reference, rows, t.train_mean, rl, t.cfg.seed, start, ridge_rows)
     ckpt_dir = t.run_dir / "rl_checkpoint"
     callbacks = [
         RLCheckpoint(rl.checkpoint_every, ckpt_dir, t.ctx, reference_dir, resume),

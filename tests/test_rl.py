@@ -13,11 +13,13 @@ from mlflow.tracking import MlflowClient
 
 from nla_variants.av.baseline import BaselineAV
 from nla_variants.config import RLConfig, TrialConfig, load_config
-from nla_variants.core.vectors import ORTHOGONAL_MSE, mean_direction
+from nla_variants.core.ridge import Ridge
+from nla_variants.core.vectors import ORTHOGONAL_MSE, mean_direction, normalize
 from nla_variants.experiment import run_trial
 from nla_variants.registry import BuildContext, build
 from nla_variants.target import resolve_model
 from nla_variants.training.data import SplitRows
+from nla_variants.training.readout import head_features
 from nla_variants.training.rl import NonFiniteError, RLModule, steps_loader
 
 REAL_GENERATE = BaselineAV.generate
@@ -61,9 +63,12 @@ def make_module(ctx, cfg: RLConfig) -> RLModule:
     av = build("av", {"injection": {"scale": 8.0}, "max_response_tokens": 16}, ctx).train()
     ar = build("ar", {}, ctx).train()
     data = rows()
-    return RLModule(
-        av, ar, copy.deepcopy(av), data, mean_direction(torch.from_numpy(data.vectors)), cfg, seed=0
-    )
+    ridge_rows = None
+    if cfg.ar_ridge is not None:  # the refit starts from 6 "teacher" rows
+        texts = [f"w{i} w{i + 1}" for i in range(6)]
+        ridge_rows = (head_features(ar, texts, None, 8), torch.from_numpy(data.vectors[:6]))
+    mean = mean_direction(torch.from_numpy(data.vectors))
+    return RLModule(av, ar, copy.deepcopy(av), data, mean, cfg, seed=0, ridge_rows=ridge_rows)
 
 
 def fit(module: RLModule, steps: int, max_steps: int | None = None) -> None:
@@ -155,6 +160,35 @@ def test_the_contrast_term_adds_the_mse_to_other_rows_and_spares_failed_samples(
     with torch.no_grad():
         pred = module.ar([e for e in ro["explanations"] if e is not None]).float()
     torch.testing.assert_close(bonus, 0.5 * module._mse_to_other_rows(pred), atol=1e-5, rtol=1e-4)
+
+
+def test_the_ridge_refit_moves_only_the_ar_head_to_the_readout_of_all_rows_so_far(ctx, closing):
+    """rl.ar_ridge: the AR's body stays fixed; every ar_refit_every steps its head becomes the
+    ridge readout of the starting rows plus the features of every closed rollout so far."""
+    cfg = RLConfig(
+        steps=2, batch_size=2, group_size=4, max_response_tokens=8, eval_every=0,
+        train_ar=False, ar_ridge=0.01, ar_refit_every=2,
+    )  # fmt: skip
+    module = make_module(ctx, cfg)
+    body = {k: v for k, v in snapshot(module.ar).items() if not k.startswith("head.")}
+    head0 = module.ar.head.weight.detach().clone()
+    fit(module, 1)
+    assert torch.equal(module.ar.head.weight, head0)  # not yet: every 2 steps
+    fit(module, 1)
+    assert not torch.equal(module.ar.head.weight, head0)
+    assert all(torch.equal(v, dict(module.ar.named_parameters())[k]) for k, v in body.items())
+    feats, vectors = module.ridge_rows()
+    assert len(feats) == len(vectors) == 6 + 2 * 4  # half of each step's 8 samples close
+    weight, bias = Ridge(feats).solve(normalize(vectors), 0.01)
+    torch.testing.assert_close(module.ar.head.weight.detach(), weight.T.float())
+    torch.testing.assert_close(module.ar.head.bias.detach(), bias.float())
+    assert module.history[-1]["ridge_rows"] == 14 and "loss/ar" not in module.history[-1]
+
+
+def test_the_ridge_refit_needs_a_fixed_ar():
+    assert RLConfig(train_ar=False, ar_ridge=0.1).ar_ridge == 0.1
+    with pytest.raises(ValueError, match="train_ar: false"):
+        RLConfig(ar_ridge=0.1)
 
 
 def test_only_closed_explanations_train_the_ar(ctx, closing, monkeypatch):
@@ -260,4 +294,23 @@ def test_resumed_rl_matches_an_uninterrupted_run(tmp_path, tiny_model_dir, closi
     for key in ("rl/reward/mean", "rl/loss/ar", "rl/kl", "rl/response_tokens"):
         tail = history(tmp_path / "c", straight["run_id"], key)[2:]
         assert history(tmp_path / "a", resumed["run_id"], key) == pytest.approx(tail, abs=1e-5)
+    assert resumed["eval/roundtrip_fve"] == pytest.approx(straight["eval/roundtrip_fve"], abs=1e-5)
+
+
+def test_a_resumed_ridge_refit_matches_an_uninterrupted_run(tmp_path, tiny_model_dir, closing):
+    """The refit's rows travel in the RL checkpoint: a resumed run refits on the same rows."""
+    ridge = {"train.rl.train_ar": "false", "train.rl.ar_ridge": 0.01, "train.rl.ar_refit_every": 1}
+    first = _rl_trial(tmp_path / "a", tiny_model_dir, 2, **ridge)
+    ckpt = tmp_path / "a" / "runs" / first["run_id"] / "rl_checkpoint"
+    resumed = _rl_trial(
+        tmp_path / "a", tiny_model_dir, 4, **ridge, **{"train.rl.resume_from": ckpt}
+    )
+    straight = _rl_trial(tmp_path / "c", tiny_model_dir, 4, **ridge)
+    client = {t: MlflowClient(f"sqlite:///{tmp_path / t}/mlflow.db") for t in ("a", "c")}
+    for key in ("rl/ridge_rows", "rl/ridge_train_fve", "rl/reward/mean"):
+        hist = {
+            t: [m.value for m in sorted(client[t].get_metric_history(r["run_id"], key), key=lambda m: m.step)]
+            for t, r in (("a", resumed), ("c", straight))
+        }  # fmt: skip
+        assert hist["a"] == pytest.approx(hist["c"][2:], abs=1e-5), key
     assert resumed["eval/roundtrip_fve"] == pytest.approx(straight["eval/roundtrip_fve"], abs=1e-5)

@@ -8,12 +8,13 @@ readout of those features, so a short AR warm start can end on it (`train.ar_sft
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 from torch import nn
 
+from nla_variants.core.ridge import Ridge
 from nla_variants.core.vectors import baseline_mse, fve, mean_direction, normalize, normalized_mse
 from nla_variants.errors import NLAError
 
@@ -30,6 +31,19 @@ def linear_head(ar: nn.Module) -> nn.Linear:
     return head
 
 
+@contextmanager
+def head_inputs(ar: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collect what the AR's linear head reads in the calls made inside (float32, on the CPU)."""
+    seen: list[torch.Tensor] = []
+    hook = linear_head(ar).register_forward_hook(
+        lambda m, args, out: seen.append(args[0].detach().float().cpu())
+    )
+    try:
+        yield seen
+    finally:
+        hook.remove()
+
+
 @torch.no_grad()
 def head_features(
     ar: nn.Module,
@@ -38,21 +52,30 @@ def head_features(
     batch_size: int,
     autocast: Callable[[], AbstractContextManager] = nullcontext,
 ) -> torch.Tensor:
-    """What the head reads for each explanation, [N, d_in] float32 (captured by a hook)."""
-    head = linear_head(ar)
-    seen: list[torch.Tensor] = []
-    hook = head.register_forward_hook(lambda m, args, out: seen.append(args[0].float().cpu()))
+    """What the head reads for each explanation, [N, d_in] float32."""
     was_training = ar.training
     ar.eval()
     try:
-        for s in range(0, len(explanations), batch_size):
-            srcs = None if sources is None else list(sources[s : s + batch_size])
-            with autocast():
-                ar(list(explanations[s : s + batch_size]), srcs)
+        with head_inputs(ar) as seen:
+            for s in range(0, len(explanations), batch_size):
+                srcs = None if sources is None else list(sources[s : s + batch_size])
+                with autocast():
+                    ar(list(explanations[s : s + batch_size]), srcs)
     finally:
-        hook.remove()
         ar.train(was_training)
     return torch.cat(seen)
+
+
+@torch.no_grad()
+def fit_head(head: nn.Linear, feats: torch.Tensor, vectors: torch.Tensor, penalty: float) -> float:
+    """Set `head` to the ridge readout (`core.ridge.Ridge`) from these head features to the
+    unit activations (the AR is scored on direction only); returns the fit's training FVE."""
+    vectors = vectors.float().cpu()
+    weight, bias = Ridge(feats.cpu()).solve(normalize(vectors), penalty)
+    head.weight.copy_(weight.T.to(head.weight.dtype))
+    head.bias.copy_(bias.to(head.bias.dtype))
+    pred = (feats.cpu().double() @ weight + bias).float()
+    return fve(normalized_mse(pred, vectors), baseline_mse(vectors, mean_direction(vectors)))
 
 
 @torch.no_grad()
@@ -65,24 +88,9 @@ def refit_head(
     batch_size: int = 64,
     autocast: Callable[[], AbstractContextManager] = nullcontext,
 ) -> dict[str, float]:
-    """Set the head to argmin |H W + b - Y|^2 + lam |W|^2 over the rows, Y the unit activations
-    (the AR is scored on direction only). `penalty` is lam relative to the mean feature variance,
-    so one value suits any model's scale. Returns the rows used and the fit's training FVE."""
+    """Set the AR's head to the ridge readout of its own features of these rows. Returns the
+    rows used and the fit's training FVE."""
     head = linear_head(ar)
-    vectors = vectors.float().cpu()  # the fit runs on the CPU, where head_features puts them
-    feats = head_features(ar, explanations, sources, batch_size, autocast).double()
-    targets = normalize(vectors).double()
-    f_mean, t_mean = feats.mean(0), targets.mean(0)
-    centred = feats - f_mean
-    gram = centred.T @ centred
-    lam = penalty * gram.trace() / gram.shape[0]
-    weight = torch.linalg.solve(
-        gram + lam * torch.eye(gram.shape[0], dtype=gram.dtype), centred.T @ (targets - t_mean)
-    )
-    bias = t_mean - f_mean @ weight
-    head.weight.copy_(weight.T.to(head.weight.dtype))
-    head.bias.copy_(bias.to(head.bias.dtype))
-    pred = (feats @ weight + bias).float()
-    mean = mean_direction(vectors)
-    train_fve = fve(normalized_mse(pred, vectors), baseline_mse(vectors, mean))
+    feats = head_features(ar, explanations, sources, batch_size, autocast)
+    train_fve = fit_head(head, feats, vectors, penalty)
     return {"ridge_rows": float(len(explanations)), "ridge_train_fve": train_fve}

@@ -6,7 +6,8 @@ every closed explanation scored by the AR in one batched forward (reward = -norm
 response without a closed tag, or cut by the cap, gets the orthogonal reward -2 and is left out
 of AR training) -> group-normalised advantages -> clipped policy loss + KL to the frozen
 warm-start AV (reference log-probs computed once per rollout, without gradients) -> AV step ->
-AR step by supervised normalised MSE on the same rollouts.
+AR step by supervised normalised MSE on the same rollouts (or, with `ar_ridge`, the fixed AR's
+head refit in closed form every few steps on teacher rows plus every closed rollout so far).
 
 Data order is a function of (seed, step) and RNG states travel in checkpoints, so a run resumed
 from a mid-RL checkpoint continues exactly where it stopped.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import lightning as L
@@ -45,11 +47,13 @@ from nla_variants.core.vectors import (
 from nla_variants.io import atomic_path, write_yaml_atomic
 from nla_variants.registry import BuildContext
 from nla_variants.training.data import SplitRows
+from nla_variants.training.readout import fit_head, head_inputs, linear_head
 
 log = logging.getLogger(__name__)
 
 STATE = "rl_state.yaml"
 RNG = "rng.safetensors"
+RIDGE = "ridge_rows.safetensors"
 
 
 class NonFiniteError(RuntimeError):
@@ -88,7 +92,10 @@ class RLModule(L.LightningModule):
         cfg: RLConfig,
         seed: int,
         start_step: int = 0,
+        ridge_rows: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
+        """`ridge_rows`: (head features, vectors) the `ar_ridge` refit starts from (teacher rows,
+        or a resumed run's rows so far); every closed rollout is added to them."""
         super().__init__()
         self.automatic_optimization = False
         self.av, self.ar = av, ar
@@ -101,6 +108,10 @@ class RLModule(L.LightningModule):
         self.nonfinite_in_a_row = 0
         self.skipped = 0
         self.history: list[dict[str, float]] = []
+        if cfg.ar_ridge is not None and ridge_rows is None:
+            raise ValueError("rl.ar_ridge needs the rows its refit starts from (ridge_rows)")
+        self.ridge_feats = [ridge_rows[0].float()] if ridge_rows else []
+        self.ridge_vecs = [ridge_rows[1].float()] if ridge_rows else []
 
     def configure_optimizers(self):
         cfg = self.cfg
@@ -139,9 +150,13 @@ class RLModule(L.LightningModule):
         others = torch.zeros(len(texts))
         if bool(ok.any()):
             idx = ok.nonzero().squeeze(1).tolist()
-            with torch.no_grad():
+            refit = cfg.ar_ridge is not None
+            with torch.no_grad(), head_inputs(self.ar) if refit else nullcontext([]) as seen:
                 srcs = None if prefixes is None else [prefixes[i // g] for i in idx]
                 pred = self.ar([explanations[i] for i in idx], srcs).float()
+            if refit:  # the fixed AR's features of these rollouts: rows of the next refit
+                self.ridge_feats.append(torch.cat(seen))
+                self.ridge_vecs.append(targets[ok].float().cpu())
             mse[ok] = normalized_mse(pred, targets[ok].float()).cpu()
             if cfg.contrast:
                 others[ok] = self._mse_to_other_rows(pred).cpu()
@@ -168,6 +183,20 @@ class RLModule(L.LightningModule):
         pick = torch.randint(len(self.rows), (self.cfg.contrast_rows,), generator=g).tolist()
         other = torch.from_numpy(self.rows.vectors[pick]).to(pred.device).float()
         return (normalize(pred)[:, None, :] - normalize(other)[None]).pow(2).sum(-1).mean(1)
+
+    def ridge_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(head features, vectors) of every row the `ar_ridge` refit has: consolidated."""
+        self.ridge_feats, self.ridge_vecs = (
+            [torch.cat(self.ridge_feats)],
+            [torch.cat(self.ridge_vecs)],
+        )
+        return self.ridge_feats[0], self.ridge_vecs[0]
+
+    def refit_ar(self) -> dict[str, float]:
+        """The closed-form AR update: its head becomes the ridge readout of every row so far."""
+        feats, vectors = self.ridge_rows()
+        train_fve = fit_head(linear_head(self.ar), feats, vectors, self.cfg.ar_ridge)
+        return {"ridge_rows": float(len(feats)), "ridge_train_fve": train_fve}
 
     def training_step(self, batch, batch_idx):
         cfg = self.cfg
@@ -230,6 +259,8 @@ class RLModule(L.LightningModule):
         t_train = time.perf_counter() - t0
 
         self.step_no += 1
+        if cfg.ar_ridge is not None and self.step_no % cfg.ar_refit_every == 0:
+            metrics.update(self.refit_ar())
         if stepped["av"]:
             sched_av.step()
         if stepped["ar"]:
@@ -333,6 +364,10 @@ def save_rl_checkpoint(
     tensors, scalars = _rng_state()
     with atomic_path(directory / RNG) as tmp:  # atomic, and a full disk names the file
         save_file(tensors, tmp)
+    if module.cfg.ar_ridge is not None:  # the refit's rows: a resumed run refits on the same
+        feats, vectors = module.ridge_rows()
+        with atomic_path(directory / RIDGE) as tmp:
+            save_file({"features": feats.contiguous(), "vectors": vectors.contiguous()}, tmp)
     state = {
         "step": module.step_no,
         "skipped": module.skipped,
@@ -388,3 +423,12 @@ class RLCheckpoint(L.Callback):
 def steps_loader(start: int, total: int) -> torch.utils.data.DataLoader:
     """One item per remaining RL step (the module draws its own batch from the step number)."""
     return torch.utils.data.DataLoader(list(range(start, total)), batch_size=None)
+
+
+def load_ridge_rows(directory: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The `ar_ridge` refit's rows saved in an RL checkpoint (None when it has none)."""
+    path = Path(directory) / RIDGE
+    if not path.is_file():
+        return None
+    saved = load_file(path)
+    return saved["features"], saved["vectors"]
