@@ -72,10 +72,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
     metrics = run_trial(cfg, progress=not args.quiet)
     table = Table("metric", "value", title=f"trial {cfg.name} (MLflow run {metrics['run_id']})")
     for key, value in metrics.items():
-        if key != "run_id":
+        if key != "run_id" and not _per_property(key):
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     Console().print(table)
+    run_dir = Path(cfg.output_dir) / metrics["run_id"]
+    Console().print(f"per-property faithfulness: the MLflow run, or nla evaluate {run_dir}")
     return 0
+
+
+def _per_property(key: str) -> bool:
+    """A per-property faithfulness metric (dozens of them): MLflow and `nla evaluate` show them as
+    a table; the trial summary keeps the two means."""
+    name = key.removeprefix("eval/")
+    return name.startswith(("faithful_", "contradict_", "probe_")) and not name.endswith("_mean")
 
 
 def _print_comparison(study, sweep_dir, parent_run_id) -> None:
