@@ -198,7 +198,6 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from nla_variants.evaluate_nla import (
         EvaluateSettings,
-        check_settings,
         evaluate_nla,
         print_report,
         write_report,
@@ -212,8 +211,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         precision=args.precision,
         device=args.device,
     )
-    check_settings(settings)
     out = _output_path(args.out, "--out")
+    # evaluate_nla checks the settings before any weight loads
     report = evaluate_nla(args.nla, settings, args.dataset, args.target)
     if out is not None:
         write_report(out, report)
