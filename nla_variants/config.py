@@ -309,6 +309,11 @@ class RLConfig(Strict):
     max_response_tokens: int = Field(96, ge=8, description="hard cap; a cut response fails")
     grad_clip: float = Field(1.0, gt=0)
     train_ar: bool = True
+    reward: Literal["mse", "centered_cosine"] = Field(
+        "mse",
+        description="mse: -normalised MSE (the paper); centered_cosine: cosine of prediction and "
+        "target minus the training mean direction, which pays nothing for hedging towards it",
+    )
     contrast: float = Field(
         0.0,
         ge=0,

@@ -14,7 +14,13 @@ from mlflow.tracking import MlflowClient
 from nla_variants.av.baseline import BaselineAV
 from nla_variants.config import RLConfig, TrialConfig, load_config
 from nla_variants.core.ridge import Ridge
-from nla_variants.core.vectors import ORTHOGONAL_MSE, mean_direction, normalize
+from nla_variants.core.vectors import (
+    ORTHOGONAL_MSE,
+    centered_cosine,
+    mean_direction,
+    normalize,
+    normalized_mse,
+)
 from nla_variants.experiment import run_trial
 from nla_variants.registry import BuildContext, build
 from nla_variants.target import resolve_model
@@ -160,6 +166,33 @@ def test_the_contrast_term_adds_the_mse_to_other_rows_and_spares_failed_samples(
     with torch.no_grad():
         pred = module.ar([e for e in ro["explanations"] if e is not None]).float()
     torch.testing.assert_close(bonus, 0.5 * module._mse_to_other_rows(pred), atol=1e-5, rtol=1e-4)
+
+
+def test_the_centered_cosine_reward_pays_for_the_row_not_for_the_mean_direction(ctx, closing):
+    """rl.reward: centered_cosine scores each closed sample by the cosine of its prediction and
+    its target after subtracting the mean direction (the target itself 1, the mean direction ~0
+    although its MSE reward beats a random row's); a failed sample gets -1."""
+    cfg = RLConfig(steps=1, batch_size=2, group_size=4, eval_every=0, reward="centered_cosine")
+    module = make_module(ctx, cfg)
+    v = torch.from_numpy(module.rows.vectors[:2])
+    torch.manual_seed(1)
+    ro = module.rollout(v)
+    ok = ro["ok"]
+    assert bool(ok.any()) and not bool(ok.all())
+    assert torch.equal(ro["rewards"][~ok], torch.full((int((~ok).sum()),), -1.0))
+    with torch.no_grad():
+        pred = module.ar([e for e in ro["explanations"] if e is not None]).float()
+    mean = module.train_mean
+    want = centered_cosine(pred, ro["targets"][ok], mean)
+    torch.testing.assert_close(ro["rewards"][ok], want)
+    targets = torch.from_numpy(module.rows.vectors).float()
+    assert torch.allclose(centered_cosine(targets, targets, mean), torch.ones(len(targets)))
+    hedge = mean.expand_as(targets)
+    assert float(centered_cosine(hedge, targets, mean).abs().mean()) < 0.2
+    other = targets.roll(1, 0)
+    assert float(normalized_mse(hedge, targets).mean()) < float(
+        normalized_mse(other, targets).mean()
+    )
 
 
 def test_the_ridge_refit_moves_only_the_ar_head_to_the_readout_of_all_rows_so_far(ctx, closing):

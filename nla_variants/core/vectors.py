@@ -33,6 +33,15 @@ def baseline_mse(target: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     return normalized_mse(mean.expand_as(target), target)
 
 
+def centered_cosine(pred: torch.Tensor, target: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """Per-example cosine of unit prediction and unit target after subtracting `mean` (the mean
+    of the unit training vectors) from both: [B], in [-1, 1]. Predicting the mean direction scores
+    ~0, so unlike the normalised MSE it does not pay for hedging towards what every row shares."""
+    m = mean.float().to(pred.device)
+    a, b = normalize(pred.float()) - m, normalize(target.float()) - m
+    return torch.nn.functional.cosine_similarity(a, b, dim=-1, eps=1e-8)
+
+
 def raw_baseline_mse(target: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     """The classical baseline: squared distance of each unit target to the raw (not
     re-normalised) mean of the unit training vectors, [B]. Smaller than `baseline_mse` (the AR

@@ -2,9 +2,10 @@
 two optimisers).
 
 One step: B activations -> B x G explanations sampled in one KV-cached batched generate call ->
-every closed explanation scored by the AR in one batched forward (reward = -normalised MSE; a
-response without a closed tag, or cut by the cap, gets the orthogonal reward -2 and is left out
-of AR training) -> group-normalised advantages -> clipped policy loss + KL to the frozen
+every closed explanation scored by the AR in one batched forward (reward = -normalised MSE, or
+with `reward: centered_cosine` the cosine after subtracting the mean direction; a response
+without a closed tag, or cut by the cap, gets the worst reward (-2 or -1) and is left out of AR
+training) -> group-normalised advantages -> clipped policy loss + KL to the frozen
 warm-start AV (reference log-probs computed once per rollout, without gradients) -> AV step ->
 AR step by supervised normalised MSE on the same rollouts (or, with `ar_ridge`, the fixed AR's
 head refit in closed form every few steps on teacher rows plus every closed rollout so far).
@@ -40,6 +41,7 @@ from nla_variants.core.text import quote_rate
 from nla_variants.core.vectors import (
     ORTHOGONAL_MSE,
     baseline_mse,
+    centered_cosine,
     fve,
     normalize,
     normalized_mse,
@@ -54,6 +56,7 @@ log = logging.getLogger(__name__)
 STATE = "rl_state.yaml"
 RNG = "rng.safetensors"
 RIDGE = "ridge_rows.safetensors"
+FAILED_COSINE = -1.0  # the centered_cosine reward of a failed sample: the worst it can be
 
 
 class NonFiniteError(RuntimeError):
@@ -147,6 +150,7 @@ class RLModule(L.LightningModule):
         ]
         targets = vectors.repeat_interleave(g, 0)
         mse = torch.full((len(texts),), ORTHOGONAL_MSE)
+        score = -mse if cfg.reward == "mse" else torch.full((len(texts),), FAILED_COSINE)
         others = torch.zeros(len(texts))
         if bool(ok.any()):
             idx = ok.nonzero().squeeze(1).tolist()
@@ -158,6 +162,10 @@ class RLModule(L.LightningModule):
                 self.ridge_feats.append(torch.cat(seen))
                 self.ridge_vecs.append(targets[ok].float().cpu())
             mse[ok] = normalized_mse(pred, targets[ok].float()).cpu()
+            if cfg.reward == "mse":
+                score[ok] = -mse[ok]
+            else:
+                score[ok] = centered_cosine(pred, targets[ok], self.train_mean).cpu()
             if cfg.contrast:
                 others[ok] = self._mse_to_other_rows(pred).cpu()
         t2 = time.perf_counter()
@@ -168,7 +176,7 @@ class RLModule(L.LightningModule):
             "ok": ok,
             "cut": cut,
             "targets": targets,
-            "rewards": -mse + cfg.contrast * others,
+            "rewards": score + cfg.contrast * others,
             "mse": mse,
             "t_generate": t1 - t0,
             "t_score": t2 - t1,
