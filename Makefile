@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 quickstart: setup
-	$(BIN)/nla sweep configs/sweeps/quickstart.yaml
+	$(BIN)/nla sweep ablations/quickstart.yaml
 
 test: setup
 	$(BIN)/ruff check .

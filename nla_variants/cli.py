@@ -16,7 +16,12 @@ from nla_variants.masking import MaskingFilter, mask
 log = logging.getLogger("nla_variants")
 
 
-def _setup_logging(quiet: bool) -> None:
+def setup_logging(quiet: bool, trains: bool = False) -> None:
+    """The process's logging and warning filters. Only the `nla` command sets them: importing
+    the library changes no global state. `trains`: the command runs Lightning, whose import
+    sets its loggers to INFO, so it is imported first and then quietened."""
+    import warnings
+
     from rich.console import Console
     from rich.logging import RichHandler
 
@@ -33,6 +38,14 @@ def _setup_logging(quiet: bool) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # per-call "Loading weights" bars are noise here
+    if trains:
+        import lightning.pytorch  # noqa: F401  (sets its loggers' levels: before ours)
+
+        # Lightning's own INFO lines (accelerator banners, tips) drown the trial's output.
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+        # RL keeps its frozen reference AV in eval mode on purpose; Lightning warns every trial.
+        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
@@ -41,8 +54,9 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
     from nla_variants.config import PrepareConfig, load_config
     from nla_variants.data.prepare import prepare
+    from nla_variants.training.finetune import with_built_diff_model
 
-    cfg = load_config(args.config, PrepareConfig, args.set)
+    cfg = with_built_diff_model(load_config(args.config, PrepareConfig, args.set))
     result = prepare(cfg, progress=not args.quiet)
     side = result.sidecar
     console = Console(stderr=False)
@@ -90,7 +104,7 @@ def _per_property(key: str) -> bool:
 def _print_comparison(study, sweep_dir, parent_run_id) -> None:
     from rich.console import Console
 
-    from ablations.report import compare, rich_table
+    from nla_variants.sweeps.report import compare, rich_table
 
     table, metrics, files = compare(study, sweep_dir / "report", parent_run_id)
     console = Console()
@@ -102,8 +116,8 @@ def _print_comparison(study, sweep_dir, parent_run_id) -> None:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ablations.spec import load_sweep
-    from ablations.sweep import SweepRunner
+    from nla_variants.sweeps.runner import SweepRunner
+    from nla_variants.sweeps.spec import load_sweep
 
     sweep = load_sweep(args.config, args.set)
     runner = SweepRunner(sweep, progress=not args.quiet, retry_failed=args.retry_failed)
@@ -119,7 +133,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from ablations.report import open_sweep
+    from nla_variants.sweeps.report import open_sweep
 
     study, sweep_dir, parent = open_sweep(args.sweep, args.storage)
     _print_comparison(study, sweep_dir, parent)
@@ -128,7 +142,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from nla_variants.config import load_config
-    from nla_variants.data.finetune import FinetuneConfig, finetune_target
+    from nla_variants.training.finetune import FinetuneConfig, finetune_target
 
     cfg = load_config(args.config, FinetuneConfig, args.set)
     result = finetune_target(cfg, progress=not args.quiet)
@@ -298,8 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
         "finetune",
         help="briefly fine-tune the target on one genre (the second model for activation diffing)",
         description="Fine-tune a model for a few hundred steps on one corpus genre and save a "
-        "content-addressed safetensors checkpoint (a rerun is a cache hit); use its path as "
-        "target.diff_model in a prepare config.",
+        "content-addressed safetensors checkpoint (a rerun is a cache hit); use its path, or "
+        "finetune:CONFIG, as target.diff_model in a prepare config (prepare never trains).",
     )
     _add_config_args(p, "configs/finetune_narrative.yaml")
     p.set_defaults(func=_cmd_finetune)
@@ -308,10 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep",
         help="an Optuna study over trial configs (resumable; several workers can share it)",
         description="Run (or continue) the Optuna study a sweep config describes: each trial is "
-        "run_trial over k seeds, recorded in Optuna and as nested MLflow runs; ends with the "
-        "comparison table. Kill it and rerun to resume.",
+        "run_trial over k seeds, recorded in Optuna and as nested MLflow runs; prints one line "
+        "per trial stage (trial i/n, seed, stage, elapsed, estimate for the rest) and ends with "
+        "the comparison table. Kill it and rerun to resume. The studies: ablations/*.yaml.",
     )
-    _add_config_args(p, "configs/sweeps/quickstart.yaml")
+    _add_config_args(p, "ablations/quickstart.yaml")
     p.add_argument(
         "--retry-failed",
         action="store_true",
@@ -407,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(getattr(args, "quiet", False))
+    setup_logging(getattr(args, "quiet", False), trains=args.func in (_cmd_train, _cmd_sweep))
     try:
         return args.func(args)
     except NLAError as e:

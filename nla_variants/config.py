@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nla_variants.errors import NLAError
+from nla_variants.registry import ARSection, AVSection
 
 SPLITS = ("av_sft", "ar_sft", "rl", "eval")
 T = TypeVar("T", bound="BaseModel")
@@ -384,8 +385,9 @@ class TrialConfig(Strict):
     name: str = Field("trial", pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0
     data: PrepareConfig = Field(default_factory=PrepareConfig)
-    av: dict[str, Any] = Field(default_factory=lambda: {"variant": "baseline"})
-    ar: dict[str, Any] = Field(default_factory=lambda: {"variant": "baseline"})
+    # the sections as written (what is dumped and hashed) with their validated variant config
+    av: AVSection = Field(default_factory=lambda: AVSection({"variant": "baseline"}))
+    ar: ARSection = Field(default_factory=lambda: ARSection({"variant": "baseline"}))
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     mlflow: MLflowConfig = Field(default_factory=MLflowConfig)
@@ -393,8 +395,6 @@ class TrialConfig(Strict):
 
     @model_validator(mode="after")
     def _variants(self) -> TrialConfig:
-        from nla_variants.registry import variant_config
-
-        variant_config("av", self.av)  # raises NLAError naming the key and the known variants
-        variant_config("ar", self.ar)
+        self.av.resolve()  # raises NLAError naming the key and the known variants
+        self.ar.resolve()
         return self

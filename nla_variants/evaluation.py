@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from nla_variants.core.text import extract_explanation, length_stats, quote_rate
 from nla_variants.core.vectors import (
@@ -86,15 +87,18 @@ def _fves(
 
 @torch.no_grad()
 def explain(
-    av, vectors: torch.Tensor, batch_size: int, max_new_tokens: int
+    av, vectors: torch.Tensor, batch_size: int, max_new_tokens: int, bar: str | None = None
 ) -> tuple[list[str], list[str | None]]:
     """The AV's greedy generations for `vectors`, in batches, and the explanation extracted from
-    each (None: unclosed tag or a violation of the AV's output format)."""
+    each (None: unclosed tag or a violation of the AV's output format). `bar`: the title of a
+    progress bar over the rows (generation is the slow part of evaluation); None: no bar."""
     device = next(av.parameters()).device
     texts: list[str] = []
-    for s in _batches(len(vectors), batch_size):
-        out, _ = av.generate(vectors[s].to(device), max_new_tokens=max_new_tokens)
-        texts.extend(out)
+    with tqdm(total=len(vectors), desc=bar, unit="row", leave=False, disable=bar is None) as done:
+        for s in _batches(len(vectors), batch_size):
+            out, _ = av.generate(vectors[s].to(device), max_new_tokens=max_new_tokens)
+            texts.extend(out)
+            done.update(len(out))
     return texts, [av.extract(t) for t in texts]
 
 
@@ -173,9 +177,11 @@ def evaluate(
     seed: int = 0,
     autocast: contextlib.AbstractContextManager | None = None,
     faithfulness: Faithfulness | None = None,
+    progress: bool = False,
 ) -> tuple[dict[str, float], list[dict]]:
     """Score the AV/AR pair on `rows` (the eval split). Returns (metrics, sample table rows).
-    `faithfulness` (built for the rows' dataset) adds the faithfulness scores."""
+    `faithfulness` (built for the rows' dataset) adds the faithfulness scores; `progress`: a
+    bar over the AV's generations."""
     rows = scored_rows(rows, max_samples)
     n = len(rows)
     vectors = torch.tensor(rows.vectors[:n])  # a copy: arrow-backed arrays are read-only
@@ -210,7 +216,8 @@ def evaluate(
         metrics["ar_text_only_fve"] = text_only_fve(ar, prefixes, vectors, mean, batch_size)
 
         # the round trip
-        texts, explained = explain(av, vectors, batch_size, max_new_tokens)
+        bar = "evaluation: AV explanations" if progress else None
+        texts, explained = explain(av, vectors, batch_size, max_new_tokens, bar)
         ok = [i for i, e in enumerate(explained) if e is not None]
         pred = torch.zeros_like(vectors)
         if ok:

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,6 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import MLFlowLogger
 
-from nla_variants import __version__
 from nla_variants.checkpoint import (
     SIDECAR,
     load_component,
@@ -41,13 +39,15 @@ from nla_variants.data.store import StoredDataset
 from nla_variants.errors import TrialStopped, one_line
 from nla_variants.evaluation import evaluate, explain
 from nla_variants.faithfulness import Faithfulness
-from nla_variants.hashing import hash_obj
+from nla_variants.interfaces import PrintsFlowchart, VerifiesInjection
 from nla_variants.io import write_text_atomic, write_yaml_atomic
 from nla_variants.masking import SECRET_WORDS, mask, mask_tree
-from nla_variants.registry import BuildContext, build
+from nla_variants.registry import BuildContext, Kind, VariantSection
 from nla_variants.runs import write_run_record
 from nla_variants.target import cpu_has_bf16, resolve_model
 from nla_variants.training.data import NLADataModule, SplitRows, load_split
+from nla_variants.training.finetune import with_built_diff_model
+from nla_variants.training.progress import StepBar
 from nla_variants.training.readout import head_features, refit_head
 from nla_variants.training.rl import (
     STATE,
@@ -58,14 +58,10 @@ from nla_variants.training.rl import (
     save_rl_checkpoint,
     steps_loader,
 )
+from nla_variants.training.warm_cache import WarmStartCache
 from nla_variants.training.warm_start import ARWarmStart, AVWarmStart, KeepBest, WarmStart
 
-log = logging.getLogger(__name__)
-# Lightning's own INFO lines (accelerator banners, tips) drown the trial's output.
-logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-# RL keeps its frozen reference AV in eval mode on purpose; Lightning warns about it every trial.
-warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+log = logging.getLogger(__name__)  # its level and Lightning's are the CLI's (cli.setup_logging)
 
 EVAL_CURVE = (
     "roundtrip_fve",
@@ -79,6 +75,10 @@ EVAL_CURVE = (
 )
 # Called with (RL step, intermediate eval metrics); may raise TrialStopped (a sweep's pruner).
 Reporter = Callable[[int, dict[str, float]], None]
+# Called with each stage's name as it starts (STAGES), so a sweep can say where it is.
+StageHook = Callable[[str], None]
+STAGES = ("prepare", "AV warm start", "AR warm start", "RL", "evaluation")
+_BAR_TITLES = {"av_sft": "AV warm start", "ar_sft": "AR warm start", "": "RL"}  # by prefix
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -144,10 +144,6 @@ class PeriodicEval(L.Callback):
 
 
 GAP_METRIC = "val/nll_gap"  # logged by AVWarmStart's validation loop
-_STAGES: dict[str, tuple[type[WarmStart], str]] = {
-    "av": (AVWarmStart, "av_sft"),
-    "ar": (ARWarmStart, "ar_sft"),
-}
 
 
 @dataclass
@@ -170,6 +166,14 @@ class _Trial:
     def warm_start_root(self) -> Path:
         root = self.cfg.train.warm_start_cache
         return Path(root) if root else Path(self.cfg.output_dir).parent / "warm_starts"
+
+    @property
+    def cache(self) -> WarmStartCache:
+        """The warm-start cache, keyed on this trial's dataset, precision, device and seed."""
+        name = self.dataset.path.name
+        return WarmStartCache(
+            self.warm_start_root, name, self.precision, self.device.type, self.cfg.seed
+        )
 
     @property
     def precision(self) -> str:
@@ -204,7 +208,7 @@ class _Trial:
                 run_id=self.run_id,
                 prefix=prefix,
             ),
-            callbacks=callbacks,
+            callbacks=[*callbacks, StepBar(_BAR_TITLES[prefix])] if self.progress else callbacks,
             enable_checkpointing=False,
             enable_model_summary=False,
             enable_progress_bar=self.progress,
@@ -233,61 +237,41 @@ class _Trial:
             seed=self.cfg.seed,
             autocast=self.autocast(),
             faithfulness=self.faithfulness,
+            progress=self.progress,
         )
 
 
-_NOT_IN_KEY = {"checkpoint_every", "resume_from"}
+def _cache_key(
+    t: _Trial, section: VariantSection, sft: SFTConfig, reads: dict | None = None
+) -> str | None:
+    """The component's warm-start cache key, or None when the cache is not used (turned off,
+    or an SFT run being resumed)."""
+    if not t.cfg.train.reuse_warm_start or sft.resume_from:
+        return None
+    return t.cache.key(section.kind, section, sft, reads)
 
 
-def _unset_ridge(sft: SFTConfig) -> set[str]:
-    """Without a ridge readout its keys stay out of the key: earlier warm starts stay valid."""
-    return {"ridge", "ridge_rows"} if getattr(sft, "ridge", None) is None else set()
+def _cache_hit(
+    t: _Trial, kind: Kind, key: str | None
+) -> tuple[torch.nn.Module, dict[str, float]] | None:
+    """The finished warm start with this key, loaded from the cache (on the device), or None."""
+    cached = t.cache.lookup(kind, key) if key is not None else None
+    if cached is None:
+        return None
+    component, meta = load_component(cached, t.ctx)
+    t.checkpoints[f"{kind}_checkpoint"] = cached
+    mlflow.set_tag(f"{kind}_sft.cache", f"hit {cached}")
+    figures = {**meta.get("figures", {}), "cache_hit": 1.0}
+    return component.to(t.device).eval(), {f"{kind}_sft/{k}": v for k, v in figures.items()}
 
 
-def _warm_start_key(t: _Trial, kind: str, sft: SFTConfig, reads: dict | None = None) -> str:
-    """Everything that decides the warm-started weights (not where checkpoints go). `reads`:
-    what an AR learns to read (the AV's output format, the AV whose own text it reads)."""
-    return hash_obj(
-        {
-            "render": reads,
-            "kind": kind,
-            "dataset": t.dataset.path.name,  # content-addressed: model, layer, corpus, teacher
-            "section": getattr(t.cfg, kind),
-            "sft": sft.model_dump(mode="json", exclude=_NOT_IN_KEY | _unset_ridge(sft)),
-            "precision": t.precision,
-            "device": t.device.type,
-            "seed": t.cfg.seed,
-            "version": __version__,
-        },
-        16,
-    )
-
-
-def _warm_start(t: _Trial, kind: str, av=None) -> tuple[torch.nn.Module, dict[str, float]]:
-    """Warm-start one component; returns it (on the device) and its training figures.
-
-    A warm start whose configuration is identical to a finished one (same dataset, variant
-    config, SFT settings, precision, seed) is loaded from the content-addressed cache instead of
-    retrained, so trials that differ only downstream (RL, eval) share it."""
-    module_cls, split = _STAGES[kind]
-    sft: SFTConfig = getattr(t.cfg.train, split)
-    # the AR learns to read explanations in the AV's output format (e.g. a structured schema)
-    render = av.render_target if kind == "ar" and av is not None else None
-    reads = None
-    if render is not None:
-        reads = av.metadata().get("schema")
-        if sft.av_text:  # the AR also reads this AV's own explanations
-            reads = {"schema": reads, "av": _warm_start_key(t, "av", t.cfg.train.av_sft)}
-    L.seed_everything(t.cfg.seed, workers=True, verbose=False)  # independent of the other stage
-    cached = None
-    if t.cfg.train.reuse_warm_start and not sft.resume_from:
-        cached = t.warm_start_root / f"{kind}-{_warm_start_key(t, kind, sft, reads)}"
-        if (cached / SIDECAR).is_file():
-            component, meta = load_component(cached, t.ctx)
-            t.checkpoints[f"{kind}_checkpoint"] = cached
-            mlflow.set_tag(f"{split}.cache", f"hit {cached}")
-            figures = {**meta.get("figures", {}), "cache_hit": 1.0}
-            return component.to(t.device).eval(), {f"{split}/{k}": v for k, v in figures.items()}
+def _start(
+    t: _Trial, section: VariantSection, sft: SFTConfig
+) -> tuple[torch.nn.Module, int, list[L.Callback]]:
+    """The component to train, in train mode: built from its config, or resumed from
+    `sft.resume_from` (its step, and a callback that restores its optimiser); plus the callback
+    writing its periodic checkpoints."""
+    kind = section.kind
     offset = 0
     callbacks: list[L.Callback] = []
     if sft.resume_from:
@@ -295,82 +279,152 @@ def _warm_start(t: _Trial, kind: str, av=None) -> tuple[torch.nn.Module, dict[st
         offset = int(meta["step"])
         callbacks.append(_ResumeOptimizer(sft.resume_from))
     else:
-        component = build(kind, getattr(t.cfg, kind), t.ctx)
-    if hasattr(component, "verify_injection"):
+        component = section.build(t.ctx)
+    if isinstance(component, VerifiesInjection):
         component.verify_injection()
     component.train()
-    ckpt_dir = t.run_dir / f"{kind}_checkpoint"
     if sft.checkpoint_every:
+        ckpt_dir = t.run_dir / f"{kind}_checkpoint"
         callbacks.append(ComponentCheckpoint(sft.checkpoint_every, ckpt_dir, kind, t.ctx))
-    remaining = max(0, sft.steps - offset)
-    extra = {"render": render} if kind == "ar" else {}
-    module = module_cls(
-        component, sft.lr, sft.weight_decay, sft.warmup_steps, sft.steps, offset, **extra
-    )
-    figures = {"steps": float(offset)}
-    ridge = getattr(sft, "ridge", None)
-    if remaining or ridge:
-        av_rows = _av_explanations(t, av, sft) if render is not None and sft.av_text else None
-        start = time.perf_counter()
-        trainer = None
-        if remaining:
-            val_every = sft.eval_every if kind == "av" else 0
-            keep_best = _held_out_check(sft, callbacks) if val_every else None
-            trainer = t.trainer(split, remaining, sft.max_minutes, callbacks, val_every)
-            data = NLADataModule(
-                t.dataset,
-                split,
-                sft.batch_size,
-                t.cfg.seed,
-                val_split="ar_sft" if val_every else None,  # rows the AV never trains on
-                val_samples=getattr(sft, "eval_samples", 0),
-                extra=av_rows,
-                extra_share=getattr(sft, "av_text", 0.0),
-            )
-            trainer.fit(module, datamodule=data)
-            figures = {
-                "steps": float(offset + trainer.global_step),
-                "tokens": float(module.tokens),
-                "tokens_per_s": module.tokens / max(module.train_seconds, 1e-9),
-                "final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
-            }
-            if val_every:
-                figures.update(
-                    {
-                        k.replace("val/", "val_"): float(v)
-                        for k, v in trainer.callback_metrics.items()
-                    }
-                )
-                figures.pop("train/loss", None)
-            if keep_best is not None and keep_best.best is not None:
-                figures.update(best_nll_gap=keep_best.best, best_step=float(keep_best.best_step))
-        if av_rows is not None:
-            figures["av_text_rows"] = float(len(av_rows))
-        if ridge:
-            figures.update(_ridge_readout(t, component, sft, av_rows, render))
-        figures["wall_s"] = time.perf_counter() - start
-        if cached is None or sft.checkpoint_every:  # resumable: weights, optimiser, schedule
-            save_checkpoint(
-                ckpt_dir,
-                component,
-                kind,
-                t.ctx,
-                step=int(figures["steps"]),
-                optimizer=trainer.optimizers[0] if trainer else None,
-                scheduler=trainer.lr_scheduler_configs[0].scheduler if trainer else None,
-            )
-        if cached is not None:  # weights only: the cache serves warm starts, not SFT resumes
-            step = int(figures["steps"])
-            save_checkpoint(
-                cached, component, kind, t.ctx, step=step, extra={"figures": figures}, replace=False
-            )  # a concurrent worker that trained the same warm start keeps its (equal) copy
-            mlflow.set_tag(f"{split}.cache", f"stored {cached}")
-            if not sft.checkpoint_every:
-                ckpt_dir = cached
+    return component, offset, callbacks
+
+
+def _fit_figures(trainer: L.Trainer, module: WarmStart) -> dict[str, float]:
+    return {
+        "steps": float(module.step_offset + trainer.global_step),
+        "tokens": float(module.tokens),
+        "tokens_per_s": module.tokens / max(module.train_seconds, 1e-9),
+        "final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
+    }
+
+
+def _keep(
+    t: _Trial,
+    kind: Kind,
+    component: torch.nn.Module,
+    sft: SFTConfig,
+    key: str | None,
+    trainer: L.Trainer | None,
+    figures: dict[str, float],
+) -> Path:
+    """Save a finished warm start: in the cache (weights only) when it is used, and as the
+    run's resumable checkpoint (weights, optimiser, schedule) when it is not or when the run
+    checkpoints periodically. Returns the checkpoint the run goes on from."""
+    step = int(figures["steps"])
+    ckpt_dir = t.run_dir / f"{kind}_checkpoint"
+    if key is None or sft.checkpoint_every:
+        save_checkpoint(
+            ckpt_dir,
+            component,
+            kind,
+            t.ctx,
+            step=step,
+            optimizer=trainer.optimizers[0] if trainer else None,
+            scheduler=trainer.lr_scheduler_configs[0].scheduler if trainer else None,
+        )
+    if key is not None:
+        cached = t.cache.store(kind, key, component, t.ctx, step, figures)
+        mlflow.set_tag(f"{kind}_sft.cache", f"stored {cached}")
+        if not sft.checkpoint_every:
+            ckpt_dir = cached
+    return ckpt_dir
+
+
+def _finish(
+    t: _Trial, kind: Kind, component: torch.nn.Module, figures: dict[str, float], ckpt_dir: Path
+) -> tuple[torch.nn.Module, dict[str, float]]:
+    """Record the component's checkpoint (if one was written) and hand it over for evaluation."""
     if (ckpt_dir / SIDECAR).is_file():
         t.checkpoints[f"{kind}_checkpoint"] = ckpt_dir
     component.to(t.device).eval()
-    return component, {f"{split}/{k}": v for k, v in figures.items()}
+    return component, {f"{kind}_sft/{k}": v for k, v in figures.items()}
+
+
+def _warm_start_av(t: _Trial) -> tuple[torch.nn.Module, dict[str, float]]:
+    """Warm-start the AV on av_sft (with its held-out NLL-gap check on ar_sft rows, which it
+    never trains on), or load the identical finished one from the cache: same dataset, variant
+    config, SFT settings, precision and seed, so trials that differ only downstream share it."""
+    sft = t.cfg.train.av_sft
+    key = _cache_key(t, t.cfg.av, sft)
+    L.seed_everything(t.cfg.seed, workers=True, verbose=False)  # independent of the other stage
+    hit = _cache_hit(t, "av", key)
+    if hit is not None:
+        return hit
+    av, offset, callbacks = _start(t, t.cfg.av, sft)
+    figures = {"steps": float(offset)}
+    ckpt_dir = t.run_dir / "av_checkpoint"
+    if sft.steps > offset:
+        start = time.perf_counter()
+        keep_best = _held_out_check(sft, callbacks) if sft.eval_every else None
+        module = AVWarmStart(av, sft.lr, sft.weight_decay, sft.warmup_steps, sft.steps, offset)
+        trainer = t.trainer(
+            "av_sft", sft.steps - offset, sft.max_minutes, callbacks, sft.eval_every
+        )
+        data = NLADataModule(
+            t.dataset,
+            "av_sft",
+            sft.batch_size,
+            t.cfg.seed,
+            val_split="ar_sft" if sft.eval_every else None,
+            val_samples=sft.eval_samples,
+        )
+        trainer.fit(module, datamodule=data)
+        figures = _fit_figures(trainer, module)
+        if sft.eval_every:
+            metrics = trainer.callback_metrics.items()
+            figures.update({k.replace("val/", "val_"): float(v) for k, v in metrics})
+            figures.pop("train/loss", None)
+        if keep_best is not None and keep_best.best is not None:
+            figures.update(best_nll_gap=keep_best.best, best_step=float(keep_best.best_step))
+        figures["wall_s"] = time.perf_counter() - start
+        ckpt_dir = _keep(t, "av", av, sft, key, trainer, figures)
+    return _finish(t, "av", av, figures, ckpt_dir)
+
+
+def _warm_start_ar(t: _Trial, av) -> tuple[torch.nn.Module, dict[str, float]]:
+    """Warm-start the AR on ar_sft in the AV's output format (with `av_text`, on the AV's own
+    explanations too; with `ridge`, ending on the closed-form head), or load the identical
+    finished one from the cache (its key includes what it learns to read)."""
+    sft = t.cfg.train.ar_sft
+    render = av.render_target  # e.g. a structured AV's schema
+    reads = av.metadata().get("schema")
+    if sft.av_text:  # the AR also reads this AV's own explanations
+        reads = {"schema": reads, "av": t.cache.key("av", t.cfg.av, t.cfg.train.av_sft)}
+    key = _cache_key(t, t.cfg.ar, sft, reads)
+    L.seed_everything(t.cfg.seed, workers=True, verbose=False)  # independent of the other stage
+    hit = _cache_hit(t, "ar", key)
+    if hit is not None:
+        return hit
+    ar, offset, callbacks = _start(t, t.cfg.ar, sft)
+    figures = {"steps": float(offset)}
+    ckpt_dir = t.run_dir / "ar_checkpoint"
+    remaining = max(0, sft.steps - offset)
+    if remaining or sft.ridge:
+        av_rows = _av_explanations(t, av, sft) if sft.av_text else None
+        start = time.perf_counter()
+        trainer = None
+        if remaining:
+            module = ARWarmStart(
+                ar, sft.lr, sft.weight_decay, sft.warmup_steps, sft.steps, offset, render=render
+            )
+            trainer = t.trainer("ar_sft", remaining, sft.max_minutes, callbacks)
+            data = NLADataModule(
+                t.dataset,
+                "ar_sft",
+                sft.batch_size,
+                t.cfg.seed,
+                extra=av_rows,
+                extra_share=sft.av_text,
+            )
+            trainer.fit(module, datamodule=data)
+            figures = _fit_figures(trainer, module)
+        if av_rows is not None:
+            figures["av_text_rows"] = float(len(av_rows))
+        if sft.ridge:
+            figures.update(_ridge_readout(t, ar, sft, av_rows, render))
+        figures["wall_s"] = time.perf_counter() - start
+        ckpt_dir = _keep(t, "ar", ar, sft, key, trainer, figures)
+    return _finish(t, "ar", ar, figures, ckpt_dir)
 
 
 def _teacher_rows(t: _Trial, n: int, render) -> tuple[list[str], np.ndarray, list[str]]:
@@ -426,11 +480,11 @@ def _av_explanations(t: _Trial, av, sft: ARSFTConfig) -> SplitRows:
     memo = None
     if t.cfg.train.reuse_warm_start:
         key = {
-            "av": _warm_start_key(t, "av", t.cfg.train.av_sft),
+            "av": t.cache.key("av", t.cfg.av, t.cfg.train.av_sft),
             "rows": rows.example_ids,
             "max_new_tokens": t.cfg.eval.max_new_tokens,
         }
-        memo = t.warm_start_root / f"av_text-{hash_obj(key, 16)}.json"
+        memo = t.cache.av_text_memo(key)
     if memo is not None and memo.is_file():
         explained = json.loads(memo.read_text())
     else:
@@ -440,6 +494,7 @@ def _av_explanations(t: _Trial, av, sft: ARSFTConfig) -> SplitRows:
                 torch.from_numpy(rows.vectors.copy()),
                 t.cfg.eval.batch_size,
                 t.cfg.eval.max_new_tokens,
+                "AV explanations for the AR" if t.progress else None,
             )
         if memo is not None:
             memo.parent.mkdir(parents=True, exist_ok=True)
@@ -548,17 +603,21 @@ def run_trial(
     progress: bool = True,
     reporter: Reporter | None = None,
     tags: dict[str, str] | None = None,
+    on_stage: StageHook | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one AV/AR pair; returns the metrics (also logged to MLflow) and the
-    MLflow `run_id`.
+    MLflow `run_id`. `on_stage` hears the name of each stage (STAGES) as it starts.
 
     `reporter` receives the intermediate RL evals and may stop the trial by raising
     TrialStopped: the MLflow run then ends KILLED with tag nla.state=PRUNED. Any other error
     ends it FAILED with the error in tag nla.error; both are re-raised. `tags` are added to the
     run (a sweep links study, trial number and seed this way)."""
     check_trial_inputs(cfg)
+    stage = on_stage or (lambda name: None)
+    stage("prepare")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    data = prepare(cfg.data, progress=progress, wait=True)  # sweep workers may race
+    data_cfg = with_built_diff_model(cfg.data)  # a `finetune:` diff_model: the built checkpoint
+    data = prepare(data_cfg, progress=progress, wait=True)  # sweep workers may race
     dataset = StoredDataset.open(data.path)
     side = dataset.sidecar
     train_vecs = torch.from_numpy(
@@ -588,7 +647,7 @@ def run_trial(
             run_dir = Path(cfg.output_dir) / run_id
             run_dir.mkdir(parents=True, exist_ok=True)
             t = _Trial(cfg, ctx, dataset, run_dir, run_id, device, progress, train_mean, reporter)
-            metrics = _run(t, data.path.name, tags or {})
+            metrics = _run(t, data.path.name, tags or {}, stage)
     except TrialStopped:
         if run_id is not None:
             client = mlflow.MlflowClient()
@@ -604,7 +663,7 @@ def run_trial(
     return metrics
 
 
-def _run(t: _Trial, dataset_name: str, tags: dict[str, str]) -> dict[str, Any]:
+def _run(t: _Trial, dataset_name: str, tags: dict[str, str], stage: StageHook) -> dict[str, Any]:
     """The body of one trial inside its (active) MLflow run."""
     cfg = t.cfg
     resolved = mask_tree(cfg.model_dump(mode="json"))
@@ -612,8 +671,8 @@ def _run(t: _Trial, dataset_name: str, tags: dict[str, str]) -> dict[str, Any]:
     mlflow.log_params({k: str(v)[:500] for k, v in flatten(resolved).items()})
     mlflow.set_tags(
         {
-            "av.variant": cfg.av.get("variant", "baseline"),
-            "ar.variant": cfg.ar.get("variant", "baseline"),
+            "av.variant": cfg.av.variant.name,
+            "ar.variant": cfg.ar.variant.name,
             "dataset": dataset_name,
             "seed": str(cfg.seed),
             "nla.state": "RUNNING",
@@ -627,15 +686,19 @@ def _run(t: _Trial, dataset_name: str, tags: dict[str, str]) -> dict[str, Any]:
     if cfg.train.rl.resume_from:  # the warm start is inside the RL checkpoint
         av = ar = None
     else:
-        av, figs = _warm_start(t, "av")
+        stage("AV warm start")
+        av, figs = _warm_start_av(t)
         metrics.update(figs)
-        ar, figs = _warm_start(t, "ar", av=av)
+        stage("AR warm start")
+        ar, figs = _warm_start_ar(t, av)
         metrics.update(figs)
         write_run_record(t.run_dir, t.checkpoints, t.dataset.path)  # nla explain/export find them
     if cfg.train.rl.steps:
+        stage("RL")
         av, ar, figs = _rl(t, av, ar)
         metrics.update(figs)
 
+    stage("evaluation")
     t_eval = time.perf_counter()
     scores, table = t.evaluate(av, ar, cfg.eval.max_samples)
     metrics.update({f"eval/{k}": v for k, v in scores.items()})
@@ -644,7 +707,7 @@ def _run(t: _Trial, dataset_name: str, tags: dict[str, str]) -> dict[str, Any]:
     mlflow.log_metrics(metrics)
     if table:
         mlflow.log_table({k: [r[k] for r in table] for k in table[0]}, "samples.json")
-    if hasattr(ar, "flowchart"):  # an inspectable AR: its decision structure as text
+    if isinstance(ar, PrintsFlowchart):  # an inspectable AR: its decision structure as text
         mlflow.log_text(ar.flowchart(t.train_mean), "flowchart.txt")
     if cfg.mlflow.log_checkpoints:
         for name, directory in t.checkpoints.items():

@@ -241,6 +241,7 @@ def _extractor(ref: NLARef, settings: ExplainSettings, diff_model: str | None):
     from nla_variants.config import TargetConfig
     from nla_variants.data.diffing import load_extractor, resolve_diff_model
     from nla_variants.target import check_layer, resolve_model
+    from nla_variants.training.finetune import resolve_finetune_spec
 
     source = resolve_model(ref.target)
     check_layer(ref.layer, source.num_layers, source.spec)
@@ -249,10 +250,10 @@ def _extractor(ref: NLARef, settings: ExplainSettings, diff_model: str | None):
         layer=ref.layer,
         precision=settings.precision,
         device=settings.device,
-        diff_model=diff_model,
+        diff_model=diff_model and resolve_finetune_spec(diff_model),  # never trains
     )
     diff = resolve_diff_model(cfg, source)
-    return lambda: load_extractor(cfg, diff)
+    return lambda: load_extractor(cfg, diff, source)
 
 
 def _teacher(nla: NLA, mode: str):

@@ -101,7 +101,7 @@ def _is_public(p: Path) -> bool:
 
 
 def _is_sweep(p: Path) -> bool:
-    from ablations.sweep import STATE_FILE
+    from nla_variants.sweeps.runner import STATE_FILE
 
     if p.is_dir():
         return (p / STATE_FILE).is_file()
@@ -112,8 +112,8 @@ def _is_sweep(p: Path) -> bool:
 
 def _best_run_dir(sweep: Path) -> Path:
     """The run directory of the sweep's best trial (its first seed's run)."""
-    from ablations.report import open_sweep
-    from ablations.sweep import best_trial
+    from nla_variants.sweeps.report import open_sweep
+    from nla_variants.sweeps.runner import best_trial
 
     study, sweep_dir, _ = open_sweep(str(sweep))
     top = best_trial(study)

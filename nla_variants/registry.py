@@ -4,19 +4,22 @@
     class BaselineAV(nn.Module): ...
 
 A trial config selects `av.variant` / `ar.variant`; the remaining keys of that section are
-validated by the variant's config class (so a sweep can search them). Third-party packages add
-variants through the `nla_variants.variants` entry-point group: each entry point names a module
-(or callable) whose import registers its variants.
+validated by the variant's config class (so a sweep can search them). A trial carries each
+section as an `AVSection` / `ARSection`: the keys as written plus the variant they select and its
+validated config. Third-party packages add variants through the `nla_variants.variants`
+entry-point group: each entry point names a module (or callable) whose import registers its
+variants. The interface a variant implements is written down in `nla_variants.interfaces`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, GetCoreSchemaHandler, ValidationError
+from pydantic_core import core_schema
 
 from nla_variants.errors import NLAError
 
@@ -56,7 +59,7 @@ def _register(kind: Kind, name: str, config_cls: type[BaseModel]) -> Callable[[t
         if existing is not None and existing.cls is not cls:
             raise ValueError(f"{kind} variant {name!r} is already registered by {existing.cls}")
         _REGISTRY[kind][name] = Variant(kind, name, cls, config_cls)
-        cls.variant_name = name
+        cls.variant_name = name  # both are members of the interface (nla_variants.interfaces)
         cls.config_class = config_cls
         return cls
 
@@ -107,8 +110,11 @@ def get_variant(kind: Kind, name: str) -> Variant:
     return known[name]
 
 
-def variant_config(kind: Kind, section: dict[str, Any]) -> tuple[Variant, BaseModel]:
-    """Split a config section into its variant and that variant's validated config."""
+def variant_config(kind: Kind, section: Mapping[str, Any]) -> tuple[Variant, BaseModel]:
+    """Split a config section into its variant and that variant's validated config (a trial's
+    `VariantSection` was validated when the trial loaded: its result is reused)."""
+    if isinstance(section, VariantSection) and section.kind == kind:
+        return section.resolve()
     params = dict(section)
     variant = get_variant(kind, str(params.pop("variant", "baseline")))
     try:
@@ -122,7 +128,78 @@ def variant_config(kind: Kind, section: dict[str, Any]) -> tuple[Variant, BaseMo
         ) from None
 
 
-def build(kind: Kind, section: dict[str, Any], ctx: BuildContext) -> Any:
+def build(kind: Kind, section: Mapping[str, Any], ctx: BuildContext) -> Any:
     """Instantiate the variant a config section selects."""
     variant, cfg = variant_config(kind, section)
     return variant.cls(cfg, ctx)
+
+
+class VariantSection(Mapping[str, Any]):
+    """A trial's `av:` / `ar:` section. As a read-only mapping it is the keys as written: what
+    is serialised, logged and hashed (warm-start cache keys), byte for byte as before sections
+    were typed. `variant` and `config` are what those keys select, validated once (on first use;
+    `TrialConfig` asks at load, so a bad section fails there)."""
+
+    kind: ClassVar[Kind]
+
+    def __init__(self, section: Mapping[str, Any]) -> None:
+        self._section = dict(section)
+        self._resolved: tuple[Variant, BaseModel] | None = None
+
+    def resolve(self) -> tuple[Variant, BaseModel]:
+        """The variant and its validated config; an NLAError names a bad key or variant."""
+        if self._resolved is None:
+            self._resolved = variant_config(self.kind, self._section)
+        return self._resolved
+
+    @property
+    def variant(self) -> Variant:
+        return self.resolve()[0]
+
+    @property
+    def config(self) -> BaseModel:
+        return self.resolve()[1]
+
+    def build(self, ctx: BuildContext) -> Any:
+        """Instantiate the selected variant from the validated config."""
+        variant, cfg = self.resolve()
+        return variant.cls(cfg, ctx)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The keys as written (a copy of the top level)."""
+        return dict(self._section)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._section[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._section)
+
+    def __len__(self) -> int:
+        return len(self._section)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._section!r})"
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """Validated as the plain `dict[str, Any]` it replaces and serialised back to it, so
+        dumps, MLflow params and cache keys are unchanged."""
+        as_dict = core_schema.dict_schema(core_schema.str_schema(), core_schema.any_schema())
+        return core_schema.no_info_after_validator_function(
+            cls,
+            as_dict,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                cls.as_dict, return_schema=as_dict
+            ),
+        )
+
+
+class AVSection(VariantSection):
+    kind = "av"
+
+
+class ARSection(VariantSection):
+    kind = "ar"

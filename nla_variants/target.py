@@ -169,6 +169,17 @@ def resolve_model(spec: str) -> ModelSource:
     )
 
 
+def content_fingerprint(source: ModelSource) -> str:
+    """A weight-content identity. resolve_model fingerprints a local dir by its config and file
+    sizes only, so two fine-tunes of one base could collide; here the safetensors are hashed
+    (memoised on disk by path, size and mtime). Other kinds already hash their content."""
+    if source.kind != "local":
+        return source.fingerprint
+    path = Path(source.load_path)
+    weights = sorted((p.name, _file_sha(p)) for p in path.iterdir() if p.suffix == ".safetensors")
+    return "local-sha:" + hash_obj([(path / "config.json").read_text(), weights])
+
+
 def check_layer(layer: int, num_layers: int, spec: str) -> None:
     """Valid extraction layers are 1..num_layers-1 (see the module docstring)."""
     if not 1 <= layer < num_layers:
@@ -258,9 +269,13 @@ class TargetModel:
     """The frozen target: tokenizer plus a causal LM in eval mode, and activation extraction."""
 
     def __init__(
-        self, spec: str = EMBEDDED, precision: str = "auto", device: str | None = None
+        self,
+        spec: str | ModelSource = EMBEDDED,
+        precision: str = "auto",
+        device: str | None = None,
     ) -> None:
-        self.source = resolve_model(spec)
+        """`spec`: a model spec, or a source its caller already resolved (and checked)."""
+        self.source = spec if isinstance(spec, ModelSource) else resolve_model(spec)
         self.device = torch.device(device) if device else default_device()
         self.dtype = resolve_precision(precision, self.device)
         self.model, self.tokenizer = load_lm(self.source)

@@ -9,8 +9,11 @@ suite on its own variants without the project's tests.
     check_variant("ar", "mean_pool", model_dir=model, workdir=tmp_path / "work")
 
 Checks (names are stable; `CHECKS` lists them in order):
-- `shapes`: the interface the trainers and the evaluation call, with the shapes they rely on.
-- `input_dependence`: the output depends on the input (AV: on the vector; AR: on the text).
+- `shapes`: the interface the trainers and the evaluation call (`nla_variants.interfaces`:
+  every member of `ActivationVerbalizer` / `ActivationReconstructor`), with the shapes they
+  rely on.
+- `input_dependence`: the output depends on the input (AV: on the vector; AR: on the text, and
+  for a `ReadsSource` AR on the source prefix too).
 - `gradients`: the training loss gives every trainable parameter a finite gradient (possibly
   zero) and nothing else one (see `grad_optional` below).
 - `save_load`: a checkpoint written by `nla_variants.checkpoint` reloads to identical outputs.
@@ -43,6 +46,13 @@ import torch
 import yaml
 from torch import nn
 
+from nla_variants.interfaces import (
+    ActivationReconstructor,
+    ActivationVerbalizer,
+    ReadsSource,
+    VerifiesInjection,
+    missing_members,
+)
 from nla_variants.registry import BuildContext, Kind, build, variant_config
 
 CHECKS: tuple[str, ...] = (
@@ -244,8 +254,10 @@ def _check_shapes(case: _Case) -> None:
     m = case.build()
     b = len(EXPLANATIONS)
     assert isinstance(m, nn.Module), "a variant is a torch.nn.Module"
-    variant, _ = variant_config(case.kind, case.section)
-    assert isinstance(m.cfg, variant.config_cls), "the variant keeps its config as `self.cfg`"
+    protocol = ActivationVerbalizer if case.kind == "av" else ActivationReconstructor
+    missing = missing_members(m, protocol)
+    assert not missing, f"missing members of nla_variants.interfaces.{protocol.__name__}: {missing}"
+    assert isinstance(m.cfg, type(m).config_class), "the variant keeps its config as `self.cfg`"
     _yaml_safe(m.metadata(), "metadata()")
     _yaml_safe(m.cfg.model_dump(mode="json"), "cfg")
     if case.kind == "av":
@@ -254,8 +266,10 @@ def _check_shapes(case: _Case) -> None:
         _check_ar_shapes(case, m, b)
 
 
-def _check_av_shapes(case: _Case, m: nn.Module, b: int) -> None:
-    if hasattr(m, "verify_injection"):
+def _check_av_shapes(case: _Case, m: ActivationVerbalizer, b: int) -> None:
+    from nla_variants.core.text import CLOSE_TAG, wrap_explanation
+
+    if isinstance(m, VerifiesInjection):
         m.verify_injection()
     assert isinstance(m.eos_id, int), "the AV exposes its end token as `eos_id` (RL uses it)"
     assert torch.is_tensor(m.prompt_ids) and m.prompt_ids.dim() == 1, (
@@ -273,19 +287,15 @@ def _check_av_shapes(case: _Case, m: nn.Module, b: int) -> None:
     assert bool(torch.isfinite(logp).all()), "response_logprobs: non-finite log-probs"
     assert bool((logp[mask.bool()] <= 1e-6).all()), "response_logprobs: a log-prob above 0"
     assert bool((logp[~mask.bool()] == 0).all()), "response_logprobs: padding must be zeroed"
-    if hasattr(m, "extract"):  # what the AV is taught to write must pass its own extraction
-        from nla_variants.core.text import CLOSE_TAG, wrap_explanation
-
-        render = getattr(m, "render_target", lambda text: text)
-        for text in EXPLANATIONS:
-            tagged = wrap_explanation(render(text))
-            assert isinstance(m.extract(tagged), str), (
-                f"extract() rejects its own warm-start target {tagged!r}"
-            )
-        unclosed = tagged.removesuffix(CLOSE_TAG)
-        assert m.extract(unclosed) is None, (
-            f"extract() must return None for an output whose tag never closes: {unclosed!r}"
+    for text in EXPLANATIONS:  # what the AV is taught to write must pass its own extraction
+        tagged = wrap_explanation(m.render_target(text))
+        assert isinstance(m.extract(tagged), str), (
+            f"extract() rejects its own warm-start target {tagged!r}"
         )
+    unclosed = tagged.removesuffix(CLOSE_TAG)
+    assert m.extract(unclosed) is None, (
+        f"extract() must return None for an output whose tag never closes: {unclosed!r}"
+    )
     loss = m.sft_loss(case.vectors, list(EXPLANATIONS))
     assert loss.dim() == 0, f"sft_loss must be a scalar, got shape {tuple(loss.shape)}"
     assert bool(torch.isfinite(loss)) and loss.requires_grad, "sft_loss: finite, differentiable"
@@ -302,8 +312,10 @@ def _check_av_shapes(case: _Case, m: nn.Module, b: int) -> None:
     _token_lists(tokens, 2 * b, "sampled tokens")
 
 
-def _check_ar_shapes(case: _Case, m: nn.Module, b: int) -> None:
+def _check_ar_shapes(case: _Case, m: ActivationReconstructor, b: int) -> None:
     _token_lists(m.sequences(list(EXPLANATIONS), list(SOURCES)), b, "sequences")
+    if isinstance(m, ReadsSource):
+        _token_lists(m.source_ids(list(SOURCES)), b, "source_ids")
     # the evaluation's text-only row asks the AR about an empty explanation
     for texts in (list(EXPLANATIONS), [""] * b):
         pred = m(texts, list(SOURCES))
@@ -334,6 +346,12 @@ def _check_input_dependence(case: _Case) -> None:
             assert not torch.allclose(pred[0], pred[1]), (
                 "two different explanations give the same prediction: the AR ignores its text"
             )
+            if isinstance(m, ReadsSource):
+                pred = m(list(EXPLANATIONS[:1]) * 2, list(SOURCES[:2]))
+                assert not torch.allclose(pred[0], pred[1]), (
+                    "two different source prefixes give the same prediction: a ReadsSource AR "
+                    "ignores its source"
+                )
 
 
 def _stray_grad_tensors(m: nn.Module) -> list[str]:

@@ -37,9 +37,15 @@ def _rendezvous(markers: Path, count: int) -> None:
 
 
 def fake_run_trial(
-    cfg: TrialConfig, progress: bool = True, reporter: Any = None, tags: dict | None = None
+    cfg: TrialConfig,
+    progress: bool = True,
+    reporter: Any = None,
+    tags: dict | None = None,
+    on_stage: Any = None,
 ) -> dict[str, Any]:
     tags = tags or {}
+    if on_stage is not None:  # like run_trial: each stage's name as it starts
+        on_stage("evaluation")
     markers = Path(os.environ.get("NLA_TEST_MARKERS", "."))
     if os.environ.get("NLA_TEST_RENDEZVOUS"):
         _rendezvous(markers, int(os.environ["NLA_TEST_RENDEZVOUS"]))
@@ -55,8 +61,8 @@ def fake_run_trial(
 
 
 if __name__ == "__main__":
-    from ablations import sweep
     from nla_variants.cli import main
+    from nla_variants.sweeps import runner as sweep
 
     sweep.run_trial = fake_run_trial
     sys.exit(main(["sweep", *sys.argv[1:], "-q"]))

@@ -166,6 +166,22 @@ def test_context_ar_reads_the_source(ctx):
         ar(EXPLANATIONS)
 
 
+def test_context_ar_is_the_source_reader(ctx):
+    """It alone among the built-in ARs declares ReadsSource; `source_ids` is what `sequences`
+    puts in the template's source slot."""
+    from nla_variants.ar import BaselineAR, FlowchartAR, SmallAR
+    from nla_variants.ar.context import ContextAR
+    from nla_variants.interfaces import ReadsSource
+
+    assert issubclass(ContextAR, ReadsSource)
+    assert not any(issubclass(c, ReadsSource) for c in (BaselineAR, SmallAR, FlowchartAR))
+    ar = build("ar", {"variant": "context", "max_source_tokens": 8}, ctx)
+    (ids,) = ar.source_ids(["word " * 50])
+    assert len(ids) == 8
+    seq = ar.sequences(EXPLANATIONS[:1], ["word " * 50])[0]
+    assert seq[len(ar.pieces[0]) : len(ar.pieces[0]) + 8] == ids
+
+
 def test_context_template_needs_both_slots():
     with pytest.raises(NLAError, match="source"):
         variant_config("ar", {"variant": "context", "template": "{explanation} state:"})
@@ -195,6 +211,15 @@ def _word_problem(n: int, seed: int) -> tuple[list[str], torch.Tensor, torch.Ten
         pos = int(torch.randint(6, (1,), generator=g))
         texts.append(" ".join(words[:pos] + [KEYWORDS[lab].capitalize()] + words[pos:]))
     return texts, centres[labels] + torch.randn(n, 64, generator=g), centres
+
+
+def test_flowchart_has_its_own_loss_the_normalised_mse(ctx):
+    from nla_variants.ar.flowchart import FlowchartAR
+
+    assert "loss" in vars(FlowchartAR)  # not borrowed from BaselineAR
+    ar = build("ar", {"variant": "flowchart", "depth": 2}, ctx)
+    want = normalized_mse(ar(EXPLANATIONS), vectors(3)).mean()
+    torch.testing.assert_close(ar.loss(EXPLANATIONS, vectors(3)), want)
 
 
 def test_flowchart_learns_which_word_decides_the_vector(ctx):

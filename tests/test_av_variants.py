@@ -109,6 +109,16 @@ def test_multitoken_counts_placeholders_per_row(ctx):
         av._decoder(input_ids=ids)
 
 
+def test_the_slot_count_is_a_constructor_argument(ctx):
+    """n_slots reaches the baseline's constructor explicitly (no property it reads early)."""
+    from nla_variants.av import BaselineAV, BaselineAVConfig
+
+    two = BaselineAV(BaselineAVConfig(injection={"scale": 8.0}), ctx, n_slots=2)
+    assert two.n_slots == 2 and two.prompt_ids.tolist().count(two.placeholder.token_id) == 2
+    assert make(ctx, "multitoken", k=3, mode="repeat").n_slots == 3
+    assert make(ctx, "baseline").n_slots == 1
+
+
 def test_multitoken_learned_map_gets_gradients_and_slots_diverge(ctx):
     av = make(ctx, "multitoken", k=3, mode="learned")
     assert av.slot_maps.shape == (3, D, D) and av.slot_maps.requires_grad

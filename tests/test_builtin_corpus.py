@@ -9,11 +9,20 @@ from collections import Counter
 
 import pytest
 
-from nla_variants.data.builtin import BUILTIN_VERSION, build_builtin_corpus
-from nla_variants.data.builtin.grammar import Grammar, tidy
+from nla_variants.data.builtin import (
+    BUILTIN_VERSION,
+    build_builtin_corpus,
+    dialogue,
+    expository,
+    narrative,
+)
+from nla_variants.data.builtin.apidocs import make_api_doc
+from nla_variants.data.builtin.grammar import Grammar, lexicon, tidy
 from nla_variants.data.builtin.installed import stdlib_files
 from nla_variants.data.builtin.snippets import make_code_snippet
+from nla_variants.data.corpus import manifest_hash
 from nla_variants.data.documents import GENRES, Document
+from nla_variants.hashing import hash_obj, hash_text
 
 GENERATED_GENRES = ("narrative", "dialogue", "expository", "structured")
 ID = re.compile(r"^builtin/([a-z]+)/([a-z-]+)/(\d{6})$")
@@ -136,3 +145,49 @@ def test_grammar_bindings_capitals_and_articles() -> None:
     out = tidy(g("{greeting}", rng, {"who": "ada"}))
     assert out in ("Ada saw an owl.", "Ada saw a fox.")
     assert tidy("a apple , a unicorn and a hour") == "an apple, a unicorn and an hour"
+
+
+# sha256 over the four generated genres of the seed-0 corpus and 100 generated code and API
+# documents: text that comes from the word lists, templates and generators alone, so it is the same
+# on every Python install. A change to any of them must update this on purpose (and bump
+# BUILTIN_VERSION, which is part of every dataset address).
+GENERATED_HASH = "c719751e04a9f1c0aa045fac267b5b1f387bfd33d5bed1f4db5d90ab1ef57097"
+
+
+def test_generated_text_is_unchanged(corpus: list[Document]) -> None:
+    docs = [d for d in corpus if d.genre in GENERATED_GENRES]
+    rng = random.Random(5)
+    more = [make_code_snippet(rng) for _ in range(50)] + [make_api_doc(rng) for _ in range(50)]
+    assert hash_obj([manifest_hash(docs), [hash_text(t, 32) for t in more]]) == GENERATED_HASH
+
+
+def test_data_files_load_once_as_tuples() -> None:
+    assert lexicon("vocab") is lexicon("vocab")  # cached: read once per process
+    for name in ("vocab", "narrative", "dialogue", "expository", "structured", "apidocs"):
+        data = lexicon(name)
+        assert data and all(not isinstance(v, list) for v in data.values()), name
+
+
+def test_data_templates_use_only_defined_slots() -> None:
+    # Every {slot} in the data files is a grammar rule or a binding the generator sets.
+    pron = ["he", "He", "his", "His", "him", "self", "name", "surname", "Name"]
+    n = lexicon("narrative")
+    themes = n["themes"]
+    keys = ("openings", "intro", "scenes", "memories", "talks", "reflections", "titles")
+    tpl = [t for k in keys for t in n[k]]
+    tpl += [t for th in themes for k in ("trouble", "develop", "turn", "end") for t in th[k]]
+    tpl += [t for th in themes for alts in th["bind"].values() for t in alts]
+    bound = [*pron, *("f" + p for p in pron), "town", *(k for th in themes for k in th["bind"])]
+    narrative.GRAMMAR.check(tpl, bound)
+
+    d = lexicon("dialogue")
+    tpl = [t for topic in d["topics"] for v in topic.values() for s in v for t in s.split("||")]
+    tpl += [t for s in d["interview_qa"] for t in s.split("||")] + list(d["intro_lines"])
+    dialogue.GRAMMAR.check(tpl, ["who", "occupation"])
+
+    e = lexicon("expository")
+    tpl = [t for kind in e["news_kinds"] for k, v in kind.items() if k != "say" for t in v]
+    tpl += [*e["news_quotes"], *e["news_close"], *(t for v in e["entry"].values() for t in v)]
+    tpl += [t for report in e["reports"] for part in report[:2] for t in part]
+    bound = ["say", "say2", "storm_kind_cap", "animal_pl_cap", "feature", "feature2"]
+    expository.GRAMMAR.check(tpl, bound)

@@ -10,6 +10,7 @@ from nla_variants.config import PrepareConfig, TrialConfig, load_config
 from nla_variants.errors import NLAError
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+ABLATIONS = CONFIGS.parent / "ablations"  # the ablation studies: one sweep config each
 
 
 def test_defaults_and_overrides(tmp_path):
@@ -74,7 +75,7 @@ def test_bad_bases_are_one_line_errors(tmp_path, text, message):
 
 def test_a_sweep_config_keeps_its_own_base_key(tmp_path):
     """`base:` of a sweep names its base trial (a SweepConfig field), not a config to merge."""
-    from ablations.spec import load_sweep
+    from nla_variants.sweeps.spec import load_sweep
 
     (tmp_path / "trial.yaml").write_text("name: t\nseed: 4\n")
     (tmp_path / "sweep.yaml").write_text(
@@ -84,10 +85,10 @@ def test_a_sweep_config_keeps_its_own_base_key(tmp_path):
     assert sweep.cfg.base == "trial.yaml" and sweep.base["seed"] == 4
 
 
-@pytest.mark.parametrize("path", sorted((CONFIGS / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(ABLATIONS.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_sweep_config_loads(path):
     """The README's and the docs' sweep commands must not fail on their own configs."""
-    from ablations.spec import load_sweep
+    from nla_variants.sweeps.spec import load_sweep
 
     assert load_sweep(path).cfg.name == path.stem
 

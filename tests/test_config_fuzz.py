@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 
 from nla_variants.cli import main
 
-CONFIGS = Path(__file__).parent.parent / "configs"
-SHIPPED = sorted(CONFIGS.glob("*.yaml")) + sorted((CONFIGS / "sweeps").glob("*.yaml"))
+ROOT = Path(__file__).parent.parent
+CONFIGS = ROOT / "configs"
+SHIPPED = sorted(CONFIGS.glob("*.yaml")) + sorted((ROOT / "ablations").glob("*.yaml"))
 
 
 class Reached(Exception):
@@ -29,16 +30,17 @@ class Reached(Exception):
 
 
 def command_of(path: Path) -> str:
-    if path.parent.name == "sweeps":
+    if path.parent.name == "ablations":
         return "sweep"
     return {"train": "train", "finetune": "finetune"}.get(path.stem.split("_")[0], "prepare")
 
 
 def stub_expensive_stages(mp: pytest.MonkeyPatch) -> None:
     """Everything after config loading and the cheap input checks raises Reached."""
-    from ablations import sweep
     from nla_variants import experiment
-    from nla_variants.data import finetune, prepare
+    from nla_variants.data import prepare
+    from nla_variants.sweeps import runner as sweep
+    from nla_variants.training import finetune
 
     def reached(*args: Any, **kwargs: Any) -> None:
         raise Reached
@@ -123,7 +125,7 @@ def load_shipped(path: Path) -> dict:
     return data
 
 
-@pytest.mark.parametrize("shipped", SHIPPED, ids=lambda p: str(p.relative_to(CONFIGS)))
+@pytest.mark.parametrize("shipped", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
 def test_mutated_shipped_configs_load_or_fail_in_one_line(shipped, tmp_path_factory):
     command = command_of(shipped)
     workdir = tmp_path_factory.mktemp("fuzz")

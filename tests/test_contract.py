@@ -18,6 +18,11 @@ from torch import nn
 
 import nla_variants.registry as registry
 from nla_variants.errors import NLAError
+from nla_variants.interfaces import (
+    ActivationReconstructor,
+    ActivationVerbalizer,
+    missing_members,
+)
 from nla_variants.registry import register_ar, register_av, variants
 from nla_variants.testing import CHECKS, check_variant, run_check, variant_checks
 
@@ -218,3 +223,50 @@ def test_variant_checks_yields_named_callables_and_rejects_bad_overrides(tiny_mo
         list(variant_checks("ar", "baseline", {"bogus": 1}, model_dir="x", workdir="y"))
     with pytest.raises(ValueError, match="unknown contract check"):
         run_check("ar", "baseline", "nope", model_dir=tiny_model_dir, workdir=tmp_path)
+
+
+# -- the written interface ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "name", "config"), CASES)
+def test_builtins_implement_their_protocol_and_declare_capabilities(kind, name, config):
+    """Without building anything: a method-only capability is a property of the class."""
+    from nla_variants.interfaces import PrintsFlowchart, ReadsSource, VerifiesInjection
+
+    cls = variants(kind)[name].cls
+    protocol = ActivationVerbalizer if kind == "av" else ActivationReconstructor
+    set_in_init = {"cfg", "eos_id", "prompt_ids"}
+    lacks = [m for m in missing_members(cls, protocol) if m not in set_in_init]
+    assert not lacks, f"{cls.__name__} lacks {lacks}"
+    assert issubclass(cls, VerifiesInjection) == (kind == "av")
+    assert issubclass(cls, ReadsSource) == (name == "context")
+    assert issubclass(cls, PrintsFlowchart) == (name == "flowchart")
+
+
+def test_a_missing_interface_member_is_named(example, tiny_model_dir, contract_workdir):
+    def no_sequences(self):
+        raise AttributeError("sequences")
+
+    _register_broken("ar", example.MeanPoolAR, "no_sequences", sequences=property(no_sequences))
+    _fails(
+        "ar",
+        "no_sequences",
+        "shapes",
+        r"missing members of nla_variants.interfaces.ActivationReconstructor: \['sequences'\]",
+        tiny_model_dir,
+        contract_workdir,
+    )
+
+
+def test_a_source_reader_that_ignores_its_source_is_caught(
+    example, tiny_model_dir, contract_workdir
+):
+    base = example.MeanPoolAR
+
+    def source_ids(self, sources):
+        return self.tokenizer(list(sources), add_special_tokens=False)["input_ids"]
+
+    _register_broken("ar", base, "deaf_reader", source_ids=source_ids)
+    dirs = {"model_dir": tiny_model_dir, "workdir": contract_workdir}
+    run_check("ar", "deaf_reader", "shapes", **dirs)
+    _fails("ar", "deaf_reader", "input_dependence", "ignores its source", **dirs)

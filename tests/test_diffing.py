@@ -1,5 +1,6 @@
 """Activation diffing on the tiny model: the fine-tune that makes the second model, difference
-vectors checked against an independent `output_hidden_states` forward, and the refusals."""
+vectors checked against an independent `output_hidden_states` forward, and the refusals (among
+them a `finetune:` second model that is not built yet: preparing never trains)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from safetensors.torch import load_file
 
 from nla_variants.cli import main
 from nla_variants.config import CorpusConfig, PrepareConfig, load_config
-from nla_variants.data.finetune import FinetuneConfig, finetune_target
 from nla_variants.data.prepare import prepare
 from nla_variants.data.properties import load_properties
 from nla_variants.data.store import StoredDataset
 from nla_variants.errors import NLAError
 from nla_variants.target import resolve_model
+from nla_variants.training import finetune as finetune_mod
+from nla_variants.training.finetune import FinetuneConfig, finetune_target, with_built_diff_model
 
 LAYER = 2  # test_prepare.write_config extracts at layer 2 of the tiny model's 4
 
@@ -160,7 +162,7 @@ def test_diff_vectors_are_second_minus_target_activations(tmp_path, tiny_model_d
     by_config = load_config(
         _diff_config(tmp_path, tiny_model_dir, f"finetune:{ft_yaml}"), PrepareConfig
     )
-    again = prepare(by_config, progress=False)
+    again = prepare(with_built_diff_model(by_config), progress=False)
     assert again.cache_hit and again.path == result.path
 
 
@@ -169,6 +171,28 @@ def _cli_error(argv: list[str], capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert err.startswith("nla: error: ") and "\n" not in err and "fix:" in err
     return err
+
+
+def test_a_finetune_not_built_yet_is_one_line_and_trains_nothing(
+    tmp_path, tiny_model_dir, capsys, monkeypatch
+):
+    def trains(*args, **kwargs):
+        raise AssertionError("preparing a dataset started a fine-tune")
+
+    monkeypatch.setattr(finetune_mod, "finetune_target", trains)
+    monkeypatch.setattr(finetune_mod, "_train", trains)
+    ft_yaml = tmp_path / "ft.yaml"
+    ft_cfg = _finetune_cfg(tiny_model_dir, tmp_path / "finetuned")
+    ft_yaml.write_text(yaml.safe_dump(ft_cfg.model_dump(mode="json")))
+    path = _diff_config(tmp_path, tiny_model_dir, f"finetune:{ft_yaml}")
+
+    err = _cli_error(["prepare", str(path), "-q"], capsys)
+    assert f"target.diff_model: the fine-tune of {ft_yaml} is not built yet" in err
+    assert f"run `nla finetune {ft_yaml}` first" in err
+    # prepare itself takes the second model as an input, never a fine-tune config
+    with pytest.raises(NLAError, match="is a fine-tune config, not a model"):
+        prepare(load_config(path, PrepareConfig), progress=False)
+    assert not (tmp_path / "datasets").exists() and not (tmp_path / "finetuned").exists()
 
 
 def test_same_weights_as_the_target_is_an_error(tmp_path, tiny_model_dir, capsys):

@@ -369,9 +369,9 @@ def test_prepare_stores_properties_and_older_datasets_get_the_same_on_demand(
 def test_faithfulness_metrics_are_sweep_objectives_and_compare_columns(tmp_path):
     import optuna
 
-    from ablations.report import metric_names, to_markdown
-    from ablations.report import rows as report_rows
-    from ablations.spec import Objective
+    from nla_variants.sweeps.report import metric_names, to_markdown
+    from nla_variants.sweeps.report import rows as report_rows
+    from nla_variants.sweeps.spec import Objective
 
     assert Objective(metric="eval/contradict_mean", direction="minimize")
     assert Objective(metric="eval/faithful_genre").metric == "eval/faithful_genre"

@@ -286,3 +286,45 @@ def test_trial_config_template_without_slot_passes_validation():
     assert cfg.ar == {"template": "no slot here"}
     variant, ar_cfg = variant_config("ar", cfg.ar)
     assert variant.cls is BaselineAR and ar_cfg.template == "no slot here"
+
+
+# -- the typed sections of a trial ----------------------------------------------------------------
+
+
+def test_a_trial_carries_its_sections_validated_once():
+    from nla_variants.av.structured import StructuredAV, StructuredAVConfig
+    from nla_variants.registry import ARSection, AVSection
+
+    cfg = load_config(None, TrialConfig, ["av.variant=structured", "av.fields=topic,next"])
+    assert isinstance(cfg.av, AVSection) and isinstance(cfg.ar, ARSection)
+    assert cfg.av.variant.cls is StructuredAV and cfg.av.variant.name == "structured"
+    assert isinstance(cfg.av.config, StructuredAVConfig) and cfg.av.config.fields == [
+        "topic",
+        "next",
+    ]
+    assert cfg.av.config is cfg.av.config  # validated once, at load
+    variant, av_cfg = variant_config("av", cfg.av)
+    assert av_cfg is cfg.av.config  # the registry reuses it instead of validating again
+    assert cfg.ar.variant.cls is BaselineAR and cfg.ar.config == BaselineARConfig()
+
+
+def test_a_section_serialises_as_written():
+    """Dumps (config.yaml, MLflow params) and hashes see the keys as written, not the defaults
+    the validated config fills in: existing run records and cache keys stay valid."""
+    overrides = ["av.variant=structured", "av.fields=topic,next", "ar.template=x {explanation}"]
+    cfg = load_config(None, TrialConfig, overrides)
+    dumped = cfg.model_dump(mode="json")
+    assert dumped["av"] == {"variant": "structured", "fields": "topic,next"}
+    assert dumped["ar"] == {"template": "x {explanation}"}
+    assert type(dumped["av"]) is dict and type(cfg.model_dump()["ar"]) is dict
+    assert cfg.av == {"variant": "structured", "fields": "topic,next"}  # a read-only mapping
+    again = TrialConfig.model_validate(dumped)
+    assert again == cfg and again.av.config == cfg.av.config
+
+
+def test_assigning_a_section_validates_it():
+    cfg = load_config(None, TrialConfig)
+    cfg.ar = {"variant": "small", "n_layers": 1}
+    assert cfg.ar.variant.name == "small" and cfg.ar.config.n_layers == 1
+    with pytest.raises(NLAError, match=r"unknown av variant 'nope'"):
+        cfg.av = {"variant": "nope"}

@@ -17,12 +17,12 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from ablations import sweep as sweep_mod
-from ablations.report import rows, to_csv
-from ablations.spec import load_sweep
-from ablations.sweep import SweepRunner, aggregate
 from nla_variants.cli import main
 from nla_variants.config import TrialConfig, load_config
+from nla_variants.sweeps import runner as sweep_mod
+from nla_variants.sweeps.report import rows, to_csv
+from nla_variants.sweeps.runner import SweepRunner, aggregate
+from nla_variants.sweeps.spec import load_sweep
 
 TINY_RL = {
     "train.rl.steps": 2,

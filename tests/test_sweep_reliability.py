@@ -5,7 +5,9 @@ study database; the disk and secrets tests run real trials on the tiny model."""
 from __future__ import annotations
 
 import errno
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,10 +23,10 @@ from optuna.trial import TrialState
 from sweep_worker import fake_run_trial
 from test_sweep import study_of, sweep_yaml
 
-from ablations import sweep as sweep_mod
-from ablations.spec import load_sweep
 from nla_variants import checkpoint
 from nla_variants.cli import main
+from nla_variants.sweeps import runner as sweep_mod
+from nla_variants.sweeps.spec import load_sweep
 
 WORKER = Path(__file__).parent / "sweep_worker.py"
 
@@ -87,6 +89,24 @@ def test_a_second_invocation_does_not_replay_the_first(tmp_path, tiny_model_dir,
     assert main(["sweep", str(fake_sweep(tmp_path, tiny_model_dir, n_trials=4)), "-q"]) == 0
     done = configurations(study_of(tmp_path))
     assert len(done) == len(set(done)) == 4
+
+
+def test_a_sweep_prints_one_line_per_trial_stage(tmp_path, tiny_model_dir, monkeypatch, caplog):
+    """trial i/n, seed, the stage and the clock; a line when each seed run finishes."""
+    monkeypatch.setattr(sweep_mod, "run_trial", fake_run_trial)  # its one stage: evaluation
+    caplog.set_level(logging.INFO, logger=sweep_mod.__name__)
+    path = fake_sweep(tmp_path, tiny_model_dir, n_trials=2, seeds=2)
+    sweep_mod.SweepRunner(load_sweep(path), progress=False).run()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("trial ")]
+    assert [line.split(" (")[0] for line in lines] == [
+        f"trial {i}/2, seed {seed}: {stage}"
+        for i in (1, 2)
+        for seed in (0, 1)
+        for stage in ("evaluation", "finished")
+    ]
+    assert re.fullmatch(r".*\(\d+s elapsed, no estimate yet\)", lines[0])
+    assert re.fullmatch(r".*\(\d+s elapsed, about \d+s left\)", lines[1])
+    assert lines[-1].endswith(", about 0s left)")
 
 
 def test_a_killed_sweep_resumes_without_repeats_and_closes_its_mlflow_runs(

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
+import string
 import subprocess
 import sys
 import time
 
 import pytest
 
+from nla_variants.data.builtin.apidocs import make_api_doc
+from nla_variants.data.builtin.dialogue import make_dialogue
+from nla_variants.data.builtin.expository import make_expository
+from nla_variants.data.builtin.narrative import make_narrative
+from nla_variants.data.builtin.snippets import make_code_snippet
+from nla_variants.data.builtin.structured import make_structured
 from nla_variants.data.teachers.base import parse_explanation
 from nla_variants.data.teachers.heuristic import VERSION, HeuristicTeacher, _Doc
+from nla_variants.data.teachers.heuristic.common import PHRASES
+from nla_variants.hashing import hash_obj
 
 # Clear, hand-written examples of each genre, cut mid-way like real prefixes.
 GENRE_EXAMPLES: dict[str, list[str]] = {
@@ -344,3 +354,36 @@ def test_throughput():
     elapsed = time.process_time() - start
     assert all(outs)
     assert elapsed < 10.0, f"{len(prefixes) / elapsed:.0f} prefixes/s of CPU time"
+
+
+# sha256 of the answers (seed 0) on every example above and on generated documents of each genre
+# cut at fixed points. A change to a rule, word list or template must update it on purpose (and
+# bump VERSION, which is part of every dataset address).
+ANSWERS_HASH = "d7f2cd755874daee55d7c0d23dafd8358a80341b8ca36270b233af5dfa4e3fde"
+
+
+def test_answers_are_unchanged():
+    makers = (
+        make_narrative,
+        make_dialogue,
+        make_expository,
+        make_structured,
+        make_code_snippet,
+        make_api_doc,
+    )
+    prefixes = _all_examples()
+    for i, make in enumerate(makers):
+        rng = random.Random(i)
+        for _ in range(40):
+            text = make(rng)
+            prefixes += [text[: len(text) * k // 5] for k in (1, 2, 3, 4)]
+    assert hash_obj(HeuristicTeacher(seed=0).explain(prefixes)) == ANSWERS_HASH
+
+
+def test_phrase_book_fills_every_template():
+    # Every alternative is a str.format template (or a [template, fallback] pair).
+    for key, options in PHRASES.items():
+        for option in options:
+            for template in (option,) if isinstance(option, str) else option:
+                assert isinstance(template, str), key
+                list(string.Formatter().parse(template))  # raises on a malformed template

@@ -284,3 +284,83 @@ def test_nla_evaluate_rescores_a_run_as_its_trial_did(finished, tmp_path, capsys
     assert main(["evaluate", str(run_dir), "--dataset", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "below 2" in err[0] and "not a complete dataset" in err[1]
+
+
+# -- the warm-start cache -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "where", "keys"),
+    [
+        ([], ("ds-0123", "32-true", "cpu"), ("6aa41e8474691d7e", "fb41ecfe434c57d7")),
+        (
+            [
+                "av.variant=structured",
+                "av.fields=topic,next",
+                "ar.variant=small",
+                "ar.n_layers=1",
+                "train.ar_sft.ridge=0.1",
+                "train.ar_sft.av_text=0.5",
+                "train.av_sft.checkpoint_every=5",
+                "seed=3",
+            ],
+            ("ds-0123", "bf16-mixed", "cuda"),
+            ("0a2bb37a41429e15", "cd8f3caf0244017b"),
+        ),
+    ],
+)
+def test_warm_start_cache_keys_are_unchanged(overrides, where, keys):
+    """Existing caches keep hitting: these keys were computed by the code before the trial's
+    variant sections were typed (version pinned, so a release does not move them)."""
+    from nla_variants.training.warm_cache import WarmStartCache
+
+    cfg = load_config(None, TrialConfig, overrides)
+    cache = WarmStartCache(Path("cache"), *where, cfg.seed, version="0.0.0-test")
+    av = cache.key("av", cfg.av, cfg.train.av_sft)
+    schema = {"fields": ["topic", "next"], "max_field_words": 64} if overrides else None
+    ar = cache.key("ar", cfg.ar, cfg.train.ar_sft, {"schema": schema, "av": av})
+    assert (av, ar) == keys
+
+
+def test_warm_start_cache_lookup_and_store(tmp_path, tiny_model_dir):
+    from nla_variants.registry import BuildContext, build
+    from nla_variants.target import resolve_model
+    from nla_variants.training.warm_cache import WarmStartCache
+
+    ctx = BuildContext(resolve_model(str(tiny_model_dir)), 2, 64, 8.0)
+    cache = WarmStartCache(tmp_path, "ds", "32-true", "cpu", 0)
+    key = cache.key("ar", {"variant": "flowchart", "depth": 1}, TrialConfig().train.ar_sft)
+    assert cache.lookup("ar", key) is None
+    ar = build("ar", {"variant": "flowchart", "depth": 1}, ctx)
+    path = cache.store("ar", key, ar, ctx, step=4, figures={"steps": 4.0})
+    assert cache.lookup("ar", key) == path == tmp_path / f"ar-{key}"
+    assert cache.lookup("av", key) is None
+    assert yaml.safe_load((path / "checkpoint.yaml").read_text())["figures"] == {"steps": 4.0}
+
+
+def test_only_the_cli_sets_logging_and_warning_filters():
+    """Importing the training path leaves Lightning's loggers and the warning filters alone;
+    `nla train` / `nla sweep` (cli.setup_logging) quieten Lightning's banners and warnings."""
+    import subprocess
+    import sys
+
+    code = """
+import logging, warnings
+import lightning.pytorch
+
+def state():
+    patterns = [f[1].pattern for f in warnings.filters if f[1] is not None]
+    ours = [p for p in patterns if "eval mode" in p or "LeafSpec" in p]
+    return logging.getLogger("lightning.pytorch").level, len(ours)
+
+assert state() == (logging.INFO, 0), state()
+import nla_variants.experiment
+assert state() == (logging.INFO, 0), state()
+from nla_variants.cli import setup_logging
+setup_logging(True)
+assert state() == (logging.INFO, 0), "only a training command quietens Lightning"
+setup_logging(True, trains=True)
+assert state() == (logging.WARNING, 2), state()
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

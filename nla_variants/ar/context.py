@@ -43,9 +43,9 @@ class ContextARConfig(SmallARConfig):
 
 @register_ar("context", ContextARConfig)
 class ContextAR(SmallAR):
-    """(explanations, source prefixes) -> predicted vectors [B, d]."""
+    """(explanations, source prefixes) -> predicted vectors [B, d]. A `ReadsSource`
+    (nla_variants.interfaces): the contract suite checks that the prefix matters."""
 
-    uses_source = True
     contract_configs = {
         "source_last_lora": {
             "template": "{explanation}\n---\n{source}\nState:",
@@ -67,6 +67,15 @@ class ContextAR(SmallAR):
         fixed = sum(len(p) for p in self.pieces if isinstance(p, list))
         return {**super().metadata(), "template_tokens": fixed}
 
+    def _encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids, special-token strings split as plain text (a prefix may hold them)."""
+        enc = self.tokenizer(list(texts), add_special_tokens=False, split_special_tokens=True)
+        return [list(ids) for ids in enc["input_ids"]]
+
+    def source_ids(self, sources: Sequence[str]) -> list[list[int]]:
+        """The last `max_source_tokens` token ids of each prefix: what the AR reads of it."""
+        return [ids[-self.cfg.max_source_tokens :] for ids in self._encode(sources)]
+
     def sequences(
         self, explanations: Sequence[str], sources: Sequence[str] | None = None
     ) -> list[list[int]]:
@@ -76,14 +85,10 @@ class ContextAR(SmallAR):
                 "the context AR needs one source prefix per explanation "
                 f"(got {None if sources is None else len(sources)} for {len(explanations)})"
             )
-        enc = self.tokenizer(
-            list(explanations) + list(sources), add_special_tokens=False, split_special_tokens=True
-        )["input_ids"]
-        n = len(explanations)
-        cap, keep = self.cfg.max_explanation_tokens, self.cfg.max_source_tokens
+        cap = self.cfg.max_explanation_tokens
         out = []
-        for i in range(n):
-            fill = {EXPLANATION_SLOT: enc[i][:cap], SOURCE_SLOT: enc[n + i][-keep:]}
+        for text, source in zip(self._encode(explanations), self.source_ids(sources), strict=True):
+            fill = {EXPLANATION_SLOT: text[:cap], SOURCE_SLOT: source}
             seq: list[int] = []
             for piece in self.pieces:
                 seq += fill[piece] if isinstance(piece, str) else piece

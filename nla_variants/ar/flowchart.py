@@ -30,8 +30,8 @@ from pydantic import Field
 from torch import nn
 from transformers import AutoTokenizer
 
-from nla_variants.ar.baseline import BaselineAR
 from nla_variants.config import Strict
+from nla_variants.core.vectors import normalized_mse
 from nla_variants.registry import BuildContext, register_ar
 
 _WORD = re.compile(r"[a-z]+")
@@ -121,7 +121,15 @@ class FlowchartAR(nn.Module):
         x = self.features(explanations).to(self.leaves.dtype)
         return (self.leaf_weights(x) @ (self.cfg.lr_multiplier * self.leaves)).float()
 
-    loss = BaselineAR.loss  # the same normalised MSE as every AR (calls this class's forward)
+    def loss(
+        self,
+        explanations: Sequence[str],
+        vectors: torch.Tensor,
+        sources: Sequence[str] | None = None,
+    ) -> torch.Tensor:
+        """Normalised MSE (2(1 - cos)) between prediction and activation, batch mean: the
+        objective of every AR."""
+        return normalized_mse(self(explanations, sources), vectors).mean()
 
     def metadata(self) -> dict:
         digest = hashlib.sha256("\n".join(self.words).encode()).hexdigest()[:16]

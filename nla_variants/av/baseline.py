@@ -117,19 +117,20 @@ class CloseTagStop(StoppingCriteria):
 
 @register_av("baseline", BaselineAVConfig)
 class BaselineAV(nn.Module):
-    """Vector -> explanation. Subclasses change how the vector enters (`vector_inputs`,
-    `n_slots`) and keep the SFT loss, log-probs and generation."""
+    """Vector -> explanation. Subclasses change how the vector enters (`vector_inputs`, and
+    `n_slots`: how many placeholder tokens it fills, passed to this constructor) and keep the
+    SFT loss, log-probs and generation."""
 
-    n_slots = 1
     # extra configurations the contract suite (nla_variants.testing) checks besides the defaults
     contract_configs: dict[str, dict] = {
         "lora": {"finetune": "lora"},
         "residual": {"injection": {"site": 1, "mode": "add", "scale": "match", "center": "mean"}},
     }
 
-    def __init__(self, cfg: BaselineAVConfig, ctx: BuildContext) -> None:
+    def __init__(self, cfg: BaselineAVConfig, ctx: BuildContext, n_slots: int = 1) -> None:
         super().__init__()
         self.cfg = cfg
+        self.n_slots = n_slots  # placeholder tokens the vector fills (vector_inputs' k)
         lm, self.tokenizer = load_lm(ctx.source)
         with torch.no_grad():
             self.embed_norm = float(lm.get_input_embeddings().weight.norm(dim=-1).mean())

@@ -42,16 +42,12 @@ class MultiTokenAV(BaselineAV):
     }
 
     def __init__(self, cfg: MultiTokenAVConfig, ctx: BuildContext) -> None:
-        super().__init__(cfg, ctx)
+        super().__init__(cfg, ctx, n_slots=cfg.k)
         if cfg.mode == "learned":
             d = self.lm.get_input_embeddings().weight.shape[1]
             eye = torch.eye(d, dtype=torch.float32)
             # slot_maps[i] maps the vector to slot i's embedding: out_i = slot_maps[i] @ v
             self.slot_maps = nn.Parameter(eye.repeat(cfg.k, 1, 1))
-
-    @property
-    def n_slots(self) -> int:  # read by the baseline's __init__ (placeholder search), injecting
-        return self.cfg.k
 
     def vector_inputs(self, vectors: torch.Tensor) -> torch.Tensor:
         """[B, k, d]: the vector repeated, or its k learned images."""

@@ -2,11 +2,13 @@
 
 Why: an NLA trained on difference vectors explains what changed between two models on the same
 inputs (for example the target after a short fine-tune on one genre, see
-`nla_variants.data.finetune`), instead of what the target represents.
+`nla_variants.training.finetune`), instead of what the target represents.
 
 Set `target.diff_model` in a prepare config (same forms as `target.model`: `embedded`, a .gguf
-file, a local checkpoint dir, a hub id; or `finetune:PATH.yaml`, a `FinetuneConfig` that is run
-once and then found in the cache, see `nla_variants.data.finetune`). Each document is tokenised once with the target's
+file, a local checkpoint dir, a hub id). The second model is an input: this module never trains.
+`finetune:PATH.yaml` names the checkpoint `nla finetune PATH.yaml` built; the caller of `prepare`
+turns it into that dir first (`nla_variants.training.finetune.with_built_diff_model`, as the nla
+commands do), and it is an error here. Each document is tokenised once with the target's
 tokenizer and run once through each model (early exit at `target.layer`); the stored vector at
 every truncation point is `diff_model - model`, raw fp32. Everything downstream (splits, shards,
 the AV and AR, which are still built from `target.model`) is unchanged. The sidecar says
@@ -41,23 +43,20 @@ import torch
 from nla_variants.config import TargetConfig
 from nla_variants.errors import NLAError
 from nla_variants.hashing import hash_obj
-from nla_variants.target import ModelSource, TargetModel, _file_sha, check_layer, resolve_model
+from nla_variants.target import (
+    ModelSource,
+    TargetModel,
+    check_layer,
+    content_fingerprint,
+    resolve_model,
+)
 
 log = logging.getLogger(__name__)
 
 _CALL_STATE = ("truncation", "padding")
 FINETUNE_HINT = "use a fine-tune of target.model, e.g. one made by `nla finetune`"
-
-
-def content_fingerprint(source: ModelSource) -> str:
-    """A weight-content identity. Local dirs are fingerprinted by resolve_model from the config
-    and file sizes only, so two fine-tunes of one base would collide; here the safetensors are
-    hashed (memoised on disk by path, size and mtime). Other kinds already hash their content."""
-    if source.kind != "local":
-        return source.fingerprint
-    path = Path(source.load_path)
-    weights = sorted((p.name, _file_sha(p)) for p in path.iterdir() if p.suffix == ".safetensors")
-    return "local-sha:" + hash_obj([(path / "config.json").read_text(), weights])
+FINETUNE_SPEC_PREFIX = "finetune:"  # target.diff_model: finetune:configs/finetune_narrative.yaml
+FINETUNE_META = "finetune.yaml"  # what `nla finetune` records in the checkpoint dir it saves
 
 
 def _arch(source: ModelSource) -> tuple[str, int]:
@@ -95,10 +94,14 @@ def resolve_diff_model(cfg: TargetConfig, source: ModelSource) -> ModelSource | 
     `content_fingerprint`), so it can go into the dataset address."""
     if cfg.diff_model is None:
         return None
-    from nla_variants.data.finetune import resolve_finetune_spec
-
-    other = resolve_model(resolve_finetune_spec(cfg.diff_model))
     spec = f"target.diff_model {cfg.diff_model}"
+    if cfg.diff_model.startswith(FINETUNE_SPEC_PREFIX):
+        raise NLAError(
+            f"{spec} is a fine-tune config, not a model",
+            "resolve it first with nla_variants.training.finetune.with_built_diff_model (the nla"
+            " commands do), or give the checkpoint dir `nla finetune` printed",
+        )
+    other = resolve_model(cfg.diff_model)
     if other.d_model != source.d_model:
         raise NLAError(
             f"{spec} has d_model {other.d_model} but target.model has {source.d_model};"
@@ -194,13 +197,15 @@ class DiffTarget:
         return [o - b for o, b in zip(other, base, strict=True)]
 
 
-def load_extractor(cfg: TargetConfig, diff: ModelSource | None) -> TargetModel | DiffTarget:
+def load_extractor(
+    cfg: TargetConfig, diff: ModelSource | None, source: ModelSource | None = None
+) -> TargetModel | DiffTarget:
     """The model(s) `prepare` extracts with: the target, or the target paired with the second
-    model of a diff dataset."""
-    target = TargetModel(cfg.model, cfg.precision, cfg.device)
+    model of a diff dataset. `source`, `diff`: the models already resolved and checked."""
+    target = TargetModel(source or cfg.model, cfg.precision, cfg.device)
     if diff is None:
         return target
-    return DiffTarget(target, TargetModel(diff.spec, cfg.precision, cfg.device))
+    return DiffTarget(target, TargetModel(diff, cfg.precision, cfg.device))
 
 
 def diff_sidecar(diff: ModelSource | None) -> dict:

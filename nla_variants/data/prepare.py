@@ -6,7 +6,9 @@ forward per document (all its truncation points at once), teacher explanations, 
 write. A killed run resumes at the first missing shard and ends with exactly the rows of an
 uninterrupted run; the sidecar is written last and marks completion. With `target.diff_model` the
 vectors are that model's activations minus the target's (one pass per model per document; see
-nla_variants/data/diffing.py).
+nla_variants/data/diffing.py). That second model is an input: `prepare` never trains, and a
+`finetune:PATH.yaml` spec is turned into the built checkpoint dir before it is called
+(`nla_variants.training.finetune.with_built_diff_model`).
 """
 
 from __future__ import annotations
@@ -253,7 +255,7 @@ def prepare(cfg: PrepareConfig, progress: bool = True, wait: bool = False) -> Pr
         return PrepareResult(directory, True, StoredDataset.open(directory).sidecar)
     try:
         teacher.check()  # e.g. one cheap API request: a rejected key fails before extraction
-        target = load_extractor(cfg.target, diff)  # may still refuse (identical weights)
+        target = load_extractor(cfg.target, diff, source)  # may refuse (identical weights)
         with _exclusive(directory, wait):
             if (directory / SIDECAR).is_file():  # the writer we waited for finished it
                 return PrepareResult(directory, True, StoredDataset.open(directory).sidecar)

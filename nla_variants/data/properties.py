@@ -232,7 +232,7 @@ def property_columns(
 
 def finetune_genre(spec: str | None) -> str | None:
     """The genre a second model was fine-tuned on (`nla finetune` records it), or None."""
-    from nla_variants.data.finetune import META
+    from nla_variants.data.diffing import FINETUNE_META as META
 
     if not spec:
         return None

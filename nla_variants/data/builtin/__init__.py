@@ -6,7 +6,8 @@ two come from text already installed on the machine and read at run time (stdlib
 `code`, stdlib docstrings and package descriptions for `technical`), topped up with generated
 snippets and manuals. Every genre gets at least a sixth of `min_bytes`; each generated genre at
 least `GENERATED_MIN_DOCS` distinct documents; the installed genres enough documents that no
-genre falls under ~10% of the corpus.
+genre falls under ~10% of the corpus. The word lists, templates and schemas are package data
+(`data/*.yaml`, read once by `grammar.lexicon`); the genre modules keep only the generators.
 
 Determinism: each genre has its own `random.Random` seeded from (version, seed, genre), file
 walks are sorted before they are shuffled, and nothing depends on set/dict iteration of

@@ -4,15 +4,21 @@ Why: the generated genres need thousands of distinct, natural-looking documents 
 lines of hand-written templates. Recursive slot expansion multiplies a small vocabulary into a large
 space of sentences; bindings keep a story's characters and places consistent from start to end.
 
+Rules and templates are data: `lexicon(name)` reads `data/<name>.yaml` once per process.
 Template syntax: `{name}` expands rule `name` (a random alternative, itself a template) or the
 binding `name`; `{^name}` does the same and capitalises the first letter of the result.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 Rule = Sequence[str] | Callable[[random.Random], str]
 
@@ -22,19 +28,29 @@ _NOT_AN = ("uni", "use", "usu", "ute", "one", "once", "eu", "ure", "Uni", "Use",
 _SPACES = re.compile(r"[ \t]+([,.;:!?])|(?<=\S)[ \t]{2,}")
 
 
-def W(text: str) -> tuple[str, ...]:
-    """Whitespace-separated word list."""
-    return tuple(text.split())
+_DATA = Path(__file__).with_name("data")
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader when libyaml is there
 
 
-def P(text: str) -> tuple[str, ...]:
-    """Pipe-separated phrase list (phrases may contain spaces)."""
-    return tuple(s.strip() for s in text.split("|") if s.strip())
+def _frozen(value: Any) -> Any:
+    """Lists become tuples (at any depth): the data is shared by every caller, so immutable."""
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _frozen(v) for k, v in value.items()}
+    return value
 
 
-def L(text: str) -> tuple[str, ...]:
-    """One alternative per non-empty line."""
-    return tuple(line.strip() for line in text.strip().splitlines() if line.strip())
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML mapping with its lists as tuples."""
+    with open(path, encoding="utf-8") as f:
+        return _frozen(yaml.load(f, Loader=_LOADER))
+
+
+@functools.cache
+def lexicon(name: str) -> dict[str, Any]:
+    """The word lists and templates of `data/<name>.yaml`, read once per process."""
+    return read_yaml(_DATA / f"{name}.yaml")
 
 
 def _an(match: re.Match[str]) -> str:

@@ -4,7 +4,8 @@ timetables, recipes, receipts, league tables and key-value records.
 Why: pretraining data is full of records whose next token is predicted by column position and
 schema rather than by prose; a probe for `structured` must see delimiters, aligned columns and
 repeated keys. Tables draw a schema, a random subset and order of its columns and a header style,
-so no two tables need begin alike.
+so no two tables need begin alike. Word lists and recipe steps are
+`data/structured.yaml`.
 """
 
 from __future__ import annotations
@@ -15,58 +16,12 @@ import json
 import random
 from collections.abc import Callable
 
-from .grammar import P, W, render_document
-from .vocab import CITIES, MONTHS, SURNAMES, WEEKDAYS, first_name, street, town
+from .grammar import lexicon, render_document
+from .vocab import CITIES, MONTHS, SURNAMES, WEEKDAYS, first_name, full_name, street, town
 
 Field = Callable[[random.Random], object]
 
-_ADJ = W("Classic Compact Deluxe Heavy-Duty Eco Mini Pro Smart Standard Premium Folding Portable")
-_PRODUCT = P(
-    """Desk Lamp|Hex Bolt M6|Ceramic Mug|Garden Hose|Cordless Drill|Notebook A5|Kettle|Door Hinge|
-    Bike Pump|Water Bottle|Extension Lead|Paint Roller|Storage Box|Cutting Board|LED Bulb|
-    Wool Blanket|Tape Measure|Phone Charger|Coffee Grinder|Padlock"""
-)
-_CATEGORY = W("Hardware Kitchen Garden Electrical Stationery Outdoor Homeware Tools Lighting")
-_CONDITIONS = P("sunny|cloudy|light rain|heavy rain|showers|fog|snow|windy|clear|overcast")
-_GENRE = P("mystery|history|poetry|science|cookery|travel|fantasy|biography|romance|crime")
-_TITLE_A = W("Silent Northern Hidden Last Broken Golden Winter Distant Little Paper Salt Iron")
-_TITLE_B = W("Harbour Garden Letters River Kingdom Orchard Lantern Atlas Voyage Clock Island")
-_STATUS = P("on time|delayed|boarding|departed|cancelled|gate closed|landed")
-# Ingredients by how a recipe measures them.
-_WEIGHED = P(
-    """plain flour|butter|red lentils|basmati rice|potatoes|spinach|cheddar|chicken thighs|oats|
-    mushrooms|caster sugar|white fish|dried pasta|ground almonds|yoghurt|frozen peas"""
-)
-_POURED = P("milk|vegetable stock|double cream|chicken stock|water|coconut milk|passata")
-_COUNTED = P(
-    """onions|garlic cloves|carrots|celery sticks|lemons|leeks|tins of chickpeas|
-    tins of chopped tomatoes|bay leaves|red peppers|courgettes"""
-)
-_SPOONED = P(
-    """ground cumin|smoked paprika|baking powder|ground cinnamon|honey|soy sauce|olive oil|
-    dried thyme|tomato puree|mustard|ground ginger|vinegar"""
-)
-_TASTE = P("salt|black pepper|fresh parsley|chopped coriander|grated nutmeg|chilli flakes")
-_DISH_A = W("Smoky Creamy Spiced Lemon Garlic Herby Rustic Quick Slow-Cooked Golden Crispy")
-_DISH_B = P(
-    """Lentil Stew|Chicken Traybake|Leek Pie|Tomato Soup|Mushroom Risotto|Bean Chilli|Flatbreads|
-    Apple Crumble|Fish Cakes|Potato Gratin|Chickpea Curry|Oat Biscuits|Spinach Dhal|Banana Loaf"""
-)
-# Method steps: which ingredient groups they need (w weighed, p poured, c counted, s spooned).
-_STEPS = (
-    ("", "Preheat the oven to {temp} degrees."),
-    ("c", "Finely chop the {c}."),
-    ("", "Heat a splash of oil in a large pan over a medium heat."),
-    ("c", "Add the {c} and cook for {n} minutes, stirring often, until soft."),
-    ("s", "Stir in the {s} and cook for another minute."),
-    ("p", "Pour in the {p}, bring to the boil, then turn down to a simmer."),
-    ("w", "Add the {w} and cook for {n}0 minutes, until tender."),
-    ("ws", "Mix the {w} and {s} together in a bowl."),
-    ("", "Cover and leave to rest for {n} minutes."),
-    ("", "Transfer to a baking dish and bake for {n}0 minutes until golden."),
-    ("t", "Season with {t} and serve."),
-    ("", "Leave to cool for {n} minutes before serving."),
-)
+_D = lexicon("structured")  # word lists; recipe steps name the ingredient groups they need
 
 
 def _price(rng: random.Random) -> str:
@@ -91,103 +46,71 @@ def _phone(rng: random.Random) -> str:
 
 
 def _book_title(rng: random.Random) -> str:
-    return f"The {rng.choice(_TITLE_A)} {rng.choice(_TITLE_B)}"
+    return f"The {rng.choice(_D['title_a'])} {rng.choice(_D['title_b'])}"
+
+
+def _isbn(r: random.Random) -> str:
+    return (
+        f"978-{r.randint(0, 9)}-{r.randint(1000, 9999)}-{r.randint(1000, 9999)}-{r.randint(0, 9)}"
+    )
+
+
+# Value generators the schemas in `data/structured.yaml` name, besides `int`, `real`, `bool` and
+# `pick` (a word list of the same file).
+_NAMED: dict[str, Field] = {
+    "first_name": first_name,
+    "full_name": full_name,
+    "surname": lambda r: r.choice(SURNAMES),
+    "city": lambda r: r.choice(CITIES),
+    "city_or_town": lambda r: r.choice(CITIES) if r.random() < 0.5 else town(r),
+    "town": town,
+    "email": _person_email,
+    "phone": _phone,
+    "date": _date,
+    "time": _time,
+    "price": _price,
+    "book_title": _book_title,
+    "isbn": _isbn,
+    "sku": lambda r: f"{r.choice('ABCDHKMPT')}{r.choice('ABCDHKMPT')}-{r.randint(100, 9999)}",
+    "product_name": lambda r: f"{r.choice(_D['adj'])} {r.choice(_D['product'])}",
+    "supplier": lambda r: (
+        f"{r.choice(SURNAMES)} {r.choice(('Ltd', 'Supplies', '& Co', 'Trading'))}"
+    ),
+    "rain_mm": lambda r: round(max(0.0, r.gauss(2, 5)), 1),
+    "order_id": lambda r: f"ORD-{r.randint(100000, 999999)}",
+    "flight": lambda r: (
+        f"{r.choice(('NX', 'TP', 'AZ', 'KL', 'SK', 'EI', 'LO'))}{r.randint(100, 9999)}"
+    ),
+    "gate": lambda r: f"{r.choice('ABCDE')}{r.randint(1, 40)}",
+    "timestamp": lambda r: f"{_date(r)}T{_time(r)}:{r.randint(0, 59):02d}Z",
+    "sensor_id": lambda r: f"s-{r.randint(1, 64):03d}",
+    "student": lambda r: f"{first_name(r)} {r.choice(SURNAMES)[0]}.",
+    "school_class": lambda r: f"{r.randint(7, 13)}{r.choice('ABCDE')}",
+}
+
+
+def _field(spec: str) -> Field:
+    """A value generator from a spec: `int LO HI`, `real LO HI DIGITS`, `bool P`, `pick LIST`,
+    or a name in `_NAMED`."""
+    kind, *args = spec.split()
+    if kind == "int":
+        lo, hi = map(int, args)
+        return lambda r: r.randint(lo, hi)
+    if kind == "real":
+        low, high, digits = float(args[0]), float(args[1]), int(args[2])
+        return lambda r: round(r.uniform(low, high), digits)
+    if kind == "bool":
+        p = float(args[0])
+        return lambda r: r.random() < p
+    if kind == "pick":
+        words = _D[args[0]]
+        return lambda r: r.choice(words)
+    return _NAMED[kind]
 
 
 # Each schema: column name -> value generator. The first column is the natural key.
 SCHEMAS: dict[str, dict[str, Field]] = {
-    "people": {
-        "id": lambda r: r.randint(1000, 99999),
-        "first_name": first_name,
-        "last_name": lambda r: r.choice(SURNAMES),
-        "email": _person_email,
-        "city": lambda r: r.choice(CITIES) if r.random() < 0.5 else town(r),
-        "age": lambda r: r.randint(18, 90),
-        "joined": _date,
-        "phone": _phone,
-        "active": lambda r: r.random() < 0.8,
-    },
-    "products": {
-        "sku": lambda r: f"{r.choice('ABCDHKMPT')}{r.choice('ABCDHKMPT')}-{r.randint(100, 9999)}",
-        "name": lambda r: f"{r.choice(_ADJ)} {r.choice(_PRODUCT)}",
-        "category": lambda r: r.choice(_CATEGORY),
-        "price": _price,
-        "stock": lambda r: r.randint(0, 500),
-        "supplier": lambda r: (
-            f"{r.choice(SURNAMES)} {r.choice(('Ltd', 'Supplies', '& Co', 'Trading'))}"
-        ),
-        "weight_kg": lambda r: round(r.uniform(0.05, 12), 2),
-    },
-    "weather": {
-        "date": _date,
-        "station": lambda r: town(r),
-        "temp_min": lambda r: round(r.uniform(-8, 14), 1),
-        "temp_max": lambda r: round(r.uniform(4, 33), 1),
-        "rain_mm": lambda r: round(max(0.0, r.gauss(2, 5)), 1),
-        "wind_kmh": lambda r: r.randint(0, 85),
-        "conditions": lambda r: r.choice(_CONDITIONS),
-    },
-    "orders": {
-        "order_id": lambda r: f"ORD-{r.randint(100000, 999999)}",
-        "date": _date,
-        "customer": lambda r: f"{first_name(r)} {r.choice(SURNAMES)}",
-        "item": lambda r: r.choice(_PRODUCT),
-        "qty": lambda r: r.randint(1, 24),
-        "unit_price": _price,
-        "region": lambda r: r.choice(("North", "South", "East", "West", "Central")),
-        "paid": lambda r: r.random() < 0.9,
-    },
-    "books": {
-        "isbn": lambda r: (
-            f"978-{r.randint(0, 9)}-{r.randint(1000, 9999)}-{r.randint(1000, 9999)}-{r.randint(0, 9)}"
-        ),
-        "title": _book_title,
-        "author": lambda r: f"{first_name(r)} {r.choice(SURNAMES)}",
-        "year": lambda r: r.randint(1925, 2024),
-        "pages": lambda r: r.randint(96, 880),
-        "genre": lambda r: r.choice(_GENRE),
-        "rating": lambda r: round(r.uniform(2.5, 5.0), 1),
-    },
-    "flights": {
-        "flight": lambda r: (
-            f"{r.choice(('NX', 'TP', 'AZ', 'KL', 'SK', 'EI', 'LO'))}{r.randint(100, 9999)}"
-        ),
-        "origin": lambda r: r.choice(CITIES),
-        "destination": lambda r: r.choice(CITIES),
-        "departs": _time,
-        "arrives": _time,
-        "gate": lambda r: f"{r.choice('ABCDE')}{r.randint(1, 40)}",
-        "status": lambda r: r.choice(_STATUS),
-    },
-    "sensors": {
-        "timestamp": lambda r: f"{_date(r)}T{_time(r)}:{r.randint(0, 59):02d}Z",
-        "sensor_id": lambda r: f"s-{r.randint(1, 64):03d}",
-        "temperature": lambda r: round(r.uniform(15, 29), 2),
-        "humidity": lambda r: round(r.uniform(25, 95), 1),
-        "battery": lambda r: round(r.uniform(2.9, 4.2), 2),
-        "ok": lambda r: r.random() < 0.95,
-    },
-    "grades": {
-        "student": lambda r: f"{first_name(r)} {r.choice(SURNAMES)[0]}.",
-        "class": lambda r: f"{r.randint(7, 13)}{r.choice('ABCDE')}",
-        "maths": lambda r: r.randint(22, 100),
-        "english": lambda r: r.randint(22, 100),
-        "science": lambda r: r.randint(22, 100),
-        "attendance_pct": lambda r: round(r.uniform(70, 100), 1),
-    },
-}
-
-TABLE_TITLES = {
-    "people": P(
-        "Members list|Customer records|Volunteer rota contacts|Staff directory|Registrations"
-    ),
-    "products": P("Product catalogue|Stock report|Price list|Warehouse items|Reorder sheet"),
-    "weather": P("Daily observations|Weather log|Station readings|Monthly climate summary"),
-    "orders": P("Orders export|Sales ledger|Open orders|Order history|Invoices issued"),
-    "books": P("Library acquisitions|Reading list|Catalogue extract|Book inventory"),
-    "flights": P("Departures|Arrivals board|Flight schedule|Today's flights"),
-    "sensors": P("Sensor readings|Telemetry dump|Greenhouse monitor log|Data logger export"),
-    "grades": P("Term results|Assessment scores|Class report|Exam marks"),
+    name: {col: _field(spec) for col, spec in cols.items()} for name, cols in _D["schemas"].items()
 }
 
 
@@ -231,7 +154,7 @@ def _pick_table(
 
 
 def _title(rng: random.Random, schema: str) -> str:
-    title = rng.choice(TABLE_TITLES[schema])
+    title = rng.choice(_D["table_titles"][schema])
     extra = rng.choice(
         (
             "",
@@ -271,7 +194,10 @@ def _fixed_width(rng: random.Random, target: int) -> str:
     schema, _, header, rows = _pick_table(rng, target)
     cells = [header] + [[_cell(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
+
+    def fmt(row: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+
     lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)] + [fmt(r) for r in cells[1:]]
     if rng.random() < 0.5:
         lines = [_title(rng, schema).upper(), ""] + lines
@@ -317,9 +243,9 @@ def _inventory(rng: random.Random, target: int) -> str:
     style, lower = rng.randrange(3), rng.random() < 0.5
     while sum(map(len, lines)) < target:
         item = (
-            f"{rng.choice(_ADJ)} {rng.choice(_PRODUCT)}"
+            f"{rng.choice(_D['adj'])} {rng.choice(_D['product'])}"
             if rng.random() < 0.5
-            else rng.choice(_PRODUCT)
+            else rng.choice(_D["product"])
         )
         item = item.lower() if lower else item
         qty, shelf = rng.randint(0, 120), f"{rng.choice('ABCDEFG')}{rng.randint(1, 24)}"
@@ -378,13 +304,13 @@ def _singular(noun: str) -> str:
 
 def _recipe(rng: random.Random, target: int) -> str:
     groups = {
-        "w": rng.sample(_WEIGHED, rng.randint(1, 3)),
-        "p": rng.sample(_POURED, rng.randint(0, 2)),
-        "c": rng.sample(_COUNTED, rng.randint(1, 4)),
-        "s": rng.sample(_SPOONED, rng.randint(1, 3)),
-        "t": rng.sample(_TASTE, rng.randint(1, 2)),
+        "w": rng.sample(_D["weighed"], rng.randint(1, 3)),
+        "p": rng.sample(_D["poured"], rng.randint(0, 2)),
+        "c": rng.sample(_D["counted"], rng.randint(1, 4)),
+        "s": rng.sample(_D["spooned"], rng.randint(1, 3)),
+        "t": rng.sample(_D["taste"], rng.randint(1, 2)),
     }
-    title = f"{rng.choice(_DISH_A)} {rng.choice(_DISH_B)}"
+    title = f"{rng.choice(_D['dish_a'])} {rng.choice(_D['dish_b'])}"
     lines = [
         title,
         "",
@@ -402,7 +328,7 @@ def _recipe(rng: random.Random, target: int) -> str:
     lines += [f"- {x}, to taste" for x in groups["t"]]
     lines += ["", rng.choice(("Method", "METHOD", "Steps", "How to make it"))]
     n = 0
-    for needs, step in _STEPS:
+    for needs, step in _D["steps"]:
         if all(groups[g] for g in needs) and rng.random() < 0.8:
             n += 1
             picks = {
@@ -432,7 +358,8 @@ def _recipe(rng: random.Random, target: int) -> str:
 
 
 def _receipt(rng: random.Random, target: int) -> str:
-    shop = f"{rng.choice(SURNAMES).upper()} {rng.choice(('STORES', 'HARDWARE', 'MARKET', 'DELI', 'PHARMACY'))}"
+    kind = ("STORES", "HARDWARE", "MARKET", "DELI", "PHARMACY")
+    shop = f"{rng.choice(SURNAMES).upper()} {rng.choice(kind)}"
     lines = [
         shop,
         f"{rng.randint(1, 200)} {street(rng)}, {town(rng)}",
@@ -442,7 +369,7 @@ def _receipt(rng: random.Random, target: int) -> str:
     total = 0
     while sum(map(len, lines)) < target - 120:
         qty, pence = rng.randint(1, 4), rng.randint(49, 4999)
-        name = rng.choice(_PRODUCT + _WEIGHED + _COUNTED).upper()[:24]
+        name = rng.choice(_D["product"] + _D["weighed"] + _D["counted"]).upper()[:24]
         total += qty * pence
         lines.append(f"{qty} {name:<24} {qty * pence / 100:>8.2f}")
     vat = total * 0.2 / 1.2
@@ -480,7 +407,8 @@ def _league(rng: random.Random, target: int) -> str:
     table.sort(key=lambda t: (-t[0], -t[1], -t[2], t[3]))
     width = max(map(len, teams)) + 1
     lines = [
-        f"{rng.choice(('Division', 'League', 'Group'))} {rng.choice(('One', 'Two', 'A', 'B', 'North', 'South'))} "
+        f"{rng.choice(('Division', 'League', 'Group'))} "
+        f"{rng.choice(('One', 'Two', 'A', 'B', 'North', 'South'))} "
         f"standings after {played} games",
         "",
         f"{'Pos':<4}{'Team':<{width}} P   W   D   L   GF  GA  GD   Pts",

@@ -8,7 +8,8 @@ INTERRUPTED and their configuration queued again, so no completed trial is lost 
 Several workers share a study through one database URL. Each trial is sampled with the sweep's
 seed plus its trial number (unique in the study), so a resumed process or a second worker never
 replays the configurations another already drew. A full disk stops the sweep with one line; the
-trial it hit is queued again, so rerunning the same command continues.
+trial it hit is queued again, so rerunning the same command continues. While it runs, each trial
+stage is one log line: trial i/n, seed, stage, elapsed and an estimate for the rest (progress.py).
 """
 
 from __future__ import annotations
@@ -29,13 +30,20 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from ablations.spec import Sweep, get_dotted
-from ablations.storage import check_url, check_writable, local_lock, local_url, open_storage
 from nla_variants.checks import check_tracking_uri
 from nla_variants.errors import DiskFull, NLAError, TrialStopped, is_disk_full, one_line
 from nla_variants.experiment import run_trial
 from nla_variants.io import write_yaml_atomic
 from nla_variants.masking import mask, mask_tree
+from nla_variants.sweeps.progress import SweepClock
+from nla_variants.sweeps.spec import Sweep, get_dotted
+from nla_variants.sweeps.storage import (
+    check_url,
+    check_writable,
+    local_lock,
+    local_url,
+    open_storage,
+)
 
 log = logging.getLogger(__name__)
 STATE_FILE = "sweep.yaml"
@@ -184,6 +192,7 @@ class SweepRunner:
         self.parent_id: str | None = None
         self.study: optuna.Study | None = None
         self.storage: optuna.storages.RDBStorage | None = None
+        self.clock = SweepClock(self._target(), len(self.cfg.seed_list(0)))
 
     # setup ------------------------------------------------------------------------------------
 
@@ -334,6 +343,14 @@ class SweepRunner:
 
         return report
 
+    def _stage_logger(self, position: int, seed_index: int, seed: int) -> Callable[[str], None]:
+        """run_trial's stage hook: one line per stage, with the sweep's place and clock."""
+
+        def stage(name: str) -> None:
+            log.info(self.clock.line(position, seed_index, seed, name))
+
+        return stage
+
     def objective(self, trial: optuna.Trial) -> list[float]:
         params = suggest(trial, self.sweep)
         base_seed = int(self.sweep.base.get("seed", 0))
@@ -345,8 +362,8 @@ class SweepRunner:
             log.error("trial %d: invalid configuration: %s", trial.number, e)
             raise TrialFailed(one_line(e)) from e
         variants = {
-            "av": first.av.get("variant", "baseline"),
-            "ar": first.ar.get("variant", "baseline"),
+            "av": first.av.variant.name,
+            "ar": first.ar.variant.name,
         }
         trial.set_user_attr("variants", variants)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
@@ -365,6 +382,7 @@ class SweepRunner:
         trial.set_user_attr("mlflow_run_ids", run_ids)
         per_seed: dict[str, dict[str, float]] = {}
         prunable = len(self.cfg.objectives) == 1 and self.cfg.pruner.kind != "none"
+        position = self._position(trial.study)
         try:
             with run:
                 expanded = {**params, **self.sweep.overrides(params)}
@@ -374,12 +392,16 @@ class SweepRunner:
                     cfg = self.sweep.trial_config(
                         params, seed=seed, name=f"{self.cfg.name}-t{trial.number}-s{seed}"
                     )
+                    self.clock.start_run()
                     metrics = run_trial(
                         cfg,
                         progress=self.progress,
                         reporter=self._reporter(trial) if prunable and i == 0 else None,
                         tags={**tags, "sweep.seed": str(seed)},
+                        on_stage=self._stage_logger(position, i, seed),
                     )
+                    self.clock.end_run()
+                    log.info(self.clock.line(position, i, seed, "finished", done=True))
                     run_ids.append(metrics["run_id"])
                     trial.set_user_attr("mlflow_run_ids", run_ids)
                     per_seed[str(seed)] = {
@@ -450,13 +472,33 @@ class SweepRunner:
         waiting = sum(t.state == TrialState.WAITING for t in trials)
         if target is None:
             return None
+        return max(target - self._counted(trials), waiting)
+
+    @staticmethod
+    def _counted(trials: list[FrozenTrial]) -> int:
+        """Trials that count against the budget (see `remaining`)."""
         retried = {t.user_attrs.get("retry_of") for t in trials}
-        counted = sum(
+        return sum(
             t.state != TrialState.WAITING
             and not (t.state == TrialState.FAIL and t.number in retried)
             for t in trials
         )
-        return max(target - counted, waiting)
+
+    def _position(self, study: optuna.Study) -> int:
+        """The running trial's place in the sweep, 1-based (it counts itself)."""
+        place = self._counted(study.get_trials(deepcopy=False))
+        target = self._target()
+        return min(place, target) if target else place
+
+    def _finished_runs_s(self, study: optuna.Study) -> list[float]:
+        """Wall time per seed run of the trials the study has completed: a resumed sweep's
+        estimate starts from them."""
+        out = []
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.duration is not None:
+                seeds = len(t.user_attrs.get("seed_metrics", {})) or self.clock.seeds
+                out += [t.duration.total_seconds() / seeds] * seeds
+        return out
 
     # run --------------------------------------------------------------------------------------
 
@@ -481,6 +523,9 @@ class SweepRunner:
                 time.monotonic() + 60 * self.cfg.timeout_minutes
                 if self.cfg.timeout_minutes
                 else None
+            )
+            self.clock = SweepClock(
+                self._target(), self.clock.seeds, self._finished_runs_s(study), deadline
             )
             while True:
                 left = self.remaining(study)

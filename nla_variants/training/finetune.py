@@ -14,7 +14,9 @@ The result is a safetensors checkpoint dir (weights, config, tokenizer, `finetun
 written atomically under `$NLA_CACHE_DIR/finetuned/NAME-HASH/`. HASH covers the base model's
 weights, the selected documents and every training setting (not the device or output place), so
 a rerun is a cache hit. Use the dir as `target.diff_model`, or write
-`target.diff_model: finetune:PATH.yaml` to have `nla prepare` run (or find) the fine-tune itself.
+`target.diff_model: finetune:PATH.yaml`: `with_built_diff_model` turns that into the dir before
+`prepare` runs, and fails with the command to run if the fine-tune is not built yet (preparing a
+dataset never trains).
 """
 
 from __future__ import annotations
@@ -33,21 +35,27 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from nla_variants.checks import check_writable_dir
-from nla_variants.config import CorpusConfig, Strict
+from nla_variants.config import CorpusConfig, PrepareConfig, Strict
 from nla_variants.data.corpus import load_corpus, manifest_hash
+from nla_variants.data.diffing import FINETUNE_META, FINETUNE_SPEC_PREFIX
 from nla_variants.data.documents import Document
 from nla_variants.errors import NLAError
 from nla_variants.hashing import hash_obj
 from nla_variants.io import atomic_dir
 from nla_variants.masking import mask_tree
 from nla_variants.paths import cache_root
-from nla_variants.target import default_device, load_lm, resolve_model, resolve_precision
+from nla_variants.target import (
+    ModelSource,
+    content_fingerprint,
+    default_device,
+    load_lm,
+    resolve_model,
+    resolve_precision,
+)
 
 log = logging.getLogger(__name__)
 
 FINETUNE_FORMAT = 1
-META = "finetune.yaml"
-SPEC_PREFIX = "finetune:"  # target.diff_model: finetune:configs/finetune_narrative.yaml
 MAX_STEPS = 500
 CHARS_PER_TOKEN_BOUND = 16  # texts are cut to seq_len * this before tokenising (speed only)
 
@@ -80,6 +88,19 @@ class FinetuneResult:
     path: Path  # a checkpoint dir usable as target.model or target.diff_model
     cache_hit: bool
     meta: dict
+
+
+@dataclass
+class _Plan:
+    """What a fine-tune is made from and where it is saved, known without training."""
+
+    source: ModelSource
+    docs: list[Document]
+    device: torch.device
+    dtype: torch.dtype
+    base_fp: str
+    address: str
+    out: Path
 
 
 def _select(cfg: FinetuneConfig) -> list[Document]:
@@ -168,29 +189,45 @@ def _train(model, examples, cfg, device, dtype, pad, progress) -> tuple[list[flo
     return losses, tokens
 
 
-def finetune_target(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
-    """Fine-tune `cfg.model` on the selected documents and save it, or find the saved result."""
-    from nla_variants.data.diffing import content_fingerprint
+def _root(cfg: FinetuneConfig) -> Path:
+    return Path(cfg.root).expanduser() if cfg.root else cache_root() / "finetuned"
 
-    t0 = time.perf_counter()
-    root = Path(cfg.root).expanduser() if cfg.root else cache_root() / "finetuned"
-    check_writable_dir(root, "root")  # before training, not after it
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _plan(cfg: FinetuneConfig) -> _Plan:
+    """The content address and output dir of `cfg` (base weights hashed, documents selected)."""
     source = resolve_model(cfg.model)
     docs = _select(cfg)
     device = torch.device(cfg.device) if cfg.device else default_device()
     dtype = resolve_precision(cfg.precision, device)
-    dtype_name = str(dtype).removeprefix("torch.")
     base_fp = content_fingerprint(source)
-    address = finetune_address(cfg, base_fp, dtype_name, manifest_hash(docs))
-    out = root / f"{cfg.name}-{address[:12]}"
-    if (out / META).is_file():
-        log.info("cache hit: fine-tune %s already exists", out)
-        return FinetuneResult(out, True, yaml.safe_load((out / META).read_text()))
+    address = finetune_address(cfg, base_fp, _dtype_name(dtype), manifest_hash(docs))
+    out = _root(cfg) / f"{cfg.name}-{address[:12]}"
+    return _Plan(source, docs, device, dtype, base_fp, address, out)
 
+
+def finetune_target(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
+    """Fine-tune `cfg.model` on the selected documents and save it, or find the saved result."""
+    t0 = time.perf_counter()
+    check_writable_dir(_root(cfg), "root")  # before training, not after it
+    plan = _plan(cfg)
+    if (plan.out / FINETUNE_META).is_file():
+        log.info("cache hit: fine-tune %s already exists", plan.out)
+        return FinetuneResult(
+            plan.out, True, yaml.safe_load((plan.out / FINETUNE_META).read_text())
+        )
+    return _train_and_save(cfg, plan, progress, t0)
+
+
+def _train_and_save(cfg: FinetuneConfig, plan: _Plan, progress: bool, t0: float) -> FinetuneResult:
+    source, out = plan.source, plan.out
     model, tokenizer = load_lm(source)
     cut = cfg.seq_len * CHARS_PER_TOKEN_BOUND
     enc = tokenizer(
-        [d.text[:cut] for d in docs],
+        [d.text[:cut] for d in plan.docs],
         add_special_tokens=False,
         split_special_tokens=True,
         truncation=True,
@@ -203,18 +240,18 @@ def finetune_target(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResul
     log.info("fine-tuning %s on %d documents for %d steps", source.spec, len(examples), cfg.steps)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        losses, tokens = _train(model, examples, cfg, device, dtype, pad, progress)
+        losses, tokens = _train(model, examples, cfg, plan.device, plan.dtype, pad, progress)
     k = max(1, min(10, len(losses) // 2))  # disjoint windows once there are 2+ steps
     head, tail = float(np.mean(losses[:k])), float(np.mean(losses[-k:]))
     meta = {
         "format": FINETUNE_FORMAT,
-        "address": address,
-        "base": {"spec": source.spec, "kind": source.kind, "fingerprint": base_fp},
+        "address": plan.address,
+        "base": {"spec": source.spec, "kind": source.kind, "fingerprint": plan.base_fp},
         "genre": cfg.genre,
         "documents": len(examples),
         "steps": cfg.steps,
         "tokens_seen": tokens,
-        "autocast_dtype": dtype_name,
+        "autocast_dtype": _dtype_name(plan.dtype),
         "saved_dtype": "float32",
         "loss_first": round(head, 4),
         "loss_last": round(tail, 4),
@@ -222,21 +259,38 @@ def finetune_target(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResul
         "config": mask_tree(cfg.model_dump(mode="json")),
     }
     # Makes config.json (and so resolve_model's local fingerprint) differ between fine-tunes.
-    model.config.nla_finetune = {"address": address, "base": base_fp}
+    model.config.nla_finetune = {"address": plan.address, "base": plan.base_fp}
     with atomic_dir(out, replace=False) as tmp:  # a concurrent identical run may win; fine
         model.to("cpu").save_pretrained(tmp, safe_serialization=True)
         _fresh_tokenizer(source).save_pretrained(tmp)  # without the truncation state set above
-        (tmp / META).write_text(yaml.safe_dump(meta, sort_keys=False))
+        (tmp / FINETUNE_META).write_text(yaml.safe_dump(meta, sort_keys=False))
     log.info("saved fine-tune to %s (loss %.3f -> %.3f)", out, head, tail)
     return FinetuneResult(out, False, meta)
 
 
-def resolve_finetune_spec(spec: str, progress: bool = False) -> str:
-    """`finetune:PATH.yaml` -> the checkpoint dir of that fine-tune (run once, then cached);
-    any other spec is returned unchanged."""
-    if not spec.startswith(SPEC_PREFIX):
+def resolve_finetune_spec(spec: str) -> str:
+    """`finetune:PATH.yaml` -> the checkpoint dir `nla finetune PATH.yaml` saved, found by its
+    content address; any other spec is returned unchanged. Never trains: a fine-tune that is not
+    built yet is an NLAError naming the command that builds it."""
+    if not spec.startswith(FINETUNE_SPEC_PREFIX):
         return spec
     from nla_variants.config import load_config
 
-    cfg = load_config(spec.removeprefix(SPEC_PREFIX), FinetuneConfig)
-    return str(finetune_target(cfg, progress=progress).path)
+    path = spec.removeprefix(FINETUNE_SPEC_PREFIX)
+    out = _plan(load_config(path, FinetuneConfig)).out
+    if not (out / FINETUNE_META).is_file():
+        raise NLAError(
+            f"target.diff_model: the fine-tune of {path} is not built yet",
+            f"run `nla finetune {path}` first, or set target.diff_model to a checkpoint dir",
+        )
+    return str(out)
+
+
+def with_built_diff_model(cfg: PrepareConfig) -> PrepareConfig:
+    """`cfg` with a `finetune:PATH.yaml` target.diff_model replaced by the checkpoint dir it names
+    (see resolve_finetune_spec), so `prepare` gets the second model as an input."""
+    spec = cfg.target.diff_model
+    if spec is None or not spec.startswith(FINETUNE_SPEC_PREFIX):
+        return cfg
+    target = cfg.target.model_copy(update={"diff_model": resolve_finetune_spec(spec)})
+    return cfg.model_copy(update={"target": target})

@@ -3,7 +3,7 @@ seeds and objectives. Everything is validated before a study exists, so a bad sw
 nothing behind.
 
     name: quickstart
-    base: ../train_quickstart.yaml        # a trial config (path relative to this file) ...
+    base: ../configs/train_baseline.yaml  # a trial config (path relative to this file) ...
     trial: {train: {rl: {steps: 4}}}      # ... and/or inline keys merged over it
     space:
       av.injection.site: {choices: [embedding, 1, 10]}

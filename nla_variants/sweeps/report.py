@@ -22,9 +22,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ablations.spec import DEFAULT_REPORT
-from ablations.sweep import aggregate
 from nla_variants.io import write_text_atomic
+from nla_variants.sweeps.runner import aggregate
+from nla_variants.sweeps.spec import DEFAULT_REPORT
 
 log = logging.getLogger(__name__)
 FALLBACK_METRICS = DEFAULT_REPORT
@@ -329,11 +329,11 @@ def open_sweep(target: str, storage: str | None = None) -> tuple[optuna.Study, P
     import mlflow
     import yaml
 
-    from ablations.spec import load_sweep
-    from ablations.storage import check_url, local_url, open_storage
-    from ablations.sweep import STATE_FILE
     from nla_variants.errors import NLAError
     from nla_variants.masking import MASK
+    from nla_variants.sweeps.runner import STATE_FILE
+    from nla_variants.sweeps.spec import load_sweep
+    from nla_variants.sweeps.storage import check_url, local_url, open_storage
 
     path = Path(target)
     sweep = load_sweep(path) if path.is_file() else None
