@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from nla_variants.errors import NLAError
+from nla_variants.errors import NLAError, format_validation_error
 from nla_variants.registry import ARSection, AVSection
 
 SPLITS = ("av_sft", "ar_sft", "rl", "eval")
@@ -133,13 +133,31 @@ class PrepareConfig(Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
 
 
-def _set_dotted(data: dict, key: str, value: Any) -> None:
+def get_dotted(data: dict, key: str) -> Any:
+    """The value at a dotted key (`train.rl.steps`) of a nested dict; None where it is unset."""
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def set_dotted(
+    data: dict,
+    key: str,
+    value: Any,
+    what: str = "--set",
+    fix: str = "set a leaf key like a.b=value",
+) -> None:
+    """Set a dotted key in a nested dict, creating missing sections; `what` and `fix` word the
+    error when a section on the way holds a value."""
     node = data
     parts = key.split(".")
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise NLAError(f"--set {key}: {part} is not a section", "set a leaf key like a.b=value")
+            raise NLAError(f"{what} {key}: {part} is not a section", fix)
     node[parts[-1]] = value
 
 
@@ -156,25 +174,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
                 f"--set {key.strip()}: {raw!r} is not a valid YAML value",
                 "quote it (--set 'key=\"text\"') or write a complete list/mapping",
             ) from None
-        _set_dotted(data, key.strip(), value)
+        set_dotted(data, key.strip(), value)
     return data
-
-
-def _key(part: object) -> str:
-    """A config key as written, or quoted and escaped if it holds unprintable characters."""
-    text = str(part)
-    return text if text.isprintable() else repr(text)
-
-
-def format_validation_error(err: ValidationError) -> str:
-    """The first problem of a pydantic error, as `where: what` on one line."""
-    first = err.errors()[0]
-    where = ".".join(_key(p) for p in first["loc"]) or "config"
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key"
-    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"{where}: {msg}{more}"
 
 
 def read_yaml_mapping(path: str | Path, what: str) -> dict:

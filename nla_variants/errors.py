@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from nla_variants.masking import mask
 
 # errno values that mean "the disk is full" (a full filesystem or an exhausted quota)
@@ -46,3 +48,20 @@ def one_line(err: BaseException) -> str:
     study attributes, log lines)."""
     text = " ".join(str(err).split()) or type(err).__name__
     return mask(f"{type(err).__name__}: {text}")[:500]
+
+
+def _key(part: object) -> str:
+    """A config key as written, or quoted and escaped if it holds unprintable characters."""
+    text = str(part)
+    return text if text.isprintable() else repr(text)
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """The first problem of a pydantic error, as `where: what` on one line."""
+    first = err.errors()[0]
+    where = ".".join(_key(p) for p in first["loc"]) or "config"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{where}: {msg}{more}"

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -86,19 +86,37 @@ def _fves(
 
 
 @torch.no_grad()
-def explain(
-    av, vectors: torch.Tensor, batch_size: int, max_new_tokens: int, bar: str | None = None
-) -> tuple[list[str], list[str | None]]:
-    """The AV's greedy generations for `vectors`, in batches, and the explanation extracted from
-    each (None: unclosed tag or a violation of the AV's output format). `bar`: the title of a
-    progress bar over the rows (generation is the slow part of evaluation); None: no bar."""
+def generate_all(
+    av,
+    vectors: torch.Tensor,
+    batch_size: int,
+    max_new_tokens: int,
+    bar: str | None = None,
+    autocast: contextlib.AbstractContextManager | None = None,
+    **generate_kwargs: Any,
+) -> list[str]:
+    """The AV's generations for `vectors`, in batches (`generate_kwargs`, e.g. temperature and
+    num_samples, go to `av.generate`). `bar`: the title of a progress bar over the rows
+    (generation is the slow part of evaluation and of `nla explain`); None: no bar."""
     device = next(av.parameters()).device
+    autocast = autocast or contextlib.nullcontext()
     texts: list[str] = []
     with tqdm(total=len(vectors), desc=bar, unit="row", leave=False, disable=bar is None) as done:
         for s in _batches(len(vectors), batch_size):
-            out, _ = av.generate(vectors[s].to(device), max_new_tokens=max_new_tokens)
+            batch = vectors[s].to(device)
+            with autocast:
+                out, _ = av.generate(batch, max_new_tokens=max_new_tokens, **generate_kwargs)
             texts.extend(out)
-            done.update(len(out))
+            done.update(len(batch))
+    return texts
+
+
+def explain(
+    av, vectors: torch.Tensor, batch_size: int, max_new_tokens: int, bar: str | None = None
+) -> tuple[list[str], list[str | None]]:
+    """The AV's greedy generations for `vectors` and the explanation extracted from each (None:
+    unclosed tag or a violation of the AV's output format)."""
+    texts = generate_all(av, vectors, batch_size, max_new_tokens, bar)
     return texts, [av.extract(t) for t in texts]
 
 

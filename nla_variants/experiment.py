@@ -44,7 +44,7 @@ from nla_variants.io import write_text_atomic, write_yaml_atomic
 from nla_variants.masking import SECRET_WORDS, mask, mask_tree
 from nla_variants.registry import BuildContext, Kind, VariantSection
 from nla_variants.runs import write_run_record
-from nla_variants.target import cpu_has_bf16, resolve_model
+from nla_variants.target import autocast_context, resolve_model, resolve_precision
 from nla_variants.training.data import NLADataModule, SplitRows, load_split
 from nla_variants.training.finetune import with_built_diff_model
 from nla_variants.training.progress import StepBar
@@ -97,9 +97,10 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def resolve_trainer_precision(precision: str, device: torch.device) -> str:
+    """The Lightning precision string; `auto` follows `target.resolve_precision`."""
     if precision != "auto":
         return precision
-    return "bf16-mixed" if device.type == "cuda" or cpu_has_bf16() else "32-true"
+    return "bf16-mixed" if resolve_precision("auto", device) == torch.bfloat16 else "32-true"
 
 
 class ComponentCheckpoint(L.Callback):
@@ -180,9 +181,8 @@ class _Trial:
         return resolve_trainer_precision(self.cfg.train.precision, self.device)
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision.startswith("bf16"):
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision.startswith("bf16") else torch.float32
+        return autocast_context(self.device, dtype)
 
     def trainer(
         self,

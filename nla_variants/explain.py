@@ -39,7 +39,7 @@ from nla_variants.core.vectors import (
     normalized_mse,
 )
 from nla_variants.errors import NLAError
-from nla_variants.evaluation import ar_predict
+from nla_variants.evaluation import ar_predict, generate_all
 from nla_variants.pair import NLA, NLARef
 
 log = logging.getLogger(__name__)
@@ -276,12 +276,9 @@ def _teacher(nla: NLA, mode: str):
 
 def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     """The autocast context for a precision setting (auto: bf16 where the device has it)."""
-    from nla_variants.target import resolve_precision
+    from nla_variants.target import autocast_context, resolve_precision
 
-    dtype = resolve_precision(precision, device)
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
+    return autocast_context(device, resolve_precision(precision, device))
 
 
 # -- the work -------------------------------------------------------------------------------------
@@ -306,19 +303,17 @@ def extract(docs: Sequence[Document], extractor, layer: int, progress: bool) -> 
 
 def verbalize(av, vectors: torch.Tensor, s: ExplainSettings, autocast, progress: bool) -> list[str]:
     """AV generations, `s.samples` consecutive rows per vector, in batches."""
-    device = next(av.parameters()).device
-    texts: list[str] = []
     torch.manual_seed(s.seed)
-    with _bar(progress, len(vectors), "explain", "tok") as bar:
-        for start in range(0, len(vectors), s.batch_size):
-            batch = vectors[start : start + s.batch_size].to(device)
-            with autocast:
-                out, _ = av.generate(
-                    batch, s.max_new_tokens, temperature=s.temperature, num_samples=s.samples
-                )
-            texts.extend(out)
-            bar.update(len(batch))
-    return texts
+    return generate_all(
+        av,
+        vectors,
+        s.batch_size,
+        s.max_new_tokens,
+        "explain" if progress else None,
+        autocast,
+        temperature=s.temperature,
+        num_samples=s.samples,
+    )
 
 
 def reconstruct(

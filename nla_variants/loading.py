@@ -23,10 +23,9 @@ from nla_variants.checkpoint import SIDECAR, load_component
 from nla_variants.config import (
     MLflowConfig,
     PrepareConfig,
-    format_validation_error,
     read_yaml_mapping,
 )
-from nla_variants.errors import NLAError
+from nla_variants.errors import NLAError, format_validation_error
 from nla_variants.pair import NLA, NLARef
 from nla_variants.registry import BuildContext
 from nla_variants.runs import read_run_record

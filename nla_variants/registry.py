@@ -15,16 +15,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, GetCoreSchemaHandler, ValidationError
 from pydantic_core import core_schema
 
-from nla_variants.errors import NLAError
+from nla_variants.errors import NLAError, format_validation_error
 
 Kind = Literal["av", "ar"]
 ENTRY_POINT_GROUP = "nla_variants.variants"
+# Imported by name on first lookup: they import this module to register themselves, so a static
+# import here would make the registry and every built-in variant a cycle.
+BUILTIN_VARIANT_MODULES = ("nla_variants.ar", "nla_variants.av")
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,8 @@ def _ensure_loaded() -> None:
     global _loaded_builtin, _loaded_plugins
     if not _loaded_builtin:
         _loaded_builtin = True
-        import nla_variants.ar  # noqa: F401  (registers built-in AR variants)
-        import nla_variants.av  # noqa: F401  (registers built-in AV variants)
+        for module in BUILTIN_VARIANT_MODULES:
+            import_module(module)
     if not _loaded_plugins:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             try:
@@ -120,8 +124,6 @@ def variant_config(kind: Kind, section: Mapping[str, Any]) -> tuple[Variant, Bas
     try:
         return variant, variant.config_cls.model_validate(params)
     except ValidationError as e:
-        from nla_variants.config import format_validation_error
-
         raise NLAError(
             f"config error: {kind} ({variant.name}): {format_validation_error(e)}",
             f"see the fields of {variant.config_cls.__name__}",

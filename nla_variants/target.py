@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nla_variants.core.padding import pad_right
 from nla_variants.errors import NLAError
 from nla_variants.hashing import hash_file, hash_obj, hash_text
 from nla_variants.io import atomic_dir
@@ -209,11 +210,18 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+def autocast_context(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """Autocast to `dtype` on `device`; nothing at all for fp32 (autocast would be a no-op)."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _decoder_parts(lm: nn.Module) -> tuple[nn.Module, str, str]:
+def decoder_parts(lm: nn.Module) -> tuple[nn.Module, str, str]:
     """The decoder stack of a causal LM and the attribute names of its blocks and final norm."""
     base = lm.get_decoder() if hasattr(lm, "get_decoder") else lm
     for blocks, norm in (("layers", "norm"), ("h", "ln_f")):
@@ -231,7 +239,7 @@ def truncated_backbone(lm: nn.Module, n_blocks: int) -> nn.Module:
     Shares weights with `lm` (a shallow module copy); its `last_hidden_state` is
     `hidden_states[n_blocks]` of the full model. Deep-copy it for a trainable copy (the AR).
     """
-    base, blocks, norm = _decoder_parts(lm)
+    base, blocks, norm = decoder_parts(lm)
     view = copy.copy(base)
     view._modules = dict(base._modules)
     view._modules[blocks] = nn.ModuleList(list(getattr(base, blocks))[:n_blocks])
@@ -307,9 +315,7 @@ class TargetModel:
         return [list(ids) for ids in enc["input_ids"]]
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        return autocast_context(self.device, self.dtype)
 
     @torch.inference_mode()
     def residuals(
@@ -338,12 +344,7 @@ class TargetModel:
                 for i in batch:
                     out[i] = np.zeros((0, self.d_model), np.float32)
                 continue
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                seq = torch.as_tensor(token_ids[i][: lengths[i]], dtype=torch.long)
-                ids[row, : len(seq)] = seq
-                mask[row, : len(seq)] = 1
+            ids, mask = pad_right([token_ids[i][: lengths[i]] for i in batch], pad)
             with self.autocast():
                 hidden = backbone(
                     input_ids=ids.to(self.device), attention_mask=mask.to(self.device)

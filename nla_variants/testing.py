@@ -3,10 +3,13 @@
 In the spirit of scikit-learn's `check_estimator`: a third-party variant package can run the same
 suite on its own variants without the project's tests.
 
-    from nla_variants.testing import check_variant, make_tiny_model
+    from nla_variants.testing import check_variant, make_tiny_model, tiny_trial_config
 
     model = make_tiny_model(tmp_path / "model")
     check_variant("ar", "mean_pool", model_dir=model, workdir=tmp_path / "work")
+
+`tiny_trial_config(workdir, model, **{"train.rl.steps": 2})` is the trial the project's own tests
+train on that model: a config dict (dotted-key overrides) to validate or write as YAML.
 
 Checks (names are stable; `CHECKS` lists them in order):
 - `shapes`: the interface the trainers and the evaluation call (`nla_variants.interfaces`:
@@ -148,6 +151,51 @@ def write_tiny_corpus(path: str | Path, n_docs: int = 24, max_words: int = 80) -
             text = f"Entry {i}: " + " ".join(words) + "."
             f.write(json.dumps({"text": text, "genre": "abc"[i % 3]}) + "\n")
     return path
+
+
+def tiny_trial_config(
+    workdir: str | Path,
+    model_dir: str | Path,
+    *,
+    n_docs: int = 40,
+    max_words: int = 90,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """A trial config (a plain dict, as a YAML file holds it) that trains in seconds on a tiny
+    model (`make_tiny_model`): a word-salad corpus written to `workdir`/c.jsonl, layer 2, three
+    warm-start steps per side, a six-row evaluation; datasets, MLflow and runs under `workdir`.
+
+    `overrides` are dotted keys, applied in order after the defaults:
+    `tiny_trial_config(tmp, model, **{"train.rl.steps": 2})`; a top-level key (`"train": {...}`)
+    replaces that whole section."""
+    from nla_variants.config import set_dotted
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    corpus = write_tiny_corpus(workdir / "c.jsonl", n_docs, max_words=max_words)
+    cfg: dict[str, Any] = {
+        "name": "tiny-trial",
+        "seed": 0,
+        "data": {
+            "name": "tiny",
+            "target": {"model": str(model_dir), "layer": 2, "precision": "fp32"},
+            "corpus": {"source": "files", "min_chars": 50, "paths": [str(corpus)]},
+            "sampling": {"positions_per_doc": 2, "min_prefix": 4, "max_tokens": 40},
+            "store": {"root": str(workdir / "datasets")},
+        },
+        "av": {"variant": "baseline", "injection": {"scale": "data"}},
+        "train": {
+            "precision": "32-true",
+            "av_sft": {"steps": 3, "batch_size": 4, "warmup_steps": 1},
+            "ar_sft": {"steps": 3, "batch_size": 4, "warmup_steps": 1},
+        },
+        "eval": {"max_samples": 6, "max_new_tokens": 8, "batch_size": 4, "table_rows": 4},
+        "mlflow": {"tracking_uri": f"sqlite:///{workdir}/mlflow.db", "experiment": "tests"},
+        "output_dir": str(workdir / "runs"),
+    }
+    for key, value in overrides.items():
+        set_dotted(cfg, key, value, what="override", fix="override a leaf key like a.b")
+    return cfg
 
 
 # -- shared pieces ----------------------------------------------------------------------------
@@ -446,11 +494,6 @@ def _trial_config(case: _Case) -> Any:
     The variant under test takes its side; the other side is the baseline."""
     from nla_variants.config import TrainConfig, TrialConfig
 
-    data = case.workdir / "contract-data"
-    data.mkdir(parents=True, exist_ok=True)
-    corpus = data / "corpus.jsonl"
-    if not corpus.is_file():
-        write_tiny_corpus(corpus)
     sides = {"av": {"variant": "baseline"}, "ar": {"variant": "baseline"}}
     sides[case.kind] = dict(case.section)
     sft = {"steps": 1, "batch_size": 2, "warmup_steps": 0}
@@ -470,28 +513,21 @@ def _trial_config(case: _Case) -> Any:
     if "reuse_warm_start" in TrainConfig.model_fields:
         # the check exercises the warm start itself; a cached one may predate the code
         train["reuse_warm_start"] = False
-    return TrialConfig.model_validate(
-        {
-            "name": f"contract-{case.kind}-{case.name}",
-            "seed": SEED,
-            "data": {
-                "name": "contract",
-                "target": {"model": str(case.model_dir), "layer": case.layer, "precision": "fp32"},
-                "corpus": {"source": "files", "min_chars": 50, "paths": [str(corpus)]},
-                "sampling": {"positions_per_doc": 2, "min_prefix": 4, "max_tokens": 32},
-                "store": {"root": str(data / "datasets")},
-            },
-            **sides,
-            "train": train,
-            "eval": {"max_samples": 2, "max_new_tokens": 8, "batch_size": 2, "table_rows": 2},
-            "mlflow": {
-                "tracking_uri": f"sqlite:///{data / 'mlflow.db'}",
-                "experiment": "contract",
-                "log_checkpoints": False,
-            },
-            "output_dir": str(case.scratch("trial")),
-        }
-    )
+    overrides = {
+        "name": f"contract-{case.kind}-{case.name}",
+        "data.name": "contract",
+        "data.target.layer": case.layer,
+        "data.sampling.max_tokens": 32,
+        **sides,
+        "train": train,
+        "eval": {"max_samples": 2, "max_new_tokens": 8, "batch_size": 2, "table_rows": 2},
+        "mlflow.experiment": "contract",
+        "mlflow.log_checkpoints": False,
+        "output_dir": str(case.scratch("trial")),
+    }
+    data = case.workdir / "contract-data"
+    cfg = tiny_trial_config(data, case.model_dir, n_docs=24, max_words=80, **overrides)
+    return TrialConfig.model_validate(cfg)
 
 
 def _check_trial(case: _Case) -> None:

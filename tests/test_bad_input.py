@@ -14,6 +14,7 @@ import yaml
 
 from nla_variants.checks import check_tracking_uri
 from nla_variants.cli import main
+from nla_variants.config import set_dotted
 from nla_variants.errors import NLAError, one_line
 from nla_variants.masking import MaskingFilter, mask, mask_tree
 
@@ -39,9 +40,8 @@ def run_bad(argv: list[str], capsys, root: Path) -> str:
 
 
 @pytest.fixture
-def inputs(tmp_path, tiny_model_dir, monkeypatch):
+def inputs(tmp_path, tiny_model_dir, monkeypatch, trial_config):
     """A valid trial config (tiny model, files corpus) in tmp_path, which is also the cwd."""
-    from test_trial import trial_config
 
     monkeypatch.chdir(tmp_path)
     trial_config(tmp_path, tiny_model_dir)
@@ -57,11 +57,7 @@ def write(tmp: Path, name: str, data: dict) -> str:
 
 def edited(tmp: Path, source: str, name: str, key: str, value) -> str:
     data = yaml.safe_load((tmp / source).read_text())
-    node = data
-    *parents, leaf = key.split(".")
-    for p in parents:
-        node = node.setdefault(p, {})
-    node[leaf] = value
+    set_dotted(data, key, value)
     return write(tmp, name, data)
 
 

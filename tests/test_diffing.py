@@ -24,7 +24,7 @@ from nla_variants.target import resolve_model
 from nla_variants.training import finetune as finetune_mod
 from nla_variants.training.finetune import FinetuneConfig, finetune_target, with_built_diff_model
 
-LAYER = 2  # test_prepare.write_config extracts at layer 2 of the tiny model's 4
+LAYER = 2  # the write_config fixture extracts at layer 2 of the tiny model's 4
 
 
 def _finetune_cfg(model_dir: Path, root: Path, **overrides) -> FinetuneConfig:
@@ -53,10 +53,14 @@ def tuned(tmp_path_factory, tiny_model_dir):
     return cfg, finetune_target(cfg, progress=False)
 
 
-def _diff_config(tmp_path: Path, model_dir: Path, diff_model: str) -> Path:
-    from test_prepare import write_config
+@pytest.fixture
+def diff_config(write_config):
+    """`diff_config(tmp, model_dir, diff_model)`: a prepare config that diffs against a model."""
 
-    return write_config(tmp_path, model_dir, target={"diff_model": diff_model})
+    def write(tmp_path: Path, model_dir: Path, diff_model: str) -> Path:
+        return write_config(tmp_path, model_dir, target={"diff_model": diff_model})
+
+    return write
 
 
 def test_finetune_changes_weights_saves_safetensors_and_rerun_is_a_cache_hit(tuned, tiny_model_dir):
@@ -112,11 +116,13 @@ def _hidden(model_dir: Path, ids: list[int]) -> np.ndarray:
     return out.hidden_states[LAYER][0, -1].numpy()
 
 
-def test_diff_vectors_are_second_minus_target_activations(tmp_path, tiny_model_dir, tuned):
+def test_diff_vectors_are_second_minus_target_activations(
+    tmp_path, tiny_model_dir, tuned, diff_config
+):
     from transformers import AutoTokenizer
 
     cfg_ft, ft = tuned
-    cfg = load_config(_diff_config(tmp_path, tiny_model_dir, str(ft.path)), PrepareConfig)
+    cfg = load_config(diff_config(tmp_path, tiny_model_dir, str(ft.path)), PrepareConfig)
     result = prepare(cfg, progress=False)
     side = result.sidecar
     assert side["vectors"] == "diff" and side["layer"] == LAYER
@@ -160,7 +166,7 @@ def test_diff_vectors_are_second_minus_target_activations(tmp_path, tiny_model_d
     ft_yaml = tmp_path / "ft.yaml"
     ft_yaml.write_text(yaml.safe_dump(cfg_ft.model_dump(mode="json")))
     by_config = load_config(
-        _diff_config(tmp_path, tiny_model_dir, f"finetune:{ft_yaml}"), PrepareConfig
+        diff_config(tmp_path, tiny_model_dir, f"finetune:{ft_yaml}"), PrepareConfig
     )
     again = prepare(with_built_diff_model(by_config), progress=False)
     assert again.cache_hit and again.path == result.path
@@ -174,7 +180,7 @@ def _cli_error(argv: list[str], capsys) -> str:
 
 
 def test_a_finetune_not_built_yet_is_one_line_and_trains_nothing(
-    tmp_path, tiny_model_dir, capsys, monkeypatch
+    tmp_path, tiny_model_dir, capsys, monkeypatch, diff_config
 ):
     def trains(*args, **kwargs):
         raise AssertionError("preparing a dataset started a fine-tune")
@@ -184,7 +190,7 @@ def test_a_finetune_not_built_yet_is_one_line_and_trains_nothing(
     ft_yaml = tmp_path / "ft.yaml"
     ft_cfg = _finetune_cfg(tiny_model_dir, tmp_path / "finetuned")
     ft_yaml.write_text(yaml.safe_dump(ft_cfg.model_dump(mode="json")))
-    path = _diff_config(tmp_path, tiny_model_dir, f"finetune:{ft_yaml}")
+    path = diff_config(tmp_path, tiny_model_dir, f"finetune:{ft_yaml}")
 
     err = _cli_error(["prepare", str(path), "-q"], capsys)
     assert f"target.diff_model: the fine-tune of {ft_yaml} is not built yet" in err
@@ -195,8 +201,8 @@ def test_a_finetune_not_built_yet_is_one_line_and_trains_nothing(
     assert not (tmp_path / "datasets").exists() and not (tmp_path / "finetuned").exists()
 
 
-def test_same_weights_as_the_target_is_an_error(tmp_path, tiny_model_dir, capsys):
-    path = _diff_config(tmp_path, tiny_model_dir, str(tiny_model_dir))
+def test_same_weights_as_the_target_is_an_error(tmp_path, tiny_model_dir, capsys, diff_config):
+    path = diff_config(tmp_path, tiny_model_dir, str(tiny_model_dir))
     err = _cli_error(["prepare", str(path), "-q"], capsys)
     assert "same weights as target.model" in err and "would be zero" in err
 
@@ -217,7 +223,7 @@ def test_same_weights_as_the_target_is_an_error(tmp_path, tiny_model_dir, capsys
     [({"hidden_size": 32}, "has d_model 32 but target.model has 64"), ({"layers": 3}, "3 blocks")],
 )
 def test_mismatched_architecture_is_one_line_and_writes_nothing(
-    tmp_path, tiny_model_dir, capsys, change, match
+    tmp_path, tiny_model_dir, capsys, change, match, diff_config
 ):
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -234,19 +240,19 @@ def test_mismatched_architecture_is_one_line_and_writes_nothing(
     other = tmp_path / "other"
     LlamaForCausalLM(config).save_pretrained(other, safe_serialization=True)
     tok.save_pretrained(other)
-    path = _diff_config(tmp_path, tiny_model_dir, str(other))
+    path = diff_config(tmp_path, tiny_model_dir, str(other))
     err = _cli_error(["prepare", str(path), "-q"], capsys)
     assert match in err and "nla finetune" in err
     assert not (tmp_path / "datasets").exists()
 
 
-def test_different_tokenizer_is_an_error(tmp_path, tiny_model_dir, tuned, capsys):
+def test_different_tokenizer_is_an_error(tmp_path, tiny_model_dir, tuned, capsys, diff_config):
     _, ft = tuned
     other = shutil.copytree(ft.path, tmp_path / "retok")
     state = json.loads((other / "tokenizer.json").read_text())
     state["model"]["merges"] = state["model"]["merges"][:-100]  # same vocab, other ids for text
     (other / "tokenizer.json").write_text(json.dumps(state))
-    path = _diff_config(tmp_path, tiny_model_dir, str(other))
+    path = diff_config(tmp_path, tiny_model_dir, str(other))
     err = _cli_error(["prepare", str(path), "-q"], capsys)
     assert "different tokenizer" in err
     assert not (tmp_path / "datasets").exists()

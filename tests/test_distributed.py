@@ -42,8 +42,7 @@ def databases():
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_two_workers_share_one_study(tmp_path, tiny_model_dir, databases):
-    from test_sweep import sweep_yaml
+def test_two_workers_share_one_study(tmp_path, tiny_model_dir, databases, sweep_yaml):
 
     study_url, mlflow_url = databases
     MlflowClient(mlflow_url).search_experiments()  # the tracking server's schema, made once

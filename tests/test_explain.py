@@ -15,7 +15,6 @@ import torch
 from nla_variants.cli import main
 from nla_variants.config import TrialConfig, load_config
 from nla_variants.errors import NLAError
-from nla_variants.experiment import run_trial
 from nla_variants.explain import ExplainSettings, TextInput, explain, parse_positions
 from nla_variants.loading import locate
 
@@ -23,16 +22,8 @@ TEXT = "The harbor lights came on one by one, and the boats turned for home befo
 FAST = ["--max-new-tokens", "8", "--precision", "fp32", "--device", "cpu", "-q"]
 
 
-def trained_run(tmp: Path, model_dir: Path, **overrides) -> Path:
-    """The run directory of a finished tiny trial (test_trial's config with `overrides`)."""
-    from test_trial import trial_config
-
-    cfg = load_config(trial_config(tmp, model_dir, **overrides), TrialConfig)
-    return Path(cfg.output_dir) / run_trial(cfg, progress=False)["run_id"]
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_model_dir):
+def trained(tmp_path_factory, tiny_model_dir, trained_run):
     """(tmp dir, config, run directory) of a finished tiny trial."""
     tmp = tmp_path_factory.mktemp("explain")
     run = trained_run(tmp, tiny_model_dir)

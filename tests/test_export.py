@@ -13,7 +13,6 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file, save_file
-from test_explain import trained_run
 
 from nla_variants.cli import main
 from nla_variants.errors import NLAError
@@ -52,12 +51,12 @@ def assert_same_reconstructions(a: Path, b: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_model_dir):
+def trained(tmp_path_factory, tiny_model_dir, trained_run):
     return trained_run(tmp_path_factory.mktemp("export-run"), tiny_model_dir)
 
 
 @pytest.fixture(scope="module")
-def release_ready(tmp_path_factory, tiny_model_dir):
+def release_ready(tmp_path_factory, tiny_model_dir, trained_run):
     """A run whose settings the public layout can hold: no system message, the release AR."""
     tmp = tmp_path_factory.mktemp("release-run")
     return trained_run(tmp, tiny_model_dir, **{"av.system": "", "ar": {"variant": "release"}})
@@ -83,7 +82,7 @@ def test_export_round_trip_gives_the_runs_explanations(trained, tmp_path, capsys
         assert path.stat().st_mode & 0o777 == (0o777 if path.is_dir() else 0o666) & ~umask
 
 
-def test_lora_is_kept_as_an_adapter_or_merged(tmp_path, tiny_model_dir):
+def test_lora_is_kept_as_an_adapter_or_merged(tmp_path, tiny_model_dir, trained_run):
     lora = trained_run(tmp_path, tiny_model_dir, **{"av.finetune": "lora"})
     for mode in ("adapter", "merge"):
         assert main(["export", str(lora), str(tmp_path / mode), "--lora", mode, "-q"]) == 0

@@ -327,11 +327,10 @@ def test_a_constant_property_gets_no_probe():
 
 
 def test_prepare_stores_properties_and_older_datasets_get_the_same_on_demand(
-    tmp_path, tiny_model_dir
+    tmp_path, tiny_model_dir, write_config
 ):
     import pyarrow.parquet as pq
     import yaml
-    from test_prepare import write_config
 
     from nla_variants.config import PrepareConfig, load_config
     from nla_variants.data.prepare import prepare

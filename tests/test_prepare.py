@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from nla_variants.cli import main
 from nla_variants.config import PrepareConfig, load_config
@@ -22,36 +21,9 @@ from nla_variants.data.store import StoredDataset
 from nla_variants.target import TargetModel
 
 
-def write_config(tmp_path: Path, model_dir: Path, n_docs: int = 24, **extra) -> Path:
-    from conftest import write_corpus
-
-    cfg = {
-        "name": "tiny",
-        "seed": 0,
-        "target": {
-            "model": str(model_dir),
-            "layer": 2,
-            "precision": "fp32",
-            "device": "cpu",
-            "max_batch_tokens": 256,
-        },
-        "corpus": {
-            "source": "files",
-            "paths": [str(write_corpus(tmp_path / "c.jsonl", n_docs))],
-            "genre_column": "genre",
-            "min_chars": 50,
-        },
-        "sampling": {"positions_per_doc": 3, "min_prefix": 4, "max_tokens": 48},
-        "store": {"root": str(tmp_path / "datasets"), "shard_docs": 5},
-    }
-    for key, value in extra.items():
-        cfg[key] = {**cfg.get(key, {}), **value}
-    path = tmp_path / "prepare.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def test_prepare_writes_a_complete_store_and_rerun_is_a_cache_hit(tmp_path, tiny_model_dir):
+def test_prepare_writes_a_complete_store_and_rerun_is_a_cache_hit(
+    tmp_path, tiny_model_dir, write_config
+):
     cfg = load_config(write_config(tmp_path, tiny_model_dir), PrepareConfig)
     first = prepare(cfg, progress=False)
     assert not first.cache_hit
@@ -86,7 +58,9 @@ def test_prepare_writes_a_complete_store_and_rerun_is_a_cache_hit(tmp_path, tiny
     assert second.cache_hit and second.path == first.path
 
 
-def test_address_changes_with_content_not_with_speed_settings(tmp_path, tiny_model_dir):
+def test_address_changes_with_content_not_with_speed_settings(
+    tmp_path, tiny_model_dir, write_config
+):
     path = write_config(tmp_path, tiny_model_dir)
     base = prepare(load_config(path, PrepareConfig), progress=False).path
     faster = load_config(path, PrepareConfig, ["target.max_batch_tokens=1024"])
@@ -114,7 +88,7 @@ def _run_cli(argv: list[str], capsys) -> tuple[int, str]:
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(
-    tmp_path, tiny_model_dir, capsys, monkeypatch, overrides, match
+    tmp_path, tiny_model_dir, capsys, monkeypatch, overrides, match, write_config
 ):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     path = write_config(tmp_path, tiny_model_dir)
@@ -127,7 +101,7 @@ def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(
     assert not (tmp_path / "datasets").exists()
 
 
-def test_cli_prepare_prints_summary(tmp_path, tiny_model_dir, capsys):
+def test_cli_prepare_prints_summary(tmp_path, tiny_model_dir, capsys, write_config):
     path = write_config(tmp_path, tiny_model_dir)
     assert main(["prepare", str(path), "-q"]) == 0
     assert "dataset built" in capsys.readouterr().out
@@ -142,7 +116,7 @@ def _sorted_rows(directory: Path) -> list[dict]:
 
 @pytest.mark.integration
 def test_kill_at_any_moment_then_resume_gives_exactly_the_uninterrupted_rows(
-    tmp_path, tiny_model_dir
+    tmp_path, tiny_model_dir, write_config
 ):
     """A real SIGKILL mid-run; the rerun ends with the same rows: none duplicated, none missing."""
     path = write_config(tmp_path, tiny_model_dir, n_docs=120, store={"shard_docs": 2})
@@ -179,7 +153,7 @@ def test_kill_at_any_moment_then_resume_gives_exactly_the_uninterrupted_rows(
 
 
 def test_a_second_writer_fails_fast_or_waits_and_finds_the_finished_dataset(
-    tmp_path, tiny_model_dir
+    tmp_path, tiny_model_dir, write_config
 ):
     import fcntl
     import threading
@@ -204,7 +178,7 @@ def test_a_second_writer_fails_fast_or_waits_and_finds_the_finished_dataset(
 
 
 def test_a_full_disk_is_one_line_and_a_rerun_keeps_every_finished_shard(
-    tmp_path, tiny_model_dir, capsys, monkeypatch
+    tmp_path, tiny_model_dir, capsys, monkeypatch, write_config
 ):
     path = write_config(tmp_path, tiny_model_dir)  # 24 documents, 5 per shard: 5 shards
     real, calls = pq.write_table, []

@@ -288,34 +288,40 @@ def test_warm_up_counts_each_optimisers_own_updates(ctx, monkeypatch):
     assert [h["lr/av"] for h in module.history] == pytest.approx([lr / 4, 2 * lr / 4, 3 * lr / 4])
 
 
-def _rl_trial(tmp: Path, model_dir: Path, steps: int, **extra) -> dict:
-    from test_trial import trial_config
+@pytest.fixture
+def rl_trial(trial_config):
+    """`rl_trial(tmp, model_dir, steps, **dotted)`: the metrics of a tiny trial with `steps` RL
+    steps (a resume restores each schedule's position, so there are warm-up steps)."""
 
-    overrides = [
-        f"train.rl.steps={steps}",
-        "train.rl.batch_size=2",
-        "train.rl.group_size=2",
-        "train.rl.max_response_tokens=8",
-        "train.rl.eval_every=0",
-        "train.rl.av_lr=1e-3",
-        "train.rl.ar_lr=1e-3",
-        "train.rl.warmup_steps=3",  # a resume must restore each schedule's position
-        "train.av_sft.steps=1",
-        "train.ar_sft.steps=1",
-        "eval.max_samples=2",
-        "mlflow.log_checkpoints=false",
-    ]
-    overrides += [f"{k}={v}" for k, v in extra.items()]
-    tmp.mkdir(exist_ok=True)
-    cfg = load_config(trial_config(tmp, model_dir), TrialConfig, overrides)
-    return run_trial(cfg, progress=False)
+    def run(tmp: Path, model_dir: Path, steps: int, **extra) -> dict:
+
+        overrides = [
+            f"train.rl.steps={steps}",
+            "train.rl.batch_size=2",
+            "train.rl.group_size=2",
+            "train.rl.max_response_tokens=8",
+            "train.rl.eval_every=0",
+            "train.rl.av_lr=1e-3",
+            "train.rl.ar_lr=1e-3",
+            "train.rl.warmup_steps=3",  # a resume must restore each schedule's position
+            "train.av_sft.steps=1",
+            "train.ar_sft.steps=1",
+            "eval.max_samples=2",
+            "mlflow.log_checkpoints=false",
+        ]
+        overrides += [f"{k}={v}" for k, v in extra.items()]
+        tmp.mkdir(exist_ok=True)
+        cfg = load_config(trial_config(tmp, model_dir), TrialConfig, overrides)
+        return run_trial(cfg, progress=False)
+
+    return run
 
 
-def test_resumed_rl_matches_an_uninterrupted_run(tmp_path, tiny_model_dir, closing):
-    first = _rl_trial(tmp_path / "a", tiny_model_dir, 2)
+def test_resumed_rl_matches_an_uninterrupted_run(tmp_path, tiny_model_dir, closing, rl_trial):
+    first = rl_trial(tmp_path / "a", tiny_model_dir, 2)
     ckpt = tmp_path / "a" / "runs" / first["run_id"] / "rl_checkpoint"
-    resumed = _rl_trial(tmp_path / "a", tiny_model_dir, 4, **{"train.rl.resume_from": ckpt})
-    straight = _rl_trial(tmp_path / "c", tiny_model_dir, 4)
+    resumed = rl_trial(tmp_path / "a", tiny_model_dir, 4, **{"train.rl.resume_from": ckpt})
+    straight = rl_trial(tmp_path / "c", tiny_model_dir, 4)
     assert resumed["rl/steps"] == straight["rl/steps"] == 4
 
     def history(tmp: Path, run_id: str, key: str) -> list[float]:
@@ -330,15 +336,15 @@ def test_resumed_rl_matches_an_uninterrupted_run(tmp_path, tiny_model_dir, closi
     assert resumed["eval/roundtrip_fve"] == pytest.approx(straight["eval/roundtrip_fve"], abs=1e-5)
 
 
-def test_a_resumed_ridge_refit_matches_an_uninterrupted_run(tmp_path, tiny_model_dir, closing):
+def test_a_resumed_ridge_refit_matches_an_uninterrupted_run(
+    tmp_path, tiny_model_dir, closing, rl_trial
+):
     """The refit's rows travel in the RL checkpoint: a resumed run refits on the same rows."""
     ridge = {"train.rl.train_ar": "false", "train.rl.ar_ridge": 0.01, "train.rl.ar_refit_every": 1}
-    first = _rl_trial(tmp_path / "a", tiny_model_dir, 2, **ridge)
+    first = rl_trial(tmp_path / "a", tiny_model_dir, 2, **ridge)
     ckpt = tmp_path / "a" / "runs" / first["run_id"] / "rl_checkpoint"
-    resumed = _rl_trial(
-        tmp_path / "a", tiny_model_dir, 4, **ridge, **{"train.rl.resume_from": ckpt}
-    )
-    straight = _rl_trial(tmp_path / "c", tiny_model_dir, 4, **ridge)
+    resumed = rl_trial(tmp_path / "a", tiny_model_dir, 4, **ridge, **{"train.rl.resume_from": ckpt})
+    straight = rl_trial(tmp_path / "c", tiny_model_dir, 4, **ridge)
     client = {t: MlflowClient(f"sqlite:///{tmp_path / t}/mlflow.db") for t in ("a", "c")}
     for key in ("rl/ridge_rows", "rl/ridge_train_fve", "rl/reward/mean"):
         hist = {

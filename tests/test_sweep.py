@@ -24,50 +24,16 @@ from nla_variants.sweeps.report import rows, to_csv
 from nla_variants.sweeps.runner import SweepRunner, aggregate
 from nla_variants.sweeps.spec import load_sweep
 
-TINY_RL = {
-    "train.rl.steps": 2,
-    "train.rl.batch_size": 2,
-    "train.rl.group_size": 2,
-    "train.rl.eval_every": 1,
-    "train.rl.eval_samples": 4,
-    "train.rl.max_response_tokens": 8,
-    "mlflow.log_checkpoints": False,
-}
-
-
-def sweep_yaml(tmp: Path, model_dir: Path, **top) -> Path:
-    from test_trial import trial_config
-
-    base = trial_config(tmp, model_dir, **TINY_RL)
-    cfg = {
-        "name": "tiny-sweep",
-        "base": str(base),
-        "space": {"train.rl.kl_coef": {"low": 0.01, "high": 0.1, "log": True}},
-        "n_trials": 2,
-        "sampler": {"kind": "random", "seed": 0},
-        "pruner": {"kind": "none"},
-        "directory": str(tmp / "sweep"),
-        "mlflow": {"tracking_uri": f"sqlite:///{tmp}/mlflow.db", "experiment": "sweep-tests"},
-    }
-    cfg.update(top)
-    path = tmp / "sweep.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def study_of(tmp: Path, name: str = "tiny-sweep") -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp / 'sweep' / 'optuna.db'}")
-
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory, tiny_model_dir):
+def swept(tmp_path_factory, tiny_model_dir, sweep_yaml):
     tmp = tmp_path_factory.mktemp("sweep")
     path = sweep_yaml(tmp, tiny_model_dir, seeds=2)
     assert main(["sweep", str(path), "-q"]) == 0
     return tmp, path
 
 
-def test_sweep_runs_every_trial_over_every_seed(swept):
+def test_sweep_runs_every_trial_over_every_seed(swept, study_of):
     tmp, _ = swept
     study = study_of(tmp)
     done = study.get_trials(states=(TrialState.COMPLETE,))
@@ -79,7 +45,7 @@ def test_sweep_runs_every_trial_over_every_seed(swept):
         assert t.values[0] == pytest.approx(sum(fves) / 2)
 
 
-def test_identical_warm_starts_are_reused_across_trials(swept):
+def test_identical_warm_starts_are_reused_across_trials(swept, study_of):
     tmp, _ = swept
     first, second = sorted(study_of(tmp).trials, key=lambda t: t.number)
     for seed in ("0", "1"):  # the warm start depends on the seed, not on the RL settings
@@ -112,7 +78,7 @@ def test_mlflow_has_a_parent_run_trial_children_and_seed_grandchildren(swept):
     assert "compare/comparison.csv" in art
 
 
-def test_best_config_is_a_ready_to_run_trial(swept):
+def test_best_config_is_a_ready_to_run_trial(swept, study_of):
     tmp, _ = swept
     best = load_config(tmp / "sweep" / "best.yaml", TrialConfig)
     top = study_of(tmp).best_trial
@@ -120,7 +86,7 @@ def test_best_config_is_a_ready_to_run_trial(swept):
     assert best.train.rl.steps == 2
 
 
-def test_explain_and_export_read_the_best_trials_run(swept, capsys):
+def test_explain_and_export_read_the_best_trials_run(swept, capsys, study_of):
     from nla_variants.loading import locate
 
     tmp, path = swept
@@ -150,14 +116,16 @@ def test_compare_writes_table_csv_markdown_and_plots(swept, capsys, monkeypatch)
     assert (report / "plots" / "metric_by_variant.png").stat().st_size > 1000
 
 
-def test_rerunning_a_finished_sweep_repeats_nothing(swept):
+def test_rerunning_a_finished_sweep_repeats_nothing(swept, study_of):
     tmp, path = swept
     before = [(t.number, t.values) for t in study_of(tmp).trials]
     assert main(["sweep", str(path), "-q"]) == 0
     assert [(t.number, t.values) for t in study_of(tmp).trials] == before
 
 
-def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, tiny_model_dir):
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(
+    tmp_path, tiny_model_dir, study_of, sweep_yaml
+):
     path = sweep_yaml(
         tmp_path,
         tiny_model_dir,
@@ -195,7 +163,7 @@ class PruneFromStepOne(optuna.pruners.BasePruner):
 
 
 def test_pruned_trials_are_pruned_in_optuna_and_tagged_in_mlflow(
-    tmp_path, tiny_model_dir, monkeypatch
+    tmp_path, tiny_model_dir, monkeypatch, study_of, sweep_yaml
 ):
     monkeypatch.setattr(sweep_mod, "make_pruner", lambda sweep: PruneFromStepOne())
     path = sweep_yaml(tmp_path, tiny_model_dir, n_trials=1, pruner={"kind": "median"})
@@ -217,7 +185,9 @@ def test_pruned_trials_are_pruned_in_optuna_and_tagged_in_mlflow(
     assert row.stats["eval/roundtrip_fve"]["mean"] == trial.intermediate_values[1]
 
 
-def test_median_and_hyperband_pruners_are_built_from_the_config(tmp_path, tiny_model_dir):
+def test_median_and_hyperband_pruners_are_built_from_the_config(
+    tmp_path, tiny_model_dir, sweep_yaml
+):
     path = sweep_yaml(tmp_path, tiny_model_dir, pruner={"kind": "median", "n_warmup_steps": 3})
     pruner = sweep_mod.make_pruner(load_sweep(path))
     assert isinstance(pruner, optuna.pruners.MedianPruner)
@@ -226,7 +196,7 @@ def test_median_and_hyperband_pruners_are_built_from_the_config(tmp_path, tiny_m
 
 
 def test_conditional_parameters_are_sampled_only_where_their_condition_holds(
-    tmp_path, tiny_model_dir
+    tmp_path, tiny_model_dir, sweep_yaml
 ):
     path = sweep_yaml(
         tmp_path,
@@ -248,7 +218,7 @@ def test_conditional_parameters_are_sampled_only_where_their_condition_holds(
     assert seen == {"full", "lora"}
 
 
-def test_presets_set_several_keys_and_feed_when_conditions(tmp_path, tiny_model_dir):
+def test_presets_set_several_keys_and_feed_when_conditions(tmp_path, tiny_model_dir, sweep_yaml):
     path = sweep_yaml(
         tmp_path,
         tiny_model_dir,
@@ -273,7 +243,9 @@ def test_presets_set_several_keys_and_feed_when_conditions(tmp_path, tiny_model_
     assert seen == {"full", "lora"}
 
 
-def test_a_preset_with_an_unknown_key_fails_before_the_study(tmp_path, tiny_model_dir, capsys):
+def test_a_preset_with_an_unknown_key_fails_before_the_study(
+    tmp_path, tiny_model_dir, capsys, sweep_yaml
+):
     bad = {"arm": {"presets": {"ok": {}, "typo": {"av.finetun": "lora"}}}}
     path = sweep_yaml(tmp_path, tiny_model_dir, space=bad)
     assert main(["sweep", str(path), "-q"]) == 2
@@ -313,7 +285,7 @@ def test_seed_spread_is_the_sample_standard_deviation():
     ],
 )
 def test_bad_sweeps_fail_in_one_line_and_create_nothing(
-    tmp_path, tiny_model_dir, capsys, top, needle
+    tmp_path, tiny_model_dir, capsys, top, needle, sweep_yaml
 ):
     path = sweep_yaml(tmp_path, tiny_model_dir, pruner={"kind": "median"}, **top)
     assert main(["sweep", str(path), "-q"]) == 2
@@ -323,7 +295,9 @@ def test_bad_sweeps_fail_in_one_line_and_create_nothing(
     assert not (tmp_path / "sweep").exists()
 
 
-def test_an_unwritable_sweep_directory_fails_in_one_line(tmp_path, tiny_model_dir, capsys):
+def test_an_unwritable_sweep_directory_fails_in_one_line(
+    tmp_path, tiny_model_dir, capsys, sweep_yaml
+):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     path = sweep_yaml(tmp_path, tiny_model_dir, directory=str(blocker / "sweep"))
@@ -332,7 +306,9 @@ def test_an_unwritable_sweep_directory_fails_in_one_line(tmp_path, tiny_model_di
     assert "not writable" in err and len(err.splitlines()) == 1
 
 
-def test_a_changed_sweep_under_the_same_name_is_refused(tmp_path, tiny_model_dir, capsys):
+def test_a_changed_sweep_under_the_same_name_is_refused(
+    tmp_path, tiny_model_dir, capsys, sweep_yaml
+):
     sweep = load_sweep(sweep_yaml(tmp_path, tiny_model_dir))
     SweepRunner(sweep)._open()  # the study exists with the first space
     changed = sweep_yaml(tmp_path, tiny_model_dir, space={"train.rl.temperature": {"choices": [1]}})
@@ -386,7 +362,9 @@ def test_compare_on_a_synthetic_study(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.integration
-def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path, tiny_model_dir):
+def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(
+    tmp_path, tiny_model_dir, study_of, sweep_yaml
+):
     path = sweep_yaml(tmp_path, tiny_model_dir, n_trials=3)
     cmd = [sys.executable, "-m", "nla_variants.cli", "sweep", str(path), "-q"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
@@ -427,7 +405,9 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path, tin
     assert stale.info.status == "KILLED" and stale.data.tags["nla.state"] == "INTERRUPTED"
 
 
-def test_two_objectives_give_a_pareto_front_export_and_plot(tmp_path, tiny_model_dir):
+def test_two_objectives_give_a_pareto_front_export_and_plot(
+    tmp_path, tiny_model_dir, study_of, sweep_yaml
+):
     path = sweep_yaml(
         tmp_path,
         tiny_model_dir,

@@ -21,7 +21,6 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from sweep_worker import fake_run_trial
-from test_sweep import study_of, sweep_yaml
 
 from nla_variants import checkpoint
 from nla_variants.cli import main
@@ -31,8 +30,14 @@ from nla_variants.sweeps.spec import load_sweep
 WORKER = Path(__file__).parent / "sweep_worker.py"
 
 
-def fake_sweep(tmp: Path, model_dir: Path, **top) -> Path:
-    return sweep_yaml(tmp, model_dir, **{"sampler": {"kind": "random", "seed": 0}, **top})
+@pytest.fixture
+def fake_sweep(sweep_yaml):
+    """`fake_sweep(tmp, model_dir, **top)`: `sweep_yaml` with a seeded random sampler."""
+
+    def write(tmp: Path, model_dir: Path, **top) -> Path:
+        return sweep_yaml(tmp, model_dir, **{"sampler": {"kind": "random", "seed": 0}, **top})
+
+    return write
 
 
 def worker(path: Path, markers: Path, **env: str) -> subprocess.Popen:
@@ -71,7 +76,9 @@ def mlflow_runs(tmp: Path, experiment: str = "sweep-tests") -> list:
 # -- sampling ------------------------------------------------------------------------------------
 
 
-def test_one_uninterrupted_run_is_reproducible(tmp_path, tiny_model_dir, monkeypatch):
+def test_one_uninterrupted_run_is_reproducible(
+    tmp_path, tiny_model_dir, monkeypatch, study_of, fake_sweep
+):
     monkeypatch.setattr(sweep_mod, "run_trial", fake_run_trial)
     seen = []
     for name in ("a", "b"):
@@ -82,7 +89,9 @@ def test_one_uninterrupted_run_is_reproducible(tmp_path, tiny_model_dir, monkeyp
     assert seen[0] == seen[1] and len({str(p) for p in seen[0]}) == 4
 
 
-def test_a_second_invocation_does_not_replay_the_first(tmp_path, tiny_model_dir, monkeypatch):
+def test_a_second_invocation_does_not_replay_the_first(
+    tmp_path, tiny_model_dir, monkeypatch, study_of, fake_sweep
+):
     """Two processes asking for 2 trials each used to evaluate the same 2 configurations."""
     monkeypatch.setattr(sweep_mod, "run_trial", fake_run_trial)
     assert main(["sweep", str(fake_sweep(tmp_path, tiny_model_dir, n_trials=2)), "-q"]) == 0
@@ -91,7 +100,9 @@ def test_a_second_invocation_does_not_replay_the_first(tmp_path, tiny_model_dir,
     assert len(done) == len(set(done)) == 4
 
 
-def test_a_sweep_prints_one_line_per_trial_stage(tmp_path, tiny_model_dir, monkeypatch, caplog):
+def test_a_sweep_prints_one_line_per_trial_stage(
+    tmp_path, tiny_model_dir, monkeypatch, caplog, fake_sweep
+):
     """trial i/n, seed, the stage and the clock; a line when each seed run finishes."""
     monkeypatch.setattr(sweep_mod, "run_trial", fake_run_trial)  # its one stage: evaluation
     caplog.set_level(logging.INFO, logger=sweep_mod.__name__)
@@ -110,7 +121,7 @@ def test_a_sweep_prints_one_line_per_trial_stage(tmp_path, tiny_model_dir, monke
 
 
 def test_a_killed_sweep_resumes_without_repeats_and_closes_its_mlflow_runs(
-    tmp_path, tiny_model_dir, monkeypatch
+    tmp_path, tiny_model_dir, monkeypatch, study_of, fake_sweep
 ):
     path = fake_sweep(tmp_path, tiny_model_dir, n_trials=4)
     proc = worker(path, tmp_path, NLA_TEST_HANG_TRIAL="2")
@@ -148,7 +159,7 @@ def test_a_killed_sweep_resumes_without_repeats_and_closes_its_mlflow_runs(
 
 
 def test_runs_a_dead_process_left_open_are_closed_whatever_mlflow_recorded(
-    tmp_path, tiny_model_dir, monkeypatch
+    tmp_path, tiny_model_dir, monkeypatch, fake_sweep
 ):
     """A seed run MLflow itself ended at exit (FINISHED) while ours still said RUNNING."""
     monkeypatch.setattr(sweep_mod, "run_trial", fake_run_trial)
@@ -163,7 +174,7 @@ def test_runs_a_dead_process_left_open_are_closed_whatever_mlflow_recorded(
     assert (closed.info.status, closed.data.tags["nla.state"]) == ("KILLED", "INTERRUPTED")
 
 
-def test_two_workers_at_once_draw_different_configurations(tmp_path, tiny_model_dir):
+def test_two_workers_at_once_draw_different_configurations(tmp_path, tiny_model_dir, fake_sweep):
     """Both workers sit inside their first trial at the same time (a rendezvous), so each
     sampled it before seeing the other's: with one shared seed they drew the same one."""
     path = fake_sweep(
@@ -196,7 +207,7 @@ def fail_ar_warm_start_writes(monkeypatch) -> None:
 
 
 def test_a_full_disk_during_a_sweep_stops_it_in_one_line_and_a_rerun_loses_nothing(
-    tmp_path, tiny_model_dir, capsys
+    tmp_path, tiny_model_dir, capsys, study_of, sweep_yaml
 ):
     path = sweep_yaml(tmp_path, tiny_model_dir, n_trials=2, trial={"train": {"rl": {"steps": 0}}})
     with pytest.MonkeyPatch.context() as mp:
@@ -219,9 +230,8 @@ def test_a_full_disk_during_a_sweep_stops_it_in_one_line_and_a_rerun_loses_nothi
 
 
 def test_a_full_disk_during_a_warm_start_is_one_line_and_a_rerun_continues(
-    tmp_path, tiny_model_dir, capsys
+    tmp_path, tiny_model_dir, capsys, trial_config
 ):
-    from test_trial import trial_config
 
     path = trial_config(tmp_path, tiny_model_dir, **{"mlflow.log_checkpoints": False})
     with pytest.MonkeyPatch.context() as mp:
@@ -251,7 +261,7 @@ SECRETS = {
 
 
 def test_no_password_of_a_url_setting_reaches_disk_mlflow_or_logs(
-    tmp_path, tiny_model_dir, monkeypatch, capsys, caplog
+    tmp_path, tiny_model_dir, monkeypatch, capsys, caplog, sweep_yaml
 ):
     """A password in `storage:`, `mlflow.tracking_uri` and the teacher's `base_url`: grep
     everything the sweep wrote (study and MLflow databases, artifacts, state, best.yaml, run

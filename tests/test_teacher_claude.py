@@ -581,10 +581,9 @@ def test_fingerprint_is_content_only(make_teacher, fake):
 
 
 def test_a_rejected_key_stops_prepare_before_extraction_and_writes_nothing(
-    fake, tmp_path, tiny_model_dir, monkeypatch, capsys
+    fake, tmp_path, tiny_model_dir, monkeypatch, capsys, write_config
 ):
     """One cheap request (list one model) checks the key before the model loads."""
-    from test_prepare import write_config
 
     from nla_variants.cli import main
     from nla_variants.data import prepare as prepare_mod

@@ -17,46 +17,8 @@ from nla_variants.experiment import flatten, run_trial
 FAKE_SECRET = "fake-secret-value-0123456789"
 
 
-def trial_config(tmp_path: Path, model_dir: Path, **overrides) -> Path:
-    from conftest import write_corpus
-
-    cfg = {
-        "name": "tiny-trial",
-        "seed": 0,
-        "data": {
-            "name": "tiny",
-            "target": {"model": str(model_dir), "layer": 2, "precision": "fp32"},
-            "corpus": {
-                "source": "files",
-                "min_chars": 50,
-                "paths": [str(write_corpus(tmp_path / "c.jsonl", 40))],
-            },
-            "sampling": {"positions_per_doc": 2, "min_prefix": 4, "max_tokens": 40},
-            "store": {"root": str(tmp_path / "datasets")},
-        },
-        "av": {"variant": "baseline", "injection": {"scale": "data"}},
-        "train": {
-            "precision": "32-true",
-            "av_sft": {"steps": 3, "batch_size": 4, "warmup_steps": 1},
-            "ar_sft": {"steps": 3, "batch_size": 4, "warmup_steps": 1},
-        },
-        "eval": {"max_samples": 6, "max_new_tokens": 8, "batch_size": 4, "table_rows": 4},
-        "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "tests"},
-        "output_dir": str(tmp_path / "runs"),
-    }
-    for key, value in overrides.items():
-        node = cfg
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    path = tmp_path / "trial.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory, tiny_model_dir):
+def finished(tmp_path_factory, tiny_model_dir, trial_config):
     tmp = tmp_path_factory.mktemp("trial")
     path = trial_config(tmp, tiny_model_dir, **{"train.av_sft.checkpoint_every": 2})
     cfg = load_config(path, TrialConfig)
@@ -121,7 +83,7 @@ def test_no_secret_reaches_params_or_artifacts(finished):
     assert flatten({"teacher": {"api_key": "x", "max_tokens": 3}}) == {"teacher.max_tokens": 3}
 
 
-def test_resume_continues_from_the_checkpoint_step(finished, tiny_model_dir):
+def test_resume_continues_from_the_checkpoint_step(finished, tiny_model_dir, trial_config):
     tmp, cfg, m = finished
     ckpt = Path(cfg.output_dir) / m["run_id"] / "av_checkpoint"
     assert yaml.safe_load((ckpt / "checkpoint.yaml").read_text())["step"] == 3
@@ -142,7 +104,7 @@ def test_resume_continues_from_the_checkpoint_step(finished, tiny_model_dir):
     assert len(history) == 2
 
 
-def test_trials_nest_under_an_active_parent_run(tmp_path, tiny_model_dir):
+def test_trials_nest_under_an_active_parent_run(tmp_path, tiny_model_dir, trial_config):
     cfg = load_config(
         trial_config(tmp_path, tiny_model_dir),
         TrialConfig,
@@ -161,7 +123,7 @@ def test_trials_nest_under_an_active_parent_run(tmp_path, tiny_model_dir):
     assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
 
 
-def test_cli_train_and_its_bad_inputs(tmp_path, tiny_model_dir, capsys):
+def test_cli_train_and_its_bad_inputs(tmp_path, tiny_model_dir, capsys, trial_config):
     path = trial_config(
         tmp_path,
         tiny_model_dir,
@@ -182,7 +144,9 @@ def test_cli_train_and_its_bad_inputs(tmp_path, tiny_model_dir, capsys):
         assert err.startswith("nla: error:") and message in err and "\n" not in err
 
 
-def test_av_gap_check_keeps_the_best_and_the_ar_reads_av_text(tmp_path, tiny_model_dir):
+def test_av_gap_check_keeps_the_best_and_the_ar_reads_av_text(
+    tmp_path, tiny_model_dir, trial_config
+):
     """The AV warm start's held-out NLL gap runs every step (Lightning's validation loop), the
     best weights are kept, and the AR warm start reads the AV's own explanations too."""
     cfg = load_config(
@@ -208,7 +172,9 @@ def test_av_gap_check_keeps_the_best_and_the_ar_reads_av_text(tmp_path, tiny_mod
     assert "eval/av_nll_gap" in m and "eval/roundtrip_fve_raw" in m
 
 
-def test_an_ar_warm_start_of_only_the_ridge_readout_trains_and_is_cached(tmp_path, tiny_model_dir):
+def test_an_ar_warm_start_of_only_the_ridge_readout_trains_and_is_cached(
+    tmp_path, tiny_model_dir, trial_config
+):
     """ar_sft.steps 0 with a ridge penalty: no SGD, the head fitted in closed form on teacher
     rows plus the AV's own text; the result is cached like any warm start."""
     overrides = [

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_explain import trained_run
 
 from nla_variants.explain import ExplainResult, ExplainSettings, TextInput, explain
 from nla_variants.loading import locate
@@ -80,7 +79,7 @@ def shown(record: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def explained(tmp_path_factory, tiny_model_dir) -> tuple[Path, ExplainResult]:
+def explained(tmp_path_factory, tiny_model_dir, trained_run) -> tuple[Path, ExplainResult]:
     run = trained_run(tmp_path_factory.mktemp("viewer-run"), tiny_model_dir)
     settings = ExplainSettings(max_new_tokens=10, precision="fp32", device="cpu")
     result = explain(locate(run), [TextInput(TEXT, "--text")], settings, progress=False)

@@ -16,6 +16,7 @@ from pydantic import Field
 from torch import nn
 
 from nla_variants.config import Strict
+from nla_variants.core.padding import pad_right
 from nla_variants.core.vectors import normalized_mse
 from nla_variants.registry import BuildContext, register_ar
 from nla_variants.target import load_lm, truncated_backbone
@@ -76,12 +77,7 @@ class BaselineAR(nn.Module):
     ) -> torch.Tensor:
         seqs = self.sequences(explanations, sources)
         device = self.device
-        width = max(map(len, seqs))
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long, device=device)
-        mask = torch.zeros_like(ids)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s, device=device)
-            mask[i, : len(s)] = 1
+        ids, mask = pad_right(seqs, self.pad_id, device)
         hidden = self.backbone(input_ids=ids, attention_mask=mask, use_cache=False)
         hidden = hidden.last_hidden_state
         last = hidden[torch.arange(len(seqs), device=device), mask.sum(1) - 1]

@@ -30,6 +30,7 @@ from torch import nn
 from nla_variants.ar.baseline import BaselineAR, BaselineARConfig
 from nla_variants.errors import NLAError
 from nla_variants.registry import BuildContext, register_ar
+from nla_variants.target import decoder_parts
 
 
 class SmallARConfig(BaselineARConfig):
@@ -75,15 +76,6 @@ class BottleneckHead(nn.Module):
         return self.up(self.down(x))
 
 
-def _blocks_name(backbone: nn.Module) -> str:
-    for name in ("layers", "h"):
-        if isinstance(getattr(backbone, name, None), nn.ModuleList):
-            return name
-    raise NLAError(
-        f"no decoder blocks found in {type(backbone).__name__}", "use a Llama-style model"
-    )
-
-
 def _linear_leaf_names(module: nn.Module) -> list[str]:
     return sorted(
         {n.rsplit(".", 1)[-1] for n, m in module.named_modules() if isinstance(m, nn.Linear)}
@@ -114,7 +106,7 @@ class SmallAR(BaselineAR):
                 f"ar.n_layers={n} is more than the extraction layer {ctx.layer}",
                 f"use 1..{ctx.layer} (the small AR keeps at most the blocks that made the vector)",
             )
-        blocks = _blocks_name(self.backbone)
+        _, blocks, _ = decoder_parts(self.backbone)
         setattr(self.backbone, blocks, nn.ModuleList(list(getattr(self.backbone, blocks))[:n]))
         self.n_blocks = n
 

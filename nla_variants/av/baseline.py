@@ -21,6 +21,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from nla_variants.config import Strict
 from nla_variants.core.injection import InjectionConfig, Injector, center, resolve_scale
+from nla_variants.core.padding import pad_right
 from nla_variants.core.text import CLOSE_TAG, extract_explanation, wrap_explanation
 from nla_variants.errors import NLAError
 from nla_variants.registry import BuildContext, register_av
@@ -263,16 +264,10 @@ class BaselineAV(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token log-probs of given responses: ([B, R], mask [B, R]). The LM head runs only
         on response positions (a 49k-vocab head over the prompt would be thrown away)."""
-        b, p = len(responses), len(self.prompt_ids)
-        r = max(len(x) for x in responses)
-        device = self.prompt_ids.device
-        ids = torch.full((b, p + r), self.pad_id, dtype=torch.long, device=device)
-        ids[:, :p] = self.prompt_ids
-        mask = torch.zeros((b, p + r), dtype=torch.long, device=device)
-        mask[:, :p] = 1
-        for i, resp in enumerate(responses):
-            ids[i, p : p + len(resp)] = torch.tensor(resp, device=device)
-            mask[i, p : p + len(resp)] = 1
+        p, r = len(self.prompt_ids), max(len(x) for x in responses)
+        prompt = self.prompt_ids.tolist()
+        seqs = [prompt + list(resp) for resp in responses]
+        ids, mask = pad_right(seqs, self.pad_id, self.prompt_ids.device)
         with self.injecting(ids, vectors):
             hidden = self._decoder(input_ids=ids, attention_mask=mask).last_hidden_state
         logits = self._head(hidden[:, p - 1 : p + r - 1]).float()

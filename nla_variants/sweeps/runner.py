@@ -31,12 +31,13 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from nla_variants.checks import check_tracking_uri
+from nla_variants.config import get_dotted
 from nla_variants.errors import DiskFull, NLAError, TrialStopped, is_disk_full, one_line
 from nla_variants.experiment import run_trial
 from nla_variants.io import write_yaml_atomic
 from nla_variants.masking import mask, mask_tree
 from nla_variants.sweeps.progress import SweepClock
-from nla_variants.sweeps.spec import Sweep, get_dotted
+from nla_variants.sweeps.spec import Sweep
 from nla_variants.sweeps.storage import (
     check_url,
     check_writable,

@@ -30,12 +30,13 @@ from pydantic import Field, ValidationError, model_validator
 from nla_variants.config import (
     Strict,
     TrialConfig,
-    format_validation_error,
+    get_dotted,
     load_config,
     merge,
     read_config,
+    set_dotted,
 )
-from nla_variants.errors import NLAError
+from nla_variants.errors import NLAError, format_validation_error
 from nla_variants.hashing import hash_obj
 
 METRIC_PATTERN = re.compile(r"^(eval|trial|rl|av_sft|ar_sft)/[A-Za-z0-9_./]+$")
@@ -220,15 +221,6 @@ class SweepConfig(Strict):
         return hash_obj(keep, 16)
 
 
-def get_dotted(data: dict, key: str) -> Any:
-    node: Any = data
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def validate_trial(data: dict[str, Any]) -> TrialConfig:
     """TrialConfig from a dict; every failure (pydantic or a variant's) as one NLAError."""
     try:
@@ -244,14 +236,7 @@ def with_params(base: dict, params: dict[str, Any]) -> dict:
     """The base trial dict with sampled dotted keys set (values kept as typed)."""
     out = copy.deepcopy(base)
     for key, value in params.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            nxt = node.setdefault(part, {})
-            if not isinstance(nxt, dict):
-                raise NLAError(f"space key {key}: {part} is not a section", "search leaf keys")
-            node = nxt
-        node[leaf] = value
+        set_dotted(out, key, value, what="space key", fix="search leaf keys")
     return out
 
 

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from nla_variants.checks import check_writable_dir
 from nla_variants.config import CorpusConfig, PrepareConfig, Strict
+from nla_variants.core.padding import pad_right
 from nla_variants.data.corpus import load_corpus, manifest_hash
 from nla_variants.data.diffing import FINETUNE_META, FINETUNE_SPEC_PREFIX
 from nla_variants.data.documents import Document
@@ -46,6 +47,7 @@ from nla_variants.masking import mask_tree
 from nla_variants.paths import cache_root
 from nla_variants.target import (
     ModelSource,
+    autocast_context,
     content_fingerprint,
     default_device,
     load_lm,
@@ -147,12 +149,7 @@ def _batches(examples: list[list[int]], cfg: FinetuneConfig, pad: int):
         while len(order) < cfg.batch_size:
             order += torch.randperm(len(examples), generator=gen).tolist()
         pick, order = order[: cfg.batch_size], order[cfg.batch_size :]
-        width = max(len(examples[i]) for i in pick)
-        ids = torch.full((len(pick), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(pick), width), dtype=torch.long)
-        for row, i in enumerate(pick):
-            ids[row, : len(examples[i])] = torch.as_tensor(examples[i])
-            mask[row, : len(examples[i])] = 1
+        ids, mask = pad_right([examples[i] for i in pick], pad)
         yield ids, mask, ids.masked_fill(mask == 0, -100)
 
 
@@ -161,7 +158,7 @@ def _train(model, examples, cfg, device, dtype, pad, progress) -> tuple[list[flo
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(cfg.warmup_steps, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
-    cast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    cast = autocast_context(device, dtype)
     losses: list[float] = []
     tokens = 0
     bar = tqdm(total=cfg.steps, desc="finetune", unit="step", disable=not progress)
