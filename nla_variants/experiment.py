@@ -455,6 +455,7 @@ def _ridge_readout(
         sft.ridge,
         t.cfg.eval.batch_size,
         t.autocast,
+        "AR readout: features" if t.progress else None,
     )
 
 
@@ -466,7 +467,8 @@ def _rl_ridge_rows(t: _Trial, av, ar, resume: Path | None) -> tuple[torch.Tensor
         return saved
     rl = t.cfg.train.rl
     texts, vectors, sources = _teacher_rows(t, rl.ar_ridge_rows, av.render_target)
-    feats = head_features(ar, texts, sources, t.cfg.eval.batch_size, t.autocast)
+    bar = "RL: AR features of teacher rows" if t.progress else None
+    feats = head_features(ar, texts, sources, t.cfg.eval.batch_size, t.autocast, bar)
     return feats, torch.from_numpy(vectors.copy())
 
 

@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from nla_variants.core.ridge import Ridge
 from nla_variants.core.vectors import baseline_mse, fve, mean_direction, normalize, normalized_mse
@@ -51,16 +52,23 @@ def head_features(
     sources: Sequence[str] | None,
     batch_size: int,
     autocast: Callable[[], AbstractContextManager] = nullcontext,
+    bar: str | None = None,
 ) -> torch.Tensor:
-    """What the head reads for each explanation, [N, d_in] float32."""
+    """What the head reads for each explanation, [N, d_in] float32. `bar`: the title of a
+    progress bar over the rows (thousands of AR forwards: a minute or more on a CPU)."""
     was_training = ar.training
     ar.eval()
+    n = len(explanations)
     try:
-        with head_inputs(ar) as seen:
-            for s in range(0, len(explanations), batch_size):
+        with (
+            head_inputs(ar) as seen,
+            tqdm(total=n, desc=bar, unit="row", leave=False, disable=bar is None) as done,
+        ):
+            for s in range(0, n, batch_size):
                 srcs = None if sources is None else list(sources[s : s + batch_size])
                 with autocast():
                     ar(list(explanations[s : s + batch_size]), srcs)
+                done.update(min(batch_size, n - s))
     finally:
         ar.train(was_training)
     return torch.cat(seen)
@@ -87,10 +95,11 @@ def refit_head(
     penalty: float,
     batch_size: int = 64,
     autocast: Callable[[], AbstractContextManager] = nullcontext,
+    bar: str | None = None,
 ) -> dict[str, float]:
     """Set the AR's head to the ridge readout of its own features of these rows. Returns the
     rows used and the fit's training FVE."""
     head = linear_head(ar)
-    feats = head_features(ar, explanations, sources, batch_size, autocast)
+    feats = head_features(ar, explanations, sources, batch_size, autocast, bar)
     train_fve = fit_head(head, feats, vectors, penalty)
     return {"ridge_rows": float(len(explanations)), "ridge_train_fve": train_fve}
