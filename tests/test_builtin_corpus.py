@@ -15,6 +15,7 @@ from nla_variants.data.builtin import (
     dialogue,
     expository,
     narrative,
+    structured,
 )
 from nla_variants.data.builtin.apidocs import make_api_doc
 from nla_variants.data.builtin.grammar import Grammar, lexicon, tidy
@@ -191,3 +192,17 @@ def test_data_templates_use_only_defined_slots() -> None:
     tpl += [t for report in e["reports"] for part in report[:2] for t in part]
     bound = ["say", "say2", "storm_kind_cap", "animal_pl_cap", "feature", "feature2"]
     expository.GRAMMAR.check(tpl, bound)
+
+
+def test_structured_value_templates_use_only_known_specs() -> None:
+    # Every {spec} of a value template in data/structured.yaml is a value spec or a binding.
+    d = lexicon("structured")
+    tpl = [*d["templates"].values(), *(v for kind in d["records"] for _, v in kind)]
+    tpl += [*d["title_extras"], *d["route_note"], *d["inventory_head"], d["route_head"]]
+    bind = {"place": "Shed", "place_lower": "shed", "first": "A", "last": "B"}
+    rng = random.Random(0)
+    for t in tpl:
+        assert "{" not in structured._fill(t, rng, **bind), t
+    for schema in d["schemas"].values():
+        for spec in schema.values():
+            structured._field(spec)(rng)

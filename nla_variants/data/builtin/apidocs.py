@@ -24,21 +24,8 @@ def _man_page(rng: random.Random, target: int) -> str:
     verb, where = rng.choice(_D["verb"]), rng.choice(_D["where"])
     opts = rng.sample(_D["options"], rng.randint(4, 9))
     sec = rng.choice((1, 1, 8))
-    lines = [
-        f"{tool.upper()}({sec})",
-        "",
-        "NAME",
-        f"       {tool} - {verb} {thing}",
-        "",
-        "SYNOPSIS",
-        f"       {tool} [OPTION]... SOURCE [DEST]",
-        "",
-        "DESCRIPTION",
-        f"       {tool} {verb} {thing} from SOURCE to {where}. Files that have not changed since",
-        "       the last run are skipped, so repeated runs are cheap.",
-        "",
-        "OPTIONS",
-    ]
+    slots = {"TOOL": tool.upper(), "sec": sec, "tool": tool, "verb": verb, "where": where}
+    lines = _D["man_head"].format(thing=thing, **slots).split("\n")
     for flag, arg, desc in opts:
         lines += [
             f"       {flag}{' ' + arg if arg else ''}",
@@ -53,13 +40,8 @@ def _man_page(rng: random.Random, target: int) -> str:
         )
     if sum(map(len, lines)) < target:
         flag = opts[0][0].split(", ")[-1]
-        lines += [
-            "EXAMPLES",
-            f"       {tool} {flag} ~/data /mnt/{rng.choice(_D['stem'])}",
-            "",
-            f"       {tool} --exclude '*.tmp' -j 8 ./in ./out",
-            "",
-        ]
+        examples = _D["man_examples"].format(tool=tool, flag=flag, stem=rng.choice(_D["stem"]))
+        lines += examples.split("\n")
     lines += ["SEE ALSO", f"       {_tool(rng)}({rng.choice((1, 5, 8))}), {_tool(rng)}(1)"]
     return "\n".join(lines)
 
@@ -68,18 +50,9 @@ def _help_output(rng: random.Random, target: int) -> str:
     tool, thing = _tool(rng), rng.choice(_D["thing"])
     opts = rng.sample(_D["options"], rng.randint(5, 10))
     usage = " ".join(f"[{o[0].split(', ')[0]}{' ' + o[1] if o[1] else ''}]" for o in opts[:4])
-    lines = [
-        f"usage: {tool} [-h] {usage} source [dest]",
-        "",
-        f"{rng.choice(_D['verb']).capitalize()} {thing} and report what changed.",
-        "",
-        "positional arguments:",
-        "  source                where to read from",
-        "  dest                  where to write (default: ./out)",
-        "",
-        rng.choice(("options:", "optional arguments:")),
-        "  -h, --help            show this help message and exit",
-    ]
+    verb = rng.choice(_D["verb"]).capitalize()
+    slots = {"tool": tool, "usage": usage, "Verb": verb, "thing": thing}
+    lines = _D["help_head"].format(options=rng.choice(_D["help_options"]), **slots).split("\n")
     for flag, arg, desc in opts:
         left = f"  {flag}{' ' + arg if arg else ''}"
         text = desc.format(thing=thing)
@@ -101,53 +74,20 @@ def _api_reference(rng: random.Random, target: int) -> str:
         )
         sig = ", ".join(p[0] if i == 0 else f"{p[0]}=..." for i, p in enumerate(params))
         obj = rng.choice(_D["func_obj"])
-        summary = rng.choice(
-            (
-                f"Return the {obj} found at `{params[0][0]}`.",
-                f"Iterate over {obj} lazily, one item at a time.",
-                f"Write {obj} to `{params[0][0]}` atomically.",
-                f"Check {obj} against the schema and report every problem found.",
-            )
-        )
+        summary = rng.choice(_D["api_summary"]).format(obj=obj, first=params[0][0])
         raises = rng.sample(_D["raises"], rng.randint(1, 2))
+        slots = {"pkg": pkg, "name": name, "sig": sig, "summary": summary, "obj": obj}
         if style == 0:
-            body = [
-                f"{pkg}.{name}({sig})",
-                "",
-                f"    {summary}",
-                "",
-                "    Parameters",
-                "    ----------",
-            ]
-            for pname, ptype, pdesc in params:
-                body += [f"    {pname} : {ptype}", f"        {pdesc}"]
-            body += [
-                "",
-                "    Returns",
-                "    -------",
-                "    list of dict",
-                f"        The {obj}, in input order.",
-                "",
-                "    Raises",
-                "    ------",
-            ]
-            for exc, why in raises:
-                body += [f"    {exc}", f"        {why}"]
+            args = "\n".join(f"    {n} : {t}\n        {d}" for n, t, d in params)
+            errors = "\n".join(f"    {exc}\n        {why}" for exc, why in raises)
+            body = _D["api_numpy"].format(params=args, raises=errors, **slots)
         else:
-            body = [f"## `{pkg}.{name}({sig})`", "", summary, "", "**Arguments:**", ""]
-            body += [f"- `{pname}` ({ptype}): {pdesc}" for pname, ptype, pdesc in params]
-            body += ["", f"**Returns:** the {obj} as a list of dicts.", "", "**Raises:**", ""]
-            body += [f"- `{exc}`: {why}" for exc, why in raises]
+            args = "\n".join(f"- `{n}` ({t}): {d}" for n, t, d in params)
+            errors = "\n".join(f"- `{exc}`: {why}" for exc, why in raises)
+            body = _D["api_markdown"].format(params=args, raises=errors, **slots)
             if rng.random() < 0.5:
-                body += [
-                    "",
-                    "```python",
-                    f">>> from {pkg} import {name}",
-                    f">>> {name}('data/{obj}.json')[:2]",
-                    "[{'id': 1, ...}, {'id': 2, ...}]",
-                    "```",
-                ]
-        blocks.append("\n".join(body))
+                body += _D["api_example"].format(**slots)
+        blocks.append(body)
     return "\n\n".join(blocks)
 
 
@@ -156,9 +96,7 @@ def _config_reference(rng: random.Random, target: int) -> str:
     keys = rng.sample(_D["config"], rng.randint(4, len(_D["config"])))
     style = rng.randrange(2)
     lines = [
-        rng.choice(
-            (f"{tool} configuration reference", f"{tool}.toml settings", f"Settings ({tool})")
-        ),
+        rng.choice(_D["config_title"]).format(tool=tool),
         "",
         f"{tool} reads `{rng.choice(('/etc/', '~/.config/'))}{tool}/{tool}.toml` at start-up. "
         "Unknown keys are rejected.",

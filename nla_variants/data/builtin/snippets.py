@@ -48,26 +48,14 @@ def _dataclass(e: Entity, rng: random.Random) -> Block:
     row = ",\n".join(f'            {n}={_CONVERT[t]}(row["{n}"])' for n, t in e.fields)
     frozen = "(frozen=True)" if rng.random() < 0.5 else ""
     noun = e.name.replace("_", " ")
-    doc = rng.choice(
-        (
-            f"One {noun} as stored in the export.",
-            f"A single {noun} record.",
-            f"In-memory representation of a {noun}.",
-        )
-    )
+    doc = rng.choice(_D["dataclass_doc"]).format(noun=noun)
     code = _T["dataclass"].format(e=e, frozen=frozen, doc=doc, fields=fields, row=row)
     return {"from dataclasses import dataclass"}, code
 
 
 def _loader(e: Entity, rng: random.Random) -> Block:
     delim = rng.choice((",", ";", "\\t"))
-    doc = rng.choice(
-        (
-            f"Read {e.plural} from a CSV file with a header row; skip rows that fail to parse.",
-            f"Parse a {delim!r}-separated export of {e.plural}. Bad rows are logged, not raised.",
-            f"All {e.plural} in `path`, in file order.",
-        )
-    )
+    doc = rng.choice(_D["loader_doc"]).format(plural=e.plural, delim=delim)
     code = _T["loader"].format(e=e, doc=doc, delim=delim)
     return {"import csv", "import logging", "from pathlib import Path", "LOGGER"}, code
 

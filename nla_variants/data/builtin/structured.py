@@ -11,9 +11,11 @@ so no two tables need begin alike. Word lists and recipe steps are
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import random
+import re
 from collections.abc import Callable
 
 from .grammar import lexicon, render_document
@@ -38,25 +40,11 @@ def _time(rng: random.Random) -> str:
 
 def _person_email(rng: random.Random) -> str:
     name = f"{first_name(rng)}.{rng.choice(SURNAMES)}".lower()
-    return f"{name}@{rng.choice(('example.com', 'mail.test', 'post.example', 'inbox.test'))}"
+    return f"{name}@{rng.choice(_D['email_domain'])}"
 
 
-def _phone(rng: random.Random) -> str:
-    return f"0{rng.randint(1000, 9999)} {rng.randint(100000, 999999)}"
-
-
-def _book_title(rng: random.Random) -> str:
-    return f"The {rng.choice(_D['title_a'])} {rng.choice(_D['title_b'])}"
-
-
-def _isbn(r: random.Random) -> str:
-    return (
-        f"978-{r.randint(0, 9)}-{r.randint(1000, 9999)}-{r.randint(1000, 9999)}-{r.randint(0, 9)}"
-    )
-
-
-# Value generators the schemas in `data/structured.yaml` name, besides `int`, `real`, `bool` and
-# `pick` (a word list of the same file).
+# Value generators the specs name, besides `int`, `real`, `bool`, `pick` (a word list of the same
+# file) and the value templates of `data/structured.yaml`.
 _NAMED: dict[str, Field] = {
     "first_name": first_name,
     "full_name": full_name,
@@ -64,48 +52,56 @@ _NAMED: dict[str, Field] = {
     "city": lambda r: r.choice(CITIES),
     "city_or_town": lambda r: r.choice(CITIES) if r.random() < 0.5 else town(r),
     "town": town,
+    "street": street,
+    "month": lambda r: r.choice(MONTHS),
+    "weekday": lambda r: r.choice(WEEKDAYS),
     "email": _person_email,
-    "phone": _phone,
     "date": _date,
     "time": _time,
     "price": _price,
-    "book_title": _book_title,
-    "isbn": _isbn,
-    "sku": lambda r: f"{r.choice('ABCDHKMPT')}{r.choice('ABCDHKMPT')}-{r.randint(100, 9999)}",
-    "product_name": lambda r: f"{r.choice(_D['adj'])} {r.choice(_D['product'])}",
-    "supplier": lambda r: (
-        f"{r.choice(SURNAMES)} {r.choice(('Ltd', 'Supplies', '& Co', 'Trading'))}"
-    ),
     "rain_mm": lambda r: round(max(0.0, r.gauss(2, 5)), 1),
-    "order_id": lambda r: f"ORD-{r.randint(100000, 999999)}",
-    "flight": lambda r: (
-        f"{r.choice(('NX', 'TP', 'AZ', 'KL', 'SK', 'EI', 'LO'))}{r.randint(100, 9999)}"
-    ),
-    "gate": lambda r: f"{r.choice('ABCDE')}{r.randint(1, 40)}",
-    "timestamp": lambda r: f"{_date(r)}T{_time(r)}:{r.randint(0, 59):02d}Z",
-    "sensor_id": lambda r: f"s-{r.randint(1, 64):03d}",
-    "student": lambda r: f"{first_name(r)} {r.choice(SURNAMES)[0]}.",
-    "school_class": lambda r: f"{r.randint(7, 13)}{r.choice('ABCDE')}",
 }
+_SLOT = re.compile(r"\{([^{}:]+)(?::([^{}]*))?\}")
 
 
+@functools.cache
 def _field(spec: str) -> Field:
-    """A value generator from a spec: `int LO HI`, `real LO HI DIGITS`, `bool P`, `pick LIST`,
-    or a name in `_NAMED`."""
+    """A value generator from a spec: `int LO HI`, `real LO HI [DIGITS]`, `bool P`, `pick LIST`,
+    a value template's name or a name in `_NAMED`."""
     kind, *args = spec.split()
     if kind == "int":
         lo, hi = map(int, args)
         return lambda r: r.randint(lo, hi)
     if kind == "real":
-        low, high, digits = float(args[0]), float(args[1]), int(args[2])
-        return lambda r: round(r.uniform(low, high), digits)
+        low, high, digits = float(args[0]), float(args[1]), args[2:]
+        if not digits:
+            return lambda r: r.uniform(low, high)
+        return lambda r: round(r.uniform(low, high), int(digits[0]))
     if kind == "bool":
         p = float(args[0])
         return lambda r: r.random() < p
     if kind == "pick":
         words = _D[args[0]]
         return lambda r: r.choice(words)
+    if kind in _D["templates"]:
+        return functools.partial(_fill, _D["templates"][kind])
     return _NAMED[kind]
+
+
+def _fill(template: str, rng: random.Random, **bind: str) -> str:
+    """Fill the `{spec}` / `{spec:format}` slots of a value template, left to right; a binding
+    takes precedence over a spec."""
+
+    def value(m: re.Match[str]) -> str:
+        spec = m.group(1)
+        return format(bind[spec] if spec in bind else _field(spec)(rng), m.group(2) or "")
+
+    return _SLOT.sub(value, template)
+
+
+def _one_of(rng: random.Random, key: str, **bind: str) -> str:
+    """Every template of the list `key` filled, then one of them chosen."""
+    return rng.choice([_fill(t, rng, **bind) for t in _D[key]])
 
 
 # Each schema: column name -> value generator. The first column is the natural key.
@@ -154,23 +150,13 @@ def _pick_table(
 
 
 def _title(rng: random.Random, schema: str) -> str:
-    title = rng.choice(_D["table_titles"][schema])
-    extra = rng.choice(
-        (
-            "",
-            f" - {town(rng)}",
-            f", {rng.choice(MONTHS)} {rng.randint(2015, 2024)}",
-            f" (updated {_date(rng)})",
-            f" #{rng.randint(2, 40)}",
-        )
-    )
-    return title + extra
+    return rng.choice(_D["table_titles"][schema]) + _one_of(rng, "title_extras")
 
 
 def _csv(rng: random.Random, target: int) -> str:
     schema, _, header, rows = _pick_table(rng, target)
     buf = io.StringIO()
-    writer = csv.writer(buf, delimiter=rng.choice((",", ",", ";", "\t", "|")), lineterminator="\n")
+    writer = csv.writer(buf, delimiter=rng.choice(_D["csv_delimiters"]), lineterminator="\n")
     writer.writerow(header)
     writer.writerows([[_cell(v) for v in row] for row in rows])
     text = buf.getvalue()
@@ -179,7 +165,7 @@ def _csv(rng: random.Random, target: int) -> str:
 
 def _markdown(rng: random.Random, target: int) -> str:
     schema, _, header, rows = _pick_table(rng, target)
-    lines = [f"{rng.choice(('## ', '### ', '**', ''))}{_title(rng, schema)}".rstrip(), ""]
+    lines = [f"{rng.choice(_D['markdown_title'])}{_title(rng, schema)}".rstrip(), ""]
     if lines[0].startswith("**"):
         lines[0] += "**"
     lines.append("| " + " | ".join(header) + " |")
@@ -217,9 +203,9 @@ def _json(rng: random.Random, target: int) -> str:
     if shape < 0.7:
         return json.dumps(records, indent=indent, ensure_ascii=False)
     wrapper = {
-        rng.choice(("data", "items", "results", "records")): records,
+        rng.choice(_D["json_data_key"]): records,
         "count": len(records),
-        rng.choice(("source", "dataset", "table")): schema,
+        rng.choice(_D["json_source_key"]): schema,
         "generated": _date(rng),
     }
     if rng.random() < 0.5:
@@ -228,18 +214,8 @@ def _json(rng: random.Random, target: int) -> str:
 
 
 def _inventory(rng: random.Random, target: int) -> str:
-    place = rng.choice(("Warehouse", "Store room", "Workshop", "Van", "Shed", "Stockroom"))
-    lines = [
-        rng.choice(
-            (
-                f"INVENTORY: {place} {rng.randint(1, 12)}",
-                f"{place} stock check, {_date(rng)}",
-                f"{town(rng)} {place.lower()} - inventory",
-                f"Items in {place.lower()} ({street(rng)})",
-            )
-        ),
-        "",
-    ]
+    place = rng.choice(_D["inventory_place"])
+    lines = [_one_of(rng, "inventory_head", place=place, place_lower=place.lower()), ""]
     style, lower = rng.randrange(3), rng.random() < 0.5
     while sum(map(len, lines)) < target:
         item = (
@@ -264,15 +240,12 @@ def _timetable(rng: random.Random, target: int) -> str:
         stops[rng.randrange(len(stops))] = f"{rng.choice(CITIES)} Central"
     runs = max(3, min(10, target // (len(stops) * 9)))
     first = rng.randint(5 * 60, 9 * 60)
-    every = rng.choice((15, 20, 30, 45, 60, 90, 120))
+    every = rng.choice(_D["route_every"])
     gaps = [rng.randint(3, 14) for _ in stops]
-    kind = rng.choice(("Route", "Line", "Service", "Bus", "Train"))
-    head = f"{kind} {rng.randint(1, 99)}{rng.choice(('', '', 'A', 'X'))}: {stops[0]} - {stops[-1]}"
-    days = rng.choice(
-        ("Monday to Friday", "Saturdays", "Sundays and public holidays", "Daily", "Weekdays")
-    )
+    head = _fill(_D["route_head"], rng, first=stops[0], last=stops[-1])
+    days = rng.choice(_D["route_days"])
     width = max(map(len, stops)) + 2
-    sep = rng.choice((":", ":", "."))
+    sep = rng.choice(_D["route_sep"])
     lines = [head, days, ""]
     for i, stop in enumerate(stops):
         times = []
@@ -281,17 +254,7 @@ def _timetable(rng: random.Random, target: int) -> str:
             times.append(f"{t // 60 % 24:02d}{sep}{t % 60:02d}")
         lines.append(f"{stop:<{width}}" + "  ".join(times))
     if rng.random() < 0.5:
-        lines += [
-            "",
-            rng.choice(
-                (
-                    "Times are approximate.",
-                    "Request stops are not shown.",
-                    f"No service on {rng.choice(WEEKDAYS)}s in {rng.choice(MONTHS)}.",
-                    "Connections are not guaranteed.",
-                )
-            ),
-        ]
+        lines += ["", _one_of(rng, "route_note")]
     return "\n".join(lines)
 
 
@@ -317,16 +280,16 @@ def _recipe(rng: random.Random, target: int) -> str:
         f"Serves {rng.randint(2, 8)}. Prep {rng.randint(1, 6) * 5} min, "
         f"cook {rng.randint(2, 12) * 5} min.",
         "",
-        rng.choice(("Ingredients", "INGREDIENTS", "You will need:")),
+        rng.choice(_D["ingredients_heading"]),
     ]
-    lines += [f"- {rng.choice((50, 100, 150, 200, 250, 300, 400, 500))}g {x}" for x in groups["w"]]
-    lines += [f"- {rng.choice((100, 150, 200, 250, 400, 500, 750))}ml {x}" for x in groups["p"]]
+    lines += [f"- {rng.choice(_D['grams'])}g {x}" for x in groups["w"]]
+    lines += [f"- {rng.choice(_D['millilitres'])}ml {x}" for x in groups["p"]]
     for x in groups["c"]:
         k = rng.randint(1, 4)
         lines.append(f"- {k} {x if k > 1 else _singular(x)}")
-    lines += [f"- {rng.randint(1, 3)} {rng.choice(('tsp', 'tbsp'))} {x}" for x in groups["s"]]
+    lines += [f"- {rng.randint(1, 3)} {rng.choice(_D['spoons'])} {x}" for x in groups["s"]]
     lines += [f"- {x}, to taste" for x in groups["t"]]
-    lines += ["", rng.choice(("Method", "METHOD", "Steps", "How to make it"))]
+    lines += ["", rng.choice(_D["method_heading"])]
     n = 0
     for needs, step in _D["steps"]:
         if all(groups[g] for g in needs) and rng.random() < 0.8:
@@ -336,30 +299,15 @@ def _recipe(rng: random.Random, target: int) -> str:
                 for g, v in groups.items()
                 if v
             }
-            lines.append(
-                f"{n}. "
-                + step.format(
-                    n=rng.randint(2, 9), temp=rng.choice((160, 180, 190, 200, 220)), **picks
-                )
-            )
+            slots = {"n": rng.randint(2, 9), "temp": rng.choice(_D["oven"])}
+            lines.append(f"{n}. " + step.format(**slots, **picks))
     if rng.random() < 0.4:
-        lines += [
-            "",
-            rng.choice(
-                (
-                    "Keeps for three days in the fridge.",
-                    "Freezes well.",
-                    "Tip: make it a day ahead for the best flavour.",
-                    "Adapted from a family recipe.",
-                )
-            ),
-        ]
+        lines += ["", rng.choice(_D["recipe_tip"])]
     return "\n".join(lines)
 
 
 def _receipt(rng: random.Random, target: int) -> str:
-    kind = ("STORES", "HARDWARE", "MARKET", "DELI", "PHARMACY")
-    shop = f"{rng.choice(SURNAMES).upper()} {rng.choice(kind)}"
+    shop = f"{rng.choice(SURNAMES).upper()} {rng.choice(_D['shop_kind'])}"
     lines = [
         shop,
         f"{rng.randint(1, 200)} {street(rng)}, {town(rng)}",
@@ -378,24 +326,15 @@ def _receipt(rng: random.Random, target: int) -> str:
         f"{'SUBTOTAL':<27}{total / 100:>9.2f}",
         f"{'VAT incl.':<27}{vat / 100:>9.2f}",
         f"{'TOTAL':<27}{total / 100:>9.2f}",
-        f"{rng.choice(('CARD', 'CASH', 'CONTACTLESS'))}",
+        rng.choice(_D["payment"]),
         "",
-        rng.choice(
-            (
-                "Thank you for shopping with us",
-                "Please keep your receipt",
-                "No refund without receipt",
-            )
-        ),
+        rng.choice(_D["receipt_footer"]),
     ]
     return "\n".join(lines)
 
 
 def _league(rng: random.Random, target: int) -> str:
-    teams = [
-        f"{town(rng)} {rng.choice(('United', 'Rovers', 'Athletic', 'Town', 'Wanderers', 'Albion'))}"
-        for _ in range(rng.randint(8, 16))
-    ]
+    teams = [f"{town(rng)} {rng.choice(_D['team_suffix'])}" for _ in range(rng.randint(8, 16))]
     played = rng.randint(6, 30)
     table = []
     for team in teams:
@@ -407,8 +346,7 @@ def _league(rng: random.Random, target: int) -> str:
     table.sort(key=lambda t: (-t[0], -t[1], -t[2], t[3]))
     width = max(map(len, teams)) + 1
     lines = [
-        f"{rng.choice(('Division', 'League', 'Group'))} "
-        f"{rng.choice(('One', 'Two', 'A', 'B', 'North', 'South'))} "
+        f"{rng.choice(_D['league_kind'])} {rng.choice(_D['league_name'])} "
         f"standings after {played} games",
         "",
         f"{'Pos':<4}{'Team':<{width}} P   W   D   L   GF  GA  GD   Pts",
@@ -421,52 +359,11 @@ def _league(rng: random.Random, target: int) -> str:
 
 
 def _records(rng: random.Random, target: int) -> str:
-    kind = rng.randrange(3)
-    sep = rng.choice((": ", ": ", " = ", "\t"))
+    kind = rng.choice(_D["records"])
+    sep = rng.choice(_D["record_seps"])
     blocks = []
     while sum(map(len, blocks)) < target:
-        if kind == 0:
-            pairs = [
-                ("Name", f"{first_name(rng)} {rng.choice(SURNAMES)}"),
-                ("Phone", _phone(rng)),
-                ("Email", _person_email(rng)),
-                ("Address", f"{rng.randint(1, 250)} {street(rng)}, {town(rng)}"),
-                ("Birthday", f"{rng.randint(1, 28)} {rng.choice(MONTHS)}"),
-                (
-                    "Notes",
-                    rng.choice(
-                        (
-                            "prefers email",
-                            "allergic to nuts",
-                            "call after 6pm",
-                            "",
-                            "met at the fair",
-                        )
-                    ),
-                ),
-            ]
-        elif kind == 1:
-            pairs = [
-                ("Property", f"{rng.randint(1, 120)} {street(rng)}"),
-                ("Town", town(rng)),
-                (
-                    "Type",
-                    rng.choice(("flat", "terraced house", "cottage", "semi-detached", "bungalow")),
-                ),
-                ("Bedrooms", str(rng.randint(1, 5))),
-                ("Price", f"£{rng.randint(90, 900) * 1000:,}"),
-                ("Garden", rng.choice(("yes", "no", "shared"))),
-                ("EPC", rng.choice("ABCDEFG")),
-            ]
-        else:
-            pairs = [
-                ("Sample", f"{rng.choice('ABCDEFGH')}{rng.randint(1, 96):02d}"),
-                ("Collected", _date(rng)),
-                ("Site", town(rng)),
-                ("pH", f"{rng.uniform(5.5, 8.5):.2f}"),
-                ("Nitrate_mg_l", f"{rng.uniform(0.1, 40):.1f}"),
-                ("Analyst", f"{first_name(rng)[0]}. {rng.choice(SURNAMES)}"),
-            ]
+        pairs = [(label, _fill(value, rng)) for label, value in kind]
         if rng.random() < 0.3:
             rng.shuffle(pairs)
         blocks.append("\n".join(f"{k}{sep}{v}" for k, v in pairs if v))

@@ -9,7 +9,17 @@ from __future__ import annotations
 import re
 
 from .analysis import Doc
-from .common import BRACKET_NAMES, CLOSERS, OPENERS, PY_KEYWORDS, QUOTE_NAMES, Picker, last_words, q
+from .common import (
+    BRACKET_NAMES,
+    CLOSERS,
+    OPENERS,
+    PY_KEYWORDS,
+    QUOTE_NAMES,
+    WORDS,
+    Picker,
+    last_words,
+    q,
+)
 
 _CODE_SCAN = 1200  # chars of code scanned for open strings, comments and brackets
 _M = re.MULTILINE
@@ -26,9 +36,7 @@ _CODE_TOK = re.compile(
     r"|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'|[\"'()\[\]{}]"
 )
 _NOT_A_CALL = ("if", "while", "return", "and", "or", "not", "in")
-_CONDITION_KEYWORDS = ("if", "elif", "while", "and", "or", "not")
-_CLAUSE_KEYWORDS = ("for", "with", "as", "lambda", "del", "global", "yield", "raise", "assert")
-_CLAUSE_KEYWORDS += ("await", "is", "else")
+_KEYWORD_PHRASE: dict[str, str] = WORDS["code_keyword_phrase"]
 
 
 def indent_of(line: str) -> int:
@@ -174,19 +182,7 @@ def _after_name(pk: Picker, src: str, stripped: str, tail: str) -> str:
     kw = w.split(".")[-1]
     if not (kw in PY_KEYWORDS or src.endswith((" ", "\t"))):
         return pk.say("code_mid_name", w=w)
-    if kw in ("def", "class"):
-        return pk.say("code_after_def", kw=kw)
-    if kw in ("import", "from"):
-        return pk.say("code_after_import", kw=kw)
-    if kw == "return":
-        return pk.say("code_after_return")
-    if kw in _CONDITION_KEYWORDS:
-        return pk.say("code_after_condition", kw=kw)
-    if kw == "in":
-        return pk.say("code_after_in")
-    if kw in _CLAUSE_KEYWORDS:
-        return pk.say("code_after_keyword", kw=kw)
-    return pk.say("code_after_space", tail=tail, w=w)
+    return pk.say(_KEYWORD_PHRASE.get(kw, "code_after_space"), kw=kw, tail=tail, w=w)
 
 
 _LAST_CHAR = {".": "code_after_dot", ",": "code_after_comma"}
