@@ -206,3 +206,15 @@ def test_structured_value_templates_use_only_known_specs() -> None:
     for schema in d["schemas"].values():
         for spec in schema.values():
             structured._field(spec)(rng)
+
+
+def test_package_docs_leave_out_this_packages_own_readme() -> None:
+    """The corpus reads installed packages' descriptions; this package's own README changes with
+    every edit (and every reinstall), so it must never become corpus text."""
+    import random
+
+    from nla_variants.data.builtin.installed import OWN_DISTRIBUTION, package_docs
+
+    names = {name.lower().replace("_", "-") for name, _ in package_docs(random.Random(0), 1)}
+    assert names, "no installed package description was read"
+    assert OWN_DISTRIBUTION not in names
