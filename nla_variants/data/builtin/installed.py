@@ -257,9 +257,6 @@ def package_docs(rng: random.Random, max_chunks_per_package: int = 4) -> Iterato
         meta = dist.metadata
         name = meta.get("Name") or ""
         desc = meta.get_payload() or meta.get("Description") or ""  # type: ignore[attr-defined]
-        # not this package's own README: it changes with every edit, and the corpus must not
-        if name.lower().replace("_", "-") == OWN_DISTRIBUTION:
-            continue
         if not name or len(desc) < 400 or desc in seen:
             continue
         seen.add(desc)
@@ -269,6 +266,10 @@ def package_docs(rng: random.Random, max_chunks_per_package: int = 4) -> Iterato
     dists.sort()
     rng.shuffle(dists)
     for _, name, version, summary, desc in dists:
+        # Never this package's own README: it changes with every edit, and the corpus must not.
+        # Skipped after the shuffle, so a corpus that stops before reaching it is unchanged.
+        if name.lower().replace("_", "-") == OWN_DISTRIBUTION:
+            continue
         blocks = _clean_blocks(desc)
         chunks: list[str] = []
         current: list[str] = []
