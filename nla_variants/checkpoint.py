@@ -143,14 +143,26 @@ def load_component(directory: str | Path, ctx: BuildContext) -> tuple[nn.Module,
     return component, meta
 
 
+def rebuilt(component: nn.Module, kind: str, ctx: BuildContext) -> nn.Module:
+    """A new component built from `component`'s config with its trainable weights: what saving
+    and loading it gives, without the disk (RL's frozen reference on every rank)."""
+    config = {"variant": component.variant_name, **component.cfg.model_dump(mode="json")}
+    copy = build(kind, config, ctx)
+    _copy_weights(copy, trainable_state(component), f"the {kind}")
+    return copy
+
+
 def load_weights(component: nn.Module, path: Path) -> None:
-    tensors = load_file(path)
+    _copy_weights(component, load_file(path), f"checkpoint {path}")
+
+
+def _copy_weights(component: nn.Module, tensors: dict[str, torch.Tensor], what: str) -> None:
     params = dict(component.named_parameters())
     missing = set(trainable_state(component)) - set(tensors)
     unknown = set(tensors) - set(params)
     if missing or unknown:
         raise NLAError(
-            f"checkpoint {path} does not match the component "
+            f"{what} does not match the component "
             f"(missing {sorted(missing)[:3]}, unexpected {sorted(unknown)[:3]})",
             "load it with the variant and config it was saved with",
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -420,11 +421,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _follow() -> int:
+    """A rank > 0 of a multi-process job (`train.devices` x `train.num_nodes` > 1): run the
+    trials rank 0 hands over, recording nothing, until it says no more come."""
+    from nla_variants import distributed
+    from nla_variants.config import TrialConfig
+    from nla_variants.errors import TrialStopped
+    from nla_variants.experiment import run_trial
+
+    data = distributed.trial_from_env()
+    if data is None:
+        if not distributed.initialized():
+            raise NLAError(
+                f"rank {distributed.rank()} has no trial: it was not launched by Lightning, "
+                "torchrun or SLURM for an nla train or nla sweep on rank 0",
+                "start every rank with the same launcher command",
+            )
+        data = distributed.broadcast(None)
+    while data is not None:
+        with contextlib.suppress(TrialStopped):  # pruned on rank 0: all stopped at one step
+            run_trial(TrialConfig.model_validate(data), progress=False, leader=False)
+        data = distributed.broadcast(None) if distributed.initialized() else None
+    return 0
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Training commands may be one rank of several: rank 0 runs the command, the others
+    follow it (see `_follow`) and are released when it is done."""
+    if args.func not in (_cmd_train, _cmd_sweep):
+        return args.func(args)
+    from nla_variants import distributed
+
+    distributed.init_from_env()  # torchrun: join now, so the ranks agree on each trial
+    if distributed.is_follower():
+        return _follow()
+    code = args.func(args)
+    distributed.release_followers()
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(getattr(args, "quiet", False), trains=args.func in (_cmd_train, _cmd_sweep))
     try:
-        return args.func(args)
+        return _run_command(args)
     except NLAError as e:
         print(f"nla: error: {' '.join(mask(str(e)).splitlines())}", file=sys.stderr)
         return 2

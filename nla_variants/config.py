@@ -348,8 +348,20 @@ class RLConfig(Strict):
 
 
 class TrainConfig(Strict):
+    """How every stage trains. `devices` x `num_nodes` processes share one trial through
+    Lightning's `strategy`: each batch size below is the global batch, split evenly over them,
+    so a config means the same at any device count (docs/scale_out.md)."""
+
     precision: Literal["auto", "bf16-mixed", "32-true"] = "auto"
-    device: str | None = None
+    device: str | None = Field(None, description="cpu | cuda (None: cuda when available)")
+    devices: int = Field(1, ge=1, description="processes (one per GPU, or CPU processes) per node")
+    num_nodes: int = Field(1, ge=1, description="machines; launch with torchrun or SLURM")
+    strategy: Literal["auto", "ddp", "fsdp", "deepspeed"] = Field(
+        "auto", description="auto: single device when devices x num_nodes is 1, else ddp"
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute block activations in the backward pass (large targets)"
+    )
     av_sft: AVSFTConfig = Field(default_factory=AVSFTConfig)
     ar_sft: ARSFTConfig = Field(default_factory=ARSFTConfig)
     rl: RLConfig = Field(default_factory=RLConfig)

@@ -28,15 +28,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from nla_variants.core.text import extract_explanation, length_stats, quote_rate
+from nla_variants.core.text import length_stats
 from nla_variants.core.vectors import (
-    ORTHOGONAL_MSE,
     baseline_mse,
     derangement,
     fve,
@@ -44,26 +41,11 @@ from nla_variants.core.vectors import (
     normalized_mse,
     raw_baseline_mse,
 )
+from nla_variants.rollouts import ar_predict, batches, generate_all, score_rollouts
 
 if TYPE_CHECKING:  # Lightning (imported by training.data) costs seconds that nla explain skips
     from nla_variants.faithfulness import Faithfulness
     from nla_variants.training.data import SplitRows
-
-
-def _batches(n: int, size: int):
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))
-
-
-@torch.no_grad()
-def ar_predict(
-    ar, explanations: Sequence[str], prefixes: Sequence[str], batch_size: int
-) -> torch.Tensor:
-    preds = [
-        ar(list(explanations[s]), list(prefixes[s]))
-        for s in _batches(len(explanations), batch_size)
-    ]
-    return torch.cat(preds).float().cpu()
 
 
 def text_only_fve(
@@ -85,38 +67,12 @@ def _fves(
     )
 
 
-@torch.no_grad()
-def generate_all(
-    av,
-    vectors: torch.Tensor,
-    batch_size: int,
-    max_new_tokens: int,
-    bar: str | None = None,
-    autocast: contextlib.AbstractContextManager | None = None,
-    **generate_kwargs: Any,
-) -> list[str]:
-    """The AV's generations for `vectors`, in batches (`generate_kwargs`, e.g. temperature and
-    num_samples, go to `av.generate`). `bar`: the title of a progress bar over the rows
-    (generation is the slow part of evaluation and of `nla explain`); None: no bar."""
-    device = next(av.parameters()).device
-    autocast = autocast or contextlib.nullcontext()
-    texts: list[str] = []
-    with tqdm(total=len(vectors), desc=bar, unit="row", leave=False, disable=bar is None) as done:
-        for s in _batches(len(vectors), batch_size):
-            batch = vectors[s].to(device)
-            with autocast:
-                out, _ = av.generate(batch, max_new_tokens=max_new_tokens, **generate_kwargs)
-            texts.extend(out)
-            done.update(len(batch))
-    return texts
-
-
 def explain(
     av, vectors: torch.Tensor, batch_size: int, max_new_tokens: int, bar: str | None = None
 ) -> tuple[list[str], list[str | None]]:
     """The AV's greedy generations for `vectors` and the explanation extracted from each (None:
-    unclosed tag or a violation of the AV's output format)."""
-    texts = generate_all(av, vectors, batch_size, max_new_tokens, bar)
+    unclosed tag or a violation of the AV's output format); sharded over a trial's ranks."""
+    texts, _ = generate_all(av, vectors, batch_size, max_new_tokens, bar, shard=True)
     return texts, [av.extract(t) for t in texts]
 
 
@@ -163,7 +119,7 @@ def av_nll_gap(
     if n < 2:
         return {}
     shuffled = vectors[derangement(n, seed)]
-    rows = [nll_rows(av, vectors[s], shuffled[s], explanations[s]) for s in _batches(n, batch_size)]
+    rows = [nll_rows(av, vectors[s], shuffled[s], explanations[s]) for s in batches(n, batch_size)]
     return nll_gap_scores(torch.cat(rows))
 
 
@@ -233,36 +189,28 @@ def evaluate(
         # the AR from the text alone (empty explanation)
         metrics["ar_text_only_fve"] = text_only_fve(ar, prefixes, vectors, mean, batch_size)
 
-        # the round trip
+        # the round trip: the same scorer as RL's reward (rollouts.py)
         bar = "evaluation: AV explanations" if progress else None
-        texts, explained = explain(av, vectors, batch_size, max_new_tokens, bar)
-        ok = [i for i, e in enumerate(explained) if e is not None]
-        pred = torch.zeros_like(vectors)
-        if ok:
-            pred[ok] = ar_predict(
-                ar, [explained[i] for i in ok], [prefixes[i] for i in ok], batch_size
-            )
-    failed = torch.ones(n, dtype=torch.bool)
-    failed[ok] = False
-    rt_mse = normalized_mse(pred, vectors).masked_fill(failed, ORTHOGONAL_MSE)
-    shuffled_mse = normalized_mse(pred, vectors[perm]).masked_fill(failed, ORTHOGONAL_MSE)
-    real, shuf = _fves(rt_mse, vectors, mean, perm, shuffled_mse)
+        ro = score_rollouts(
+            av,
+            ar,
+            vectors,
+            prefixes,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            shard=True,
+            bar=bar,
+        )
+    texts, explained, failed = ro.texts, ro.explanations, ~ro.ok
+    rt_mse = ro.mse
+    real, shuf = _fves(rt_mse, vectors, mean, perm, ro.mse_against(vectors[perm]))
     metrics.update(roundtrip_fve=real, roundtrip_shuffled_fve=shuf, roundtrip_gap=real - shuf)
     metrics["roundtrip_fve_raw"] = fve(rt_mse, raw_baseline_mse(vectors, mean))
     metrics["tag_failure_rate"] = float(failed.float().mean())
     # closed tag, rejected by the AV's output format (always 0 for a free-text AV)
-    violations = sum(
-        e is None and extract_explanation(t) is not None
-        for t, e in zip(texts, explained, strict=True)
-    )
-    metrics["schema_violation_rate"] = violations / max(n, 1)
-    good = [explained[i] for i in ok]
-    metrics["quote_rate"] = (
-        float(np.mean([quote_rate(explained[i], prefixes[i], quote_ngram) for i in ok]))
-        if ok
-        else 0.0
-    )
-    metrics["length_mean"] = length_stats(good)["mean"]
+    metrics["schema_violation_rate"] = ro.schema_violation_rate()
+    metrics["quote_rate"] = ro.quote_rate(quote_ngram)
+    metrics["length_mean"] = length_stats([explained[i] for i in ro.closed])["mean"]
     if faithfulness is not None:  # an unclosed generation states nothing
         ids = rows.example_ids[:n]
         metrics.update(faithfulness.metrics(ids, vectors, explained, teacher, perm))

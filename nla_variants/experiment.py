@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,10 +26,12 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import MLFlowLogger
 
+from nla_variants import distributed
 from nla_variants.checkpoint import (
     SIDECAR,
     load_component,
     load_optimizer_state,
+    rebuilt,
     save_checkpoint,
 )
 from nla_variants.checks import check_checkpoint, check_tracking_uri, check_writable_dir
@@ -58,6 +61,7 @@ from nla_variants.training.rl import (
     save_rl_checkpoint,
     steps_loader,
 )
+from nla_variants.training.strategy import check_strategy, lightning_strategy, world_size
 from nla_variants.training.warm_cache import WarmStartCache
 from nla_variants.training.warm_start import ARWarmStart, AVWarmStart, KeepBest, WarmStart
 
@@ -160,6 +164,7 @@ class _Trial:
     progress: bool
     train_mean: torch.Tensor
     reporter: Reporter | None = None
+    leader: bool = True  # rank 0: the only rank that writes MLflow, checkpoints and the cache
     checkpoints: dict[str, Path] = field(default_factory=dict)
     faithfulness: Faithfulness | None = None  # built at the first evaluation, then reused
 
@@ -195,9 +200,13 @@ class _Trial:
         """max_steps=-1: one pass over the loader (RL, where each item is one step and
         Lightning would count every optimiser's step in global_step). `val_every`: run the
         validation loop every N training steps, across epochs (0: never)."""
+        train = self.cfg.train
         return L.Trainer(
             accelerator="gpu" if self.device.type == "cuda" else "cpu",
-            devices=1,
+            devices=train.devices,
+            num_nodes=train.num_nodes,
+            strategy=lightning_strategy(train, self.device),
+            use_distributed_sampler=False,  # NLADataModule shards the global batch itself
             max_steps=max_steps,
             max_epochs=1 if max_steps == -1 else -1,
             max_time={"minutes": max_minutes} if max_minutes else None,
@@ -207,11 +216,13 @@ class _Trial:
                 tracking_uri=mlflow.get_tracking_uri(),
                 run_id=self.run_id,
                 prefix=prefix,
-            ),
-            callbacks=[*callbacks, StepBar(_BAR_TITLES[prefix])] if self.progress else callbacks,
+            )
+            if self.leader
+            else False,
+            callbacks=[*callbacks, StepBar(_BAR_TITLES[prefix])] if self.bars else callbacks,
             enable_checkpointing=False,
             enable_model_summary=False,
-            enable_progress_bar=self.progress,
+            enable_progress_bar=self.bars,
             num_sanity_val_steps=0,
             limit_val_batches=1.0 if val_every else 0,
             val_check_interval=val_every or None,
@@ -219,6 +230,11 @@ class _Trial:
             log_every_n_steps=1,
             default_root_dir=self.run_dir,
         )
+
+    @property
+    def bars(self) -> bool:
+        """Progress bars: the leader's only, so N ranks draw one."""
+        return self.progress and self.leader
 
     def evaluate(self, av, ar, max_samples: int) -> tuple[dict[str, float], list[dict]]:
         e = self.cfg.eval
@@ -237,7 +253,7 @@ class _Trial:
             seed=self.cfg.seed,
             autocast=self.autocast(),
             faithfulness=self.faithfulness,
-            progress=self.progress,
+            progress=self.bars,
         )
 
 
@@ -256,11 +272,13 @@ def _cache_hit(
 ) -> tuple[torch.nn.Module, dict[str, float]] | None:
     """The finished warm start with this key, loaded from the cache (on the device), or None."""
     cached = t.cache.lookup(kind, key) if key is not None else None
+    cached = distributed.broadcast(cached)  # every rank trains, or none: the leader decides
     if cached is None:
         return None
     component, meta = load_component(cached, t.ctx)
     t.checkpoints[f"{kind}_checkpoint"] = cached
-    mlflow.set_tag(f"{kind}_sft.cache", f"hit {cached}")
+    if t.leader:
+        mlflow.set_tag(f"{kind}_sft.cache", f"hit {cached}")
     figures = {**meta.get("figures", {}), "cache_hit": 1.0}
     return component.to(t.device).eval(), {f"{kind}_sft/{k}": v for k, v in figures.items()}
 
@@ -283,17 +301,18 @@ def _start(
     if isinstance(component, VerifiesInjection):
         component.verify_injection()
     component.train()
-    if sft.checkpoint_every:
+    if sft.checkpoint_every and t.leader:
         ckpt_dir = t.run_dir / f"{kind}_checkpoint"
         callbacks.append(ComponentCheckpoint(sft.checkpoint_every, ckpt_dir, kind, t.ctx))
     return component, offset, callbacks
 
 
 def _fit_figures(trainer: L.Trainer, module: WarmStart) -> dict[str, float]:
+    tokens = distributed.total(module.tokens)  # every rank's
     return {
         "steps": float(module.step_offset + trainer.global_step),
-        "tokens": float(module.tokens),
-        "tokens_per_s": module.tokens / max(module.train_seconds, 1e-9),
+        "tokens": float(tokens),
+        "tokens_per_s": tokens / max(module.train_seconds, 1e-9),
         "final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
     }
 
@@ -312,6 +331,8 @@ def _keep(
     checkpoints periodically. Returns the checkpoint the run goes on from."""
     step = int(figures["steps"])
     ckpt_dir = t.run_dir / f"{kind}_checkpoint"
+    if not t.leader:  # the leader holds the same weights and writes them
+        return ckpt_dir
     if key is None or sft.checkpoint_every:
         save_checkpoint(
             ckpt_dir,
@@ -455,7 +476,7 @@ def _ridge_readout(
         sft.ridge,
         t.cfg.eval.batch_size,
         t.autocast,
-        "AR readout: features" if t.progress else None,
+        "AR readout: features" if t.bars else None,
     )
 
 
@@ -467,7 +488,7 @@ def _rl_ridge_rows(t: _Trial, av, ar, resume: Path | None) -> tuple[torch.Tensor
         return saved
     rl = t.cfg.train.rl
     texts, vectors, sources = _teacher_rows(t, rl.ar_ridge_rows, av.render_target)
-    bar = "RL: AR features of teacher rows" if t.progress else None
+    bar = "RL: AR features of teacher rows" if t.bars else None
     feats = head_features(ar, texts, sources, t.cfg.eval.batch_size, t.autocast, bar)
     return feats, torch.from_numpy(vectors.copy())
 
@@ -487,7 +508,7 @@ def _av_explanations(t: _Trial, av, sft: ARSFTConfig) -> SplitRows:
             "max_new_tokens": t.cfg.eval.max_new_tokens,
         }
         memo = t.cache.av_text_memo(key)
-    if memo is not None and memo.is_file():
+    if distributed.broadcast(memo is not None and memo.is_file()):
         explained = json.loads(memo.read_text())
     else:
         with t.autocast():
@@ -496,9 +517,9 @@ def _av_explanations(t: _Trial, av, sft: ARSFTConfig) -> SplitRows:
                 torch.from_numpy(rows.vectors.copy()),
                 t.cfg.eval.batch_size,
                 t.cfg.eval.max_new_tokens,
-                "AV explanations for the AR" if t.progress else None,
+                "AV explanations for the AR" if t.bars else None,
             )
-        if memo is not None:
+        if memo is not None and t.leader:
             memo.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(memo, json.dumps(explained))
     closed = [i for i, e in enumerate(explained) if e is not None]
@@ -536,9 +557,10 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
         av, ar, state = load_rl_checkpoint(resume, t.ctx)
         start = int(state["step"])
         reference_dir = Path(state["reference"])
-    else:
-        reference_dir = t.checkpoints["av_checkpoint"]
-    reference, _ = load_component(reference_dir, t.ctx)
+        reference, _ = load_component(reference_dir, t.ctx)
+    else:  # the warm AV as it is saved there, without reading it back (every rank holds it)
+        reference_dir = t.checkpoints.get("av_checkpoint", t.run_dir / "av_checkpoint")
+        reference = rebuilt(av, "av", t.ctx)
     av.to(t.device).train()
     ar.to(t.device).train()
     reference.to(t.device)
@@ -551,16 +573,23 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
         av.train()
         ar.train()
         picked = {k: scores[k] for k in EVAL_CURVE if k in scores}
-        mlflow.log_metrics({f"rl/eval/{k}": v for k, v in picked.items()}, step=step)
-        if t.reporter is not None:
-            t.reporter(step, picked)
+        stop = None
+        if t.leader:
+            mlflow.log_metrics({f"rl/eval/{k}": v for k, v in picked.items()}, step=step)
+            try:
+                if t.reporter is not None:
+                    t.reporter(step, picked)
+            except TrialStopped as e:
+                stop = e
+        if distributed.broadcast(stop is not None):  # a pruned trial stops on every rank
+            raise stop or TrialStopped(f"pruned at RL step {step} (by rank 0)")
         return picked
 
     ridge_rows = _rl_ridge_rows(t, av, ar, resume) if rl.ar_ridge is not None else None
     module = RLModule(av, ar, reference, rows, t.train_mean, rl, t.cfg.seed, start, ridge_rows)
     ckpt_dir = t.run_dir / "rl_checkpoint"
     callbacks = [
-        RLCheckpoint(rl.checkpoint_every, ckpt_dir, t.ctx, reference_dir, resume),
+        RLCheckpoint(rl.checkpoint_every, ckpt_dir, t.ctx, reference_dir, resume, t.leader),
         PeriodicEval(rl.eval_every, on_eval),
     ]
     figures: dict[str, float] = {"steps": float(start)}
@@ -572,7 +601,7 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
         begin = time.perf_counter()
         trainer.fit(module, steps_loader(start, rl.steps))
         if t.cfg.train.save_checkpoints or rl.checkpoint_every:
-            save_rl_checkpoint(ckpt_dir, module, t.ctx, reference_dir)
+            save_rl_checkpoint(ckpt_dir, module, t.ctx, reference_dir, t.leader)
             t.checkpoints["rl_checkpoint"] = ckpt_dir
         hist = module.history
         figures = {
@@ -587,6 +616,10 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
     return av, ar, {f"rl/{k}": v for k, v in figures.items()}
 
 
+def trial_device(cfg: TrialConfig) -> torch.device:
+    return torch.device(cfg.train.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def check_trial_inputs(cfg: TrialConfig) -> None:
     """Everything that can be checked without a model or a dataset, before any stage runs and
     before anything is written: output places, resume checkpoints, the tracking URI."""
@@ -598,6 +631,7 @@ def check_trial_inputs(cfg: TrialConfig) -> None:
         check_checkpoint(resume, SIDECAR, f"train.{name}.resume_from")
     check_checkpoint(cfg.train.rl.resume_from, STATE, "train.rl.resume_from")
     check_tracking_uri(cfg.mlflow.tracking_uri)
+    check_strategy(cfg.train, trial_device(cfg))
 
 
 def run_trial(
@@ -606,6 +640,7 @@ def run_trial(
     reporter: Reporter | None = None,
     tags: dict[str, str] | None = None,
     on_stage: StageHook | None = None,
+    leader: bool | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one AV/AR pair; returns the metrics (also logged to MLflow) and the
     MLflow `run_id`. `on_stage` hears the name of each stage (STAGES) as it starts.
@@ -613,8 +648,15 @@ def run_trial(
     `reporter` receives the intermediate RL evals and may stop the trial by raising
     TrialStopped: the MLflow run then ends KILLED with tag nla.state=PRUNED. Any other error
     ends it FAILED with the error in tag nla.error; both are re-raised. `tags` are added to the
-    run (a sweep links study, trial number and seed this way)."""
+    run (a sweep links study, trial number and seed this way).
+
+    With `train.devices` x `train.num_nodes` > 1 every rank runs this: the leader (rank 0,
+    `leader` None: from the launcher's environment) hands the config to the others and records
+    the run; a follower trains its share in a scratch directory and records nothing."""
     check_trial_inputs(cfg)
+    leader = distributed.is_leader() if leader is None else leader
+    if leader and world_size(cfg.train) > 1:
+        distributed.hand_over(cfg.model_dump(mode="json"))
     stage = on_stage or (lambda name: None)
     stage("prepare")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -633,8 +675,15 @@ def run_trial(
         data_mean=train_vecs.mean(0),
         data_std=train_vecs.std(0),
     )
-    device = torch.device(cfg.train.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = trial_device(cfg)
     train_mean = mean_direction(train_vecs)
+    if not leader:
+        with tempfile.TemporaryDirectory(prefix="nla-follower-") as scratch:
+            t = _Trial(
+                cfg, ctx, dataset, Path(scratch), "", device, False, train_mean, leader=False
+            )
+            metrics, _, _ = _stages(t, stage)
+        return metrics
 
     if cfg.mlflow.tracking_uri:
         mlflow.set_tracking_uri(os.path.expandvars(cfg.mlflow.tracking_uri))
@@ -682,30 +731,7 @@ def _run(t: _Trial, dataset_name: str, tags: dict[str, str], stage: StageHook) -
         }
     )
     mlflow.log_artifact(str(t.run_dir / "config.yaml"))
-
-    metrics: dict[str, Any] = {}
-    t0 = time.perf_counter()
-    if cfg.train.rl.resume_from:  # the warm start is inside the RL checkpoint
-        av = ar = None
-    else:
-        stage("AV warm start")
-        av, figs = _warm_start_av(t)
-        metrics.update(figs)
-        stage("AR warm start")
-        ar, figs = _warm_start_ar(t, av)
-        metrics.update(figs)
-        write_run_record(t.run_dir, t.checkpoints, t.dataset.path)  # nla explain/export find them
-    if cfg.train.rl.steps:
-        stage("RL")
-        av, ar, figs = _rl(t, av, ar)
-        metrics.update(figs)
-
-    stage("evaluation")
-    t_eval = time.perf_counter()
-    scores, table = t.evaluate(av, ar, cfg.eval.max_samples)
-    metrics.update({f"eval/{k}": v for k, v in scores.items()})
-    metrics["eval/wall_s"] = time.perf_counter() - t_eval
-    metrics["trial/wall_s"] = time.perf_counter() - t0
+    metrics, table, ar = _stages(t, stage)
     mlflow.log_metrics(metrics)
     if table:
         mlflow.log_table({k: [r[k] for r in table] for k in table[0]}, "samples.json")
@@ -718,3 +744,33 @@ def _run(t: _Trial, dataset_name: str, tags: dict[str, str], stage: StageHook) -
     write_run_record(t.run_dir, t.checkpoints, t.dataset.path, metrics)
     metrics["run_id"] = t.run_id
     return metrics
+
+
+def _stages(t: _Trial, stage: StageHook) -> tuple[dict[str, Any], list[dict], torch.nn.Module]:
+    """Warm starts, RL and evaluation, on every rank: (metrics, sample table, AR)."""
+    cfg = t.cfg
+    metrics: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    if cfg.train.rl.resume_from:  # the warm start is inside the RL checkpoint
+        av = ar = None
+    else:
+        stage("AV warm start")
+        av, figs = _warm_start_av(t)
+        metrics.update(figs)
+        stage("AR warm start")
+        ar, figs = _warm_start_ar(t, av)
+        metrics.update(figs)
+        if t.leader:  # nla explain/export find them
+            write_run_record(t.run_dir, t.checkpoints, t.dataset.path)
+    if cfg.train.rl.steps:
+        stage("RL")
+        av, ar, figs = _rl(t, av, ar)
+        metrics.update(figs)
+
+    stage("evaluation")
+    t_eval = time.perf_counter()
+    scores, table = t.evaluate(av, ar, cfg.eval.max_samples)
+    metrics.update({f"eval/{k}": v for k, v in scores.items()})
+    metrics["eval/wall_s"] = time.perf_counter() - t_eval
+    metrics["trial/wall_s"] = time.perf_counter() - t0
+    return metrics, table, ar

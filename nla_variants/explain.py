@@ -39,8 +39,8 @@ from nla_variants.core.vectors import (
     normalized_mse,
 )
 from nla_variants.errors import NLAError
-from nla_variants.evaluation import ar_predict, generate_all
 from nla_variants.pair import NLA, NLARef
+from nla_variants.rollouts import ar_predict, generate_all
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +304,7 @@ def extract(docs: Sequence[Document], extractor, layer: int, progress: bool) -> 
 def verbalize(av, vectors: torch.Tensor, s: ExplainSettings, autocast, progress: bool) -> list[str]:
     """AV generations, `s.samples` consecutive rows per vector, in batches."""
     torch.manual_seed(s.seed)
-    return generate_all(
+    texts, _ = generate_all(
         av,
         vectors,
         s.batch_size,
@@ -314,6 +314,7 @@ def verbalize(av, vectors: torch.Tensor, s: ExplainSettings, autocast, progress:
         temperature=s.temperature,
         num_samples=s.samples,
     )
+    return texts
 
 
 def reconstruct(

@@ -48,8 +48,12 @@ class ActivationVerbalizer(Protocol):
         max_new_tokens: int | None = None,
         temperature: float = 0.0,
         num_samples: int = 1,
+        seeds: Sequence[int] | None = None,
     ) -> tuple[list[str], list[list[int]]]:
-        """RL rollouts and evaluation: (texts, tokens), num_samples consecutive rows a vector."""
+        """RL rollouts and evaluation: (texts, tokens), num_samples consecutive rows a vector.
+        `seeds`, one per vector: sampling must then depend on each seed alone (not on the batch,
+        the rank or torch's RNG), so a multi-process or resumed RL run draws the same rollouts;
+        `nla_variants.core.sampling.SeededSampling` does it for a Hugging Face `generate`."""
         ...
 
     def extract(self, text: str) -> str | None:

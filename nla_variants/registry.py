@@ -42,6 +42,9 @@ class BuildContext:
     # per-dimension mean and std of the raw training vectors (an AV's injection centring)
     data_mean: Any = None  # torch.Tensor [d] or None
     data_std: Any = None
+    # torch.bfloat16: hold every built component's frozen Linear weights in it (a trial on CUDA
+    # under bf16-mixed, `nla_variants.large_models.frozen_weight_dtype`); None: as loaded
+    frozen_dtype: Any = None
 
 
 @dataclass(frozen=True)
@@ -130,10 +133,19 @@ def variant_config(kind: Kind, section: Mapping[str, Any]) -> tuple[Variant, Bas
         ) from None
 
 
+def _instantiate(variant: Variant, cfg: BaseModel, ctx: BuildContext) -> Any:
+    component = variant.cls(cfg, ctx)
+    if ctx.frozen_dtype is not None:
+        from nla_variants.large_models import hold_frozen_weights
+
+        hold_frozen_weights(component, ctx.frozen_dtype)
+    return component
+
+
 def build(kind: Kind, section: Mapping[str, Any], ctx: BuildContext) -> Any:
     """Instantiate the variant a config section selects."""
     variant, cfg = variant_config(kind, section)
-    return variant.cls(cfg, ctx)
+    return _instantiate(variant, cfg, ctx)
 
 
 class VariantSection(Mapping[str, Any]):
@@ -165,7 +177,7 @@ class VariantSection(Mapping[str, Any]):
     def build(self, ctx: BuildContext) -> Any:
         """Instantiate the selected variant from the validated config."""
         variant, cfg = self.resolve()
-        return variant.cls(cfg, ctx)
+        return _instantiate(variant, cfg, ctx)
 
     def as_dict(self) -> dict[str, Any]:
         """The keys as written (a copy of the top level)."""

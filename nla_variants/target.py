@@ -117,6 +117,19 @@ def _read_dims(config_path: Path) -> tuple[int, int]:
     return int(cfg["num_hidden_layers"]), int(cfg["hidden_size"])
 
 
+def read_model_config(source: ModelSource) -> dict:
+    """The model's config.json as a dict (a multimodal model's `text_config`), read without
+    loading weights: what a memory estimate and `finetune: auto` size the model by."""
+    path = Path(source.load_path) / "config.json"
+    if path.is_file():
+        cfg = json.loads(path.read_text())
+    else:  # a hub id: transformers' cached config
+        from transformers import AutoConfig
+
+        cfg = AutoConfig.from_pretrained(source.load_path).to_dict()
+    return cfg.get("text_config") or cfg
+
+
 @cache
 def resolve_model(spec: str) -> ModelSource:
     """Turn a config's `target.model` into a loadable, fingerprinted source (no weights loaded,

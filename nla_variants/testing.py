@@ -153,6 +153,39 @@ def write_tiny_corpus(path: str | Path, n_docs: int = 24, max_words: int = 80) -
     return path
 
 
+def closing_generate(
+    av, vectors, max_new_tokens=None, temperature=0.0, num_samples=1, seeds=None
+) -> tuple[list[str], list[list[int]]]:
+    """The baseline AV's real `generate`, with the samples whose first token id is even
+    rewritten into a closed explanation built from their ids: a random tiny model never closes
+    its tag, so its rollouts would all fail and all score the same; these vary with what was
+    sampled, and each depends on its own tokens alone (not on its batch or rank)."""
+    from nla_variants.av.baseline import BaselineAV
+
+    texts, tokens = BaselineAV.real_generate(
+        av, vectors, max_new_tokens, temperature, num_samples, seeds
+    )
+    out_t, out_k = [], []
+    for text, toks in zip(texts, tokens, strict=True):
+        if toks and toks[0] % 2 == 0:
+            words = " ".join(f"w{t % 40}" for t in toks[:6]) or "w0"
+            text = f"<explanation>\n{words}\n</explanation>"
+            toks = av.tokenizer(text, add_special_tokens=False)["input_ids"]
+        out_t.append(text)
+        out_k.append(list(toks))
+    return out_t, out_k
+
+
+def close_some_rollouts() -> None:
+    """Patch the baseline AV's `generate` with `closing_generate` (tests of RL on the tiny
+    model; a multi-process test patches every rank by running a script that calls this)."""
+    from nla_variants.av.baseline import BaselineAV
+
+    if not hasattr(BaselineAV, "real_generate"):
+        BaselineAV.real_generate = BaselineAV.generate
+    BaselineAV.generate = closing_generate
+
+
 def tiny_trial_config(
     workdir: str | Path,
     model_dir: str | Path,

@@ -271,7 +271,7 @@ class _StubAV(torch.nn.Module):
         super().__init__()
         self.w = torch.nn.Parameter(torch.zeros(1))
 
-    def generate(self, vectors, max_new_tokens=96, temperature=1.0, num_samples=1):
+    def generate(self, vectors, max_new_tokens=96, temperature=1.0, num_samples=1, seeds=None):
         n = len(vectors) * num_samples
         return [wrap_explanation("A story about a harbor")] * n, [[1]] * n
 
@@ -331,6 +331,6 @@ def test_rl_rollout_scores_with_each_samples_prefix(ctx, monkeypatch):
     av = _StubAV()
     rows = SplitRows(vectors(3).numpy(), list(EXPLANATIONS), list(SOURCES), ["a", "b", "c"])
     rl = RLModule(av, ar, _StubAV(), rows, torch.zeros(64), RLConfig(group_size=2), seed=0)
-    ro = rl.rollout(vectors(2), SOURCES[:2])
+    ro, _ = rl.rollout(vectors(2), SOURCES[:2])
     assert seen == [[SOURCES[0], SOURCES[0], SOURCES[1], SOURCES[1]]]
-    assert bool(ro["ok"].all()) and ro["mse"].shape == (4,)
+    assert bool(ro.ok.all()) and ro.mse.shape == (4,)

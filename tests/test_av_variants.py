@@ -294,7 +294,7 @@ class RecordingAR(nn.Module):
 def scripted(av, texts: list[str]):
     """Make `av.generate` return `texts` (cycled over the requested rows)."""
 
-    def generate(vectors, max_new_tokens=None, temperature=0.0, num_samples=1):
+    def generate(vectors, max_new_tokens=None, temperature=0.0, num_samples=1, seeds=None):
         n = len(vectors) * num_samples
         out = [texts[i % len(texts)] for i in range(n)]
         return out, [[1, 2, 3]] * n
@@ -314,16 +314,16 @@ def test_rollout_gives_schema_violations_the_failure_reward(ctx):
     rows = SplitRows(np.zeros((2, D), np.float32), [None, None], ["", ""], ["a", "b"])
     module = RLModule(av, ar, av, rows, torch.zeros(D), RLConfig(group_size=4), seed=0)
     v = vectors(2)
-    ro = module.rollout(v)
-    assert ro["ok"].tolist() == [True, False, False, True] * 2
-    assert ro["explanations"][1] is None and ro["explanations"][2] is None
-    assert ro["explanations"][0] == "topic: a harbor story\nnext: the word the"
-    assert ar.seen == [ro["explanations"][0]] * 4, "the AR reads only valid, canonical outputs"
-    failed = ~ro["ok"]
-    assert bool((ro["rewards"][failed] == -ORTHOGONAL_MSE).all())
+    ro, rewards = module.rollout(v)
+    assert ro.ok.tolist() == [True, False, False, True] * 2
+    assert ro.explanations[1] is None and ro.explanations[2] is None
+    assert ro.explanations[0] == "topic: a harbor story\nnext: the word the"
+    assert ar.seen == [ro.explanations[0]] * 4, "the AR reads only valid, canonical outputs"
+    failed = ~ro.ok
+    assert bool((rewards[failed] == -ORTHOGONAL_MSE).all())
     with torch.no_grad():
         want = -normalized_mse(ar(ar.seen[:1]).expand(2, -1), v)
-    torch.testing.assert_close(ro["rewards"][ro["ok"]], want.repeat_interleave(2))
+    torch.testing.assert_close(rewards[ro.ok], want.repeat_interleave(2))
 
 
 def test_evaluation_counts_schema_violations_and_renders_teacher_text(ctx):

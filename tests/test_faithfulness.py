@@ -225,7 +225,7 @@ class LookupAV(torch.nn.Module):
         self.w = torch.nn.Parameter(torch.zeros(1))
         self.vectors, self.texts, self.source = vectors, texts, source
 
-    def generate(self, vectors, max_new_tokens=96, temperature=1.0, num_samples=1):
+    def generate(self, vectors, max_new_tokens=96, temperature=1.0, num_samples=1, seeds=None):
         rows = torch.cdist(vectors.float(), self.vectors).argmin(1).tolist()
         return [wrap_explanation(self.texts[self.source[r]]) for r in rows], [[1]] * len(rows)
 

@@ -24,6 +24,7 @@ from nla_variants.core.vectors import (
 from nla_variants.experiment import run_trial
 from nla_variants.registry import BuildContext, build
 from nla_variants.target import resolve_model
+from nla_variants.testing import closing_generate
 from nla_variants.training.data import SplitRows
 from nla_variants.training.readout import head_features
 from nla_variants.training.rl import NonFiniteError, RLModule, steps_loader
@@ -31,24 +32,9 @@ from nla_variants.training.rl import NonFiniteError, RLModule, steps_loader
 REAL_GENERATE = BaselineAV.generate
 
 
-def closing_generate(self, vectors, max_new_tokens=None, temperature=0.0, num_samples=1):
-    """The real sampler (it consumes the RNG, which resume must restore), with every other
-    sample rewritten into a closed explanation built from the sampled ids (a random tiny model
-    never closes its tag on its own), so rewards vary with what was sampled."""
-    texts, tokens = REAL_GENERATE(self, vectors, max_new_tokens, temperature, num_samples)
-    out_t, out_k = [], []
-    for i, (text, toks) in enumerate(zip(texts, tokens, strict=True)):
-        if i % 2 == 0:
-            words = " ".join(f"w{t % 40}" for t in toks[:6]) or "w0"
-            text = f"<explanation>\n{words}\n</explanation>"
-            toks = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        out_t.append(text)
-        out_k.append(list(toks))
-    return out_t, out_k
-
-
 @pytest.fixture
 def closing(monkeypatch):
+    monkeypatch.setattr(BaselineAV, "real_generate", REAL_GENERATE, raising=False)
     monkeypatch.setattr(BaselineAV, "generate", closing_generate)
 
 
@@ -116,7 +102,7 @@ def test_one_rl_step_updates_av_and_ar_and_not_the_reference(ctx, closing):
     assert changed(av0, module.av) and changed(ar0, module.ar)
     assert not changed(ref0, module.reference)
     h = module.history[-1]
-    assert h["tag_failure_rate"] == pytest.approx(0.5)
+    assert 0 < h["tag_failure_rate"] < 1  # closing_generate closes the even-first-token samples
     for key in (
         "reward/mean",
         "reward/std",
@@ -135,10 +121,10 @@ def test_one_rl_step_updates_av_and_ar_and_not_the_reference(ctx, closing):
 def test_failed_tags_get_the_orthogonal_reward_and_no_ar_training(ctx, monkeypatch):
     cfg = RLConfig(steps=1, batch_size=2, group_size=4, max_response_tokens=8, eval_every=0)
     module = make_module(ctx, cfg)
-    ro = module.rollout(torch.from_numpy(module.rows.vectors[:2]))
-    assert not bool(ro["ok"].any())  # a random tiny model never closes its tag
-    assert torch.equal(ro["rewards"], torch.full((8,), -ORTHOGONAL_MSE))
-    assert all(ro["cut"])
+    ro, rewards = module.rollout(torch.from_numpy(module.rows.vectors[:2]))
+    assert not bool(ro.ok.any())  # a random tiny model never closes its tag
+    assert torch.equal(rewards, torch.full((8,), -ORTHOGONAL_MSE))
+    assert all(ro.cut)
     seen = []
     monkeypatch.setattr(module.ar, "loss", lambda *a, **k: seen.append(a))
     ar0 = snapshot(module.ar)
@@ -153,18 +139,16 @@ def test_the_contrast_term_adds_the_mse_to_other_rows_and_spares_failed_samples(
     cfg = RLConfig(steps=1, batch_size=2, group_size=4, eval_every=0, contrast=0.5)
     module = make_module(ctx, cfg)
     v = torch.from_numpy(module.rows.vectors[:2])
-    torch.manual_seed(1)
-    ro = module.rollout(v)
-    torch.manual_seed(1)
-    base = plain.rollout(v)
-    ok = ro["ok"]
+    ro, rewards = module.rollout(v, seeds=[1, 2])
+    base, _ = plain.rollout(v, seeds=[1, 2])
+    ok = ro.ok
     assert bool(ok.any()) and not bool(ok.all())
-    assert torch.equal(ro["mse"], base["mse"])
-    assert torch.equal(ro["rewards"][~ok], torch.full((int((~ok).sum()),), -ORTHOGONAL_MSE))
-    bonus = ro["rewards"][ok] + ro["mse"][ok]
+    assert torch.equal(ro.mse, base.mse)
+    assert torch.equal(rewards[~ok], torch.full((int((~ok).sum()),), -ORTHOGONAL_MSE))
+    bonus = rewards[ok] + ro.mse[ok]
     assert bool((bonus > 0).all()) and bool((bonus <= 0.5 * 4).all())
     with torch.no_grad():
-        pred = module.ar([e for e in ro["explanations"] if e is not None]).float()
+        pred = module.ar([e for e in ro.explanations if e is not None]).float()
     torch.testing.assert_close(bonus, 0.5 * module._mse_to_other_rows(pred), atol=1e-5, rtol=1e-4)
 
 
@@ -175,16 +159,15 @@ def test_the_centered_cosine_reward_pays_for_the_row_not_for_the_mean_direction(
     cfg = RLConfig(steps=1, batch_size=2, group_size=4, eval_every=0, reward="centered_cosine")
     module = make_module(ctx, cfg)
     v = torch.from_numpy(module.rows.vectors[:2])
-    torch.manual_seed(1)
-    ro = module.rollout(v)
-    ok = ro["ok"]
+    ro, rewards = module.rollout(v, seeds=[1, 2])
+    ok = ro.ok
     assert bool(ok.any()) and not bool(ok.all())
-    assert torch.equal(ro["rewards"][~ok], torch.full((int((~ok).sum()),), -1.0))
+    assert torch.equal(rewards[~ok], torch.full((int((~ok).sum()),), -1.0))
     with torch.no_grad():
-        pred = module.ar([e for e in ro["explanations"] if e is not None]).float()
+        pred = module.ar([e for e in ro.explanations if e is not None]).float()
     mean = module.train_mean
-    want = centered_cosine(pred, ro["targets"][ok], mean)
-    torch.testing.assert_close(ro["rewards"][ok], want)
+    want = centered_cosine(pred, ro.targets[ok], mean)
+    torch.testing.assert_close(rewards[ok], want)
     targets = torch.from_numpy(module.rows.vectors).float()
     assert torch.allclose(centered_cosine(targets, targets, mean), torch.ones(len(targets)))
     hedge = mean.expand_as(targets)
@@ -211,11 +194,12 @@ def test_the_ridge_refit_moves_only_the_ar_head_to_the_readout_of_all_rows_so_fa
     assert not torch.equal(module.ar.head.weight, head0)
     assert all(torch.equal(v, dict(module.ar.named_parameters())[k]) for k, v in body.items())
     feats, vectors = module.ridge_rows()
-    assert len(feats) == len(vectors) == 6 + 2 * 4  # half of each step's 8 samples close
+    closed = sum(round((1 - h["tag_failure_rate"]) * 8) for h in module.history)
+    assert 0 < closed < 16 and len(feats) == len(vectors) == 6 + closed  # + the closed samples
     weight, bias = Ridge(feats).solve(normalize(vectors), 0.01)
     torch.testing.assert_close(module.ar.head.weight.detach(), weight.T.float())
     torch.testing.assert_close(module.ar.head.bias.detach(), bias.float())
-    assert module.history[-1]["ridge_rows"] == 14 and "loss/ar" not in module.history[-1]
+    assert module.history[-1]["ridge_rows"] == 6 + closed and "loss/ar" not in module.history[-1]
 
 
 def test_the_ridge_refit_needs_a_fixed_ar():
@@ -236,7 +220,8 @@ def test_only_closed_explanations_train_the_ar(ctx, closing, monkeypatch):
 
     monkeypatch.setattr(module.ar, "loss", spy)
     fit(module, 1)
-    assert len(seen) == 1 and len(seen[0]) == 4 and all(e.startswith("w") for e in seen[0])
+    closed = round((1 - module.history[-1]["tag_failure_rate"]) * 8)
+    assert len(seen) == 1 and len(seen[0]) == closed and all(e.startswith("w") for e in seen[0])
 
 
 def test_non_finite_rewards_skip_steps_then_fail_the_trial(ctx, closing, monkeypatch):
@@ -262,8 +247,11 @@ def test_warm_up_counts_each_optimisers_own_updates(ctx, monkeypatch):
 
     def closes_from_the_second_call(self, vectors, *args, **kwargs):
         calls.append(1)
-        sample = REAL_GENERATE if len(calls) == 1 else closing_generate
-        return sample(self, vectors, *args, **kwargs)
+        texts, tokens = REAL_GENERATE(self, vectors, *args, **kwargs)
+        if len(calls) == 1:
+            return texts, tokens
+        closed = [f"<explanation>\nw{len(t)} w{i}\n</explanation>" for i, t in enumerate(tokens)]
+        return closed, [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in closed]
 
     monkeypatch.setattr(BaselineAV, "generate", closes_from_the_second_call)
     lr = 1e-3

@@ -14,8 +14,9 @@ Knobs (all defaults reproduce the baseline):
   U zero-initialised: the identity at step 0, a rank-`head_rank` learnable correction) or
   `bottleneck` (U V x + b: the prediction lies in a learned `head_rank`-dim subspace; initialised
   to the orthogonal projection onto a random one).
-- `finetune`: `full`, `lora` (peft adapters on every linear of the kept blocks, plus the head) or
-  `head` (backbone frozen).
+- `finetune`: `full`, `lora` (peft adapters on every linear of the kept blocks, plus the head),
+  `head` (backbone frozen) or `auto` (the default: `lora` for a target above
+  `nla_variants.large_models.LORA_AUTO_THRESHOLD` parameters, else `full`; resolved at build time).
 - Weight decay is the optimiser's: `train.ar_sft.weight_decay` (warm start).
 """
 
@@ -29,6 +30,7 @@ from torch import nn
 
 from nla_variants.ar.baseline import BaselineAR, BaselineARConfig
 from nla_variants.errors import NLAError
+from nla_variants.large_models import resolve_finetune
 from nla_variants.registry import BuildContext, register_ar
 from nla_variants.target import decoder_parts
 
@@ -38,7 +40,9 @@ class SmallARConfig(BaselineARConfig):
     dropout: float = Field(0.0, ge=0, lt=1, description="residual dropout (training only)")
     head: Literal["identity", "lowrank", "bottleneck"] = "identity"
     head_rank: int = Field(64, ge=1, description="rank of a lowrank / bottleneck head")
-    finetune: Literal["full", "lora", "head"] = "full"
+    finetune: Literal["auto", "full", "lora", "head"] = Field(
+        "auto", description="auto: lora above LORA_AUTO_THRESHOLD target parameters, else full"
+    )
     lora_r: int = Field(8, ge=1)
     lora_alpha: float = Field(16.0, gt=0)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
@@ -98,6 +102,8 @@ class SmallAR(BaselineAR):
     }
 
     def __init__(self, cfg: SmallARConfig, ctx: BuildContext) -> None:
+        # `auto` resolved and kept resolved: checkpoints and exports rebuild what was built
+        cfg = cfg.model_copy(update={"finetune": resolve_finetune(cfg.finetune, ctx.source)})
         super().__init__(cfg, ctx)
         d = ctx.d_model
         n = ctx.layer if cfg.n_layers is None else cfg.n_layers

@@ -17,15 +17,17 @@ from typing import Literal
 import torch
 from pydantic import Field
 from torch import nn
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from nla_variants.config import Strict
 from nla_variants.core.injection import InjectionConfig, Injector, center, resolve_scale
 from nla_variants.core.padding import pad_right
+from nla_variants.core.sampling import SeededSampling, rollout_seeds
 from nla_variants.core.text import CLOSE_TAG, extract_explanation, wrap_explanation
 from nla_variants.errors import NLAError
+from nla_variants.large_models import resolve_finetune
 from nla_variants.registry import BuildContext, register_av
-from nla_variants.target import load_lm
+from nla_variants.target import autocast_context, load_lm
 
 PLACEHOLDER_SLOT = "{placeholder}"
 
@@ -34,7 +36,11 @@ class BaselineAVConfig(Strict):
     injection: InjectionConfig = Field(
         default_factory=InjectionConfig, description="where and how the vector enters"
     )
-    finetune: Literal["full", "lora"] = "full"
+    finetune: Literal["auto", "full", "lora"] = Field(
+        "auto",
+        description="auto: lora above LORA_AUTO_THRESHOLD target parameters (1e9), else full; "
+        "the checkpoint records the choice",
+    )
     frozen_blocks: int = Field(
         0,
         ge=0,
@@ -130,6 +136,8 @@ class BaselineAV(nn.Module):
 
     def __init__(self, cfg: BaselineAVConfig, ctx: BuildContext, n_slots: int = 1) -> None:
         super().__init__()
+        # `auto` resolved here and kept resolved: checkpoints and exports rebuild what was built
+        cfg = cfg.model_copy(update={"finetune": resolve_finetune(cfg.finetune, ctx.source)})
         self.cfg = cfg
         self.n_slots = n_slots  # placeholder tokens the vector fills (vector_inputs' k)
         lm, self.tokenizer = load_lm(ctx.source)
@@ -243,7 +251,10 @@ class BaselineAV(nn.Module):
         if self.data_mean is not None:  # centring must not cancel them
             vectors = vectors * 10 + self.data_mean
         ids = self.prompt_ids.expand(2, -1)
-        with self.injecting(ids, vectors):
+        # frozen weights held in bf16 (BuildContext.frozen_dtype) need autocast even here
+        low = any(p.dtype == torch.bfloat16 for p in self.lm.parameters())
+        cast = autocast_context(ids.device, torch.bfloat16 if low else torch.float32)
+        with cast, self.injecting(ids, vectors):
             hidden = self._decoder(input_ids=ids).last_hidden_state
         logits = self._head(hidden[:, -1]).float()
         if torch.allclose(logits[0], logits[1]):
@@ -289,15 +300,20 @@ class BaselineAV(nn.Module):
         max_new_tokens: int | None = None,
         temperature: float = 0.0,
         num_samples: int = 1,
+        seeds: Sequence[int] | None = None,
     ) -> tuple[list[str], list[list[int]]]:
         """Batched KV-cached generation from input embeddings (every prompt has the same length,
         so no padding), stopping at the closing tag or end of turn. Returns texts and token ids,
-        `num_samples` consecutive rows per vector."""
+        `num_samples` consecutive rows per vector. `seeds` (one per vector) make sampling a
+        function of each seed alone (core/sampling.py); without them it draws from torch's RNG."""
+        seeded = None
+        if seeds is not None and temperature > 0:
+            seeded = SeededSampling(rollout_seeds(seeds, num_samples), temperature, vectors.device)
         if num_samples > 1:
             vectors = vectors.repeat_interleave(num_samples, 0)
         b, p = len(vectors), len(self.prompt_ids)
         ids = self.prompt_ids.expand(b, p)
-        sampling = temperature > 0
+        sampling = temperature > 0 and seeded is None
         # Pad finished rows with the placeholder id, not EOS (they are the same token in many
         # chat tokenizers), so a sampled EOS stays distinguishable from padding.
         gen_pad = self.placeholder.token_id
@@ -311,6 +327,7 @@ class BaselineAV(nn.Module):
                 top_p=None,
                 top_k=None,
                 stopping_criteria=StoppingCriteriaList([self._close_tag_stop]),
+                logits_processor=LogitsProcessorList([seeded] if seeded else []),
                 eos_token_id=self.eos_id,
                 pad_token_id=gen_pad,
             )

@@ -30,6 +30,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from nla_variants import distributed
 from nla_variants.checks import check_tracking_uri
 from nla_variants.config import get_dotted
 from nla_variants.errors import DiskFull, NLAError, TrialStopped, is_disk_full, one_line
@@ -432,10 +433,14 @@ class SweepRunner:
                 raise  # the sweep config is wrong: stop the sweep, not just this trial
             self._fail(client, run.info.run_id, trial, e)
             self._stop_if_disk_full(trial, e)
+            if distributed.world_size() > 1:
+                raise  # the other ranks are inside the trial: end the whole job, not one trial
             raise TrialFailed(one_line(e)) from e
         except Exception as e:
             self._fail(client, run.info.run_id, trial, e)
             self._stop_if_disk_full(trial, e)
+            if distributed.world_size() > 1:
+                raise  # the other ranks are inside the trial: end the whole job, not one trial
             raise TrialFailed(one_line(e)) from e
 
     def _stop_if_disk_full(self, trial: optuna.Trial, err: BaseException) -> None:

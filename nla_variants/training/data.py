@@ -8,10 +8,19 @@ from dataclasses import dataclass
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import (
+    ConcatDataset,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    Sampler,
+    Subset,
+    WeightedRandomSampler,
+)
 
 from nla_variants.core.vectors import derangement
 from nla_variants.data.store import StoredDataset, vector_matrix
+from nla_variants.distributed import share_of
 
 
 @dataclass
@@ -86,6 +95,29 @@ def collate(items: list[dict]) -> dict:
     return batch
 
 
+class ShardedBatches(Sampler[list[int]]):
+    """Global batches of `batch_size` rows in the order `order` draws (one pass each epoch),
+    of which this rank yields its contiguous share. The global order is the same at any number
+    of ranks, and on one rank it is exactly the order of a plain shuffled DataLoader with the
+    same generator, so a config trains on the same batches on one device or eight."""
+
+    def __init__(
+        self, order: Sampler[int], batch_size: int, drop_last: bool, rank: int, world: int
+    ) -> None:
+        self.order, self.batch_size, self.drop_last = order, batch_size, drop_last
+        self.rank, self.world = rank, world
+
+    def __len__(self) -> int:
+        n = len(self.order)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        rows = list(self.order)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            batch = rows[start : start + self.batch_size]
+            yield batch[share_of(len(batch), self.rank, self.world)]
+
+
 class NLADataModule(L.LightningDataModule):
     """Serves one split of a prepared dataset for training, shuffled with a seeded generator
     (rows without a teacher explanation are left out of supervised splits), and optionally the
@@ -120,35 +152,36 @@ class NLADataModule(L.LightningDataModule):
             rows = load_split(self.dataset, self.train_split)
             self.rows = rows.with_explanations() if self.require_explanations else rows
 
+    def _ranks(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
     def train_dataloader(self) -> DataLoader:
+        """`batch_size` is the global batch: each rank loads its share of every batch."""
         self.setup()
         generator = torch.Generator().manual_seed(self.seed)
         if self.extra is None or not self.extra_share or not len(self.extra):
-            return DataLoader(
-                _RowsDataset(self.rows),
-                batch_size=self.batch_size,
-                shuffle=True,
-                drop_last=len(self.rows) > self.batch_size,
-                generator=generator,
-                collate_fn=collate,
-            )
-        n, m = len(self.rows), len(self.extra)
-        share = self.extra_share
-        weights = torch.cat([torch.full((n,), (1 - share) / n), torch.full((m,), share / m)])
-        return DataLoader(
-            ConcatDataset([_RowsDataset(self.rows), _RowsDataset(self.extra)]),
-            batch_size=self.batch_size,
-            sampler=WeightedRandomSampler(weights, n + m, generator=generator),
-            drop_last=True,
-            collate_fn=collate,
-        )
+            data = _RowsDataset(self.rows)
+            order = RandomSampler(data, generator=generator)
+            drop_last = len(self.rows) > self.batch_size
+        else:
+            n, m = len(self.rows), len(self.extra)
+            share = self.extra_share
+            weights = torch.cat([torch.full((n,), (1 - share) / n), torch.full((m,), share / m)])
+            data = ConcatDataset([_RowsDataset(self.rows), _RowsDataset(self.extra)])
+            order = WeightedRandomSampler(weights, n + m, generator=generator)
+            drop_last = True
+        batches = ShardedBatches(order, self.batch_size, drop_last, *self._ranks())
+        # the loader draws its worker base seed from the same generator first, as a plain
+        # shuffled loader does, so one rank sees exactly the batches it always saw
+        return DataLoader(data, batch_sampler=batches, generator=generator, collate_fn=collate)
 
     def val_dataloader(self) -> DataLoader:
+        """The held-out rows, split over the ranks (the module gathers their scores)."""
         rows = load_split(self.dataset, self.val_split).with_explanations()
         n = min(len(rows), self.val_samples)
         rows = rows.take(range(n))
-        return DataLoader(
-            _RowsDataset(rows, derangement(n, self.seed)),
-            batch_size=self.batch_size,
-            collate_fn=collate,
-        )
+        partners = derangement(n, self.seed)
+        mine = range(n)[share_of(n, *self._ranks())]
+        data = Subset(_RowsDataset(rows, partners), list(mine))
+        return DataLoader(data, batch_size=self.batch_size, collate_fn=collate)

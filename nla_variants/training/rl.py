@@ -29,6 +29,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from nla_variants import distributed
 from nla_variants.checkpoint import (
     load_component,
     load_optimizer_state,
@@ -37,17 +38,14 @@ from nla_variants.checkpoint import (
 )
 from nla_variants.config import RLConfig
 from nla_variants.core.grpo import clipped_policy_loss, group_advantages, kl_penalty
-from nla_variants.core.text import quote_rate
 from nla_variants.core.vectors import (
-    ORTHOGONAL_MSE,
     baseline_mse,
-    centered_cosine,
     fve,
     normalize,
-    normalized_mse,
 )
 from nla_variants.io import atomic_path, write_yaml_atomic
 from nla_variants.registry import BuildContext
+from nla_variants.rollouts import Rollouts, score_rollouts
 from nla_variants.training.data import SplitRows
 from nla_variants.training.readout import fit_head, head_inputs, linear_head
 
@@ -56,7 +54,16 @@ log = logging.getLogger(__name__)
 STATE = "rl_state.yaml"
 RNG = "rng.safetensors"
 RIDGE = "ridge_rows.safetensors"
-FAILED_COSINE = -1.0  # the centered_cosine reward of a failed sample: the worst it can be
+
+
+def _mean_over_ranks(metrics: dict[str, float]) -> dict[str, float]:
+    """Each metric's mean over the ranks that have it (the whole-batch figures are already the
+    same on every rank)."""
+    seen: dict[str, list[float]] = {}
+    for part in distributed.gather_objects(metrics):
+        for key, value in part.items():
+            seen.setdefault(key, []).append(value)
+    return {key: float(np.mean(values)) for key, values in seen.items()}
 
 
 class NonFiniteError(RuntimeError):
@@ -129,58 +136,41 @@ class RLModule(L.LightningModule):
 
     # -- one GRPO step ----------------------------------------------------------------------------
 
-    def rollout(self, vectors: torch.Tensor, prefixes: list[str] | None = None) -> dict:
-        """Sample, extract and score B x G explanations; no gradients. `prefixes` (one per
-        vector) reach the AR as the sources of its samples (a full-context AR reads them)."""
+    def rollout(
+        self,
+        vectors: torch.Tensor,
+        prefixes: list[str] | None = None,
+        seeds: list[int] | None = None,
+    ) -> tuple[Rollouts, torch.Tensor]:
+        """Sample and score B x G explanations with the shared scorer (rollouts.py); no
+        gradients. `prefixes` (one per vector) reach the AR as the sources of its samples (a
+        full-context AR reads them); `seeds`, one per vector, fix each row's samples. Returns
+        the rollouts and their rewards."""
         cfg = self.cfg
-        g = cfg.group_size
-        t0 = time.perf_counter()
-        texts, tokens = self.av.generate(
-            vectors,
-            max_new_tokens=cfg.max_response_tokens,
-            temperature=cfg.temperature,
-            num_samples=g,
-        )
-        t1 = time.perf_counter()
-        explanations = [self.av.extract(t) for t in texts]  # None: unclosed tag or invalid
-        ok = torch.tensor([e is not None for e in explanations], dtype=torch.bool)
-        cut = [
-            len(t) >= cfg.max_response_tokens and e is None
-            for t, e in zip(tokens, explanations, strict=True)
-        ]
-        targets = vectors.repeat_interleave(g, 0)
-        mse = torch.full((len(texts),), ORTHOGONAL_MSE)
-        score = -mse if cfg.reward == "mse" else torch.full((len(texts),), FAILED_COSINE)
-        others = torch.zeros(len(texts))
-        if bool(ok.any()):
-            idx = ok.nonzero().squeeze(1).tolist()
-            refit = cfg.ar_ridge is not None
-            with torch.no_grad(), head_inputs(self.ar) if refit else nullcontext([]) as seen:
-                srcs = None if prefixes is None else [prefixes[i // g] for i in idx]
-                pred = self.ar([explanations[i] for i in idx], srcs).float()
-            if refit:  # the fixed AR's features of these rollouts: rows of the next refit
-                self.ridge_feats.append(torch.cat(seen))
-                self.ridge_vecs.append(targets[ok].float().cpu())
-            mse[ok] = normalized_mse(pred, targets[ok].float()).cpu()
-            if cfg.reward == "mse":
-                score[ok] = -mse[ok]
-            else:
-                score[ok] = centered_cosine(pred, targets[ok], self.train_mean).cpu()
-            if cfg.contrast:
-                others[ok] = self._mse_to_other_rows(pred).cpu()
-        t2 = time.perf_counter()
-        return {
-            "texts": texts,
-            "tokens": tokens,
-            "explanations": explanations,
-            "ok": ok,
-            "cut": cut,
-            "targets": targets,
-            "rewards": score + cfg.contrast * others,
-            "mse": mse,
-            "t_generate": t1 - t0,
-            "t_score": t2 - t1,
-        }
+        prefixes = [""] * len(vectors) if prefixes is None else prefixes
+        refit = cfg.ar_ridge is not None
+        with head_inputs(self.ar) if refit else nullcontext([]) as seen:
+            ro = score_rollouts(
+                self.av,
+                self.ar,
+                vectors,
+                prefixes,
+                max_new_tokens=cfg.max_response_tokens,
+                batch_size=len(vectors),
+                samples=cfg.group_size,
+                temperature=cfg.temperature,
+                seeds=seeds,
+            )
+        ok = ro.ok
+        if refit:  # the fixed AR's features of every rank's closed rollouts: the next refit's rows
+            width = linear_head(self.ar).in_features
+            feats = torch.cat(seen) if seen else torch.zeros(0, width)
+            self.ridge_feats.append(distributed.gather_rows(feats))
+            self.ridge_vecs.append(distributed.gather_rows(ro.targets[ok]))
+        rewards = ro.reward(cfg.reward, self.train_mean)
+        if cfg.contrast and bool(ok.any()):
+            rewards[ok] += cfg.contrast * self._mse_to_other_rows(ro.pred[ok]).cpu()
+        return ro, rewards
 
     def _mse_to_other_rows(self, pred: torch.Tensor) -> torch.Tensor:
         """Each prediction's mean normalised MSE to `contrast_rows` random rl rows' vectors
@@ -206,21 +196,47 @@ class RLModule(L.LightningModule):
         train_fve = fit_head(linear_head(self.ar), feats, vectors, self.cfg.ar_ridge)
         return {"ridge_rows": float(len(feats)), "ridge_train_fve": train_fve}
 
+    def row_seeds(self, step: int, rows: int) -> list[int]:
+        """The sampling seed of each of a step's global batch rows: a function of (seed, step,
+        row), so each row draws the same explanations on any rank and after a resume."""
+        return [(self.seed * 1_000_003 + step) * 65_537 + i for i in range(rows)]
+
+    def _global(self, value: torch.Tensor | float, count: float) -> float:
+        """The mean over every rank of a per-rank mean over `count` units (tokens or rows)."""
+        n = distributed.total(count)
+        return distributed.total(float(value) * count) / n if n else 0.0
+
+    def _share_weight(self, count: float) -> float:
+        """The factor on this rank's mean loss over `count` units that makes DDP's average of
+        gradients over ranks equal the gradient of the mean over every rank's units (the
+        single-process loss on the same global batch); 1 on one process."""
+        world = distributed.world_size()
+        if world == 1:
+            return 1.0
+        n = distributed.total(count)
+        return count * world / n if n else 0.0
+
     def training_step(self, batch, batch_idx):
+        """One GRPO step. With several ranks, each takes its contiguous share of the step's
+        rows with all their G samples (a group never spans ranks), losses are weighted so the
+        averaged gradients are those of the whole batch, and every skip decision is taken on
+        all ranks or on none."""
         cfg = self.cfg
         opt_av, opt_ar = self.optimizers()
         sched_av, sched_ar = self.lr_schedulers()
         step = self.step_no
         idx = batch_indices(len(self.rows), cfg.batch_size, self.seed, step)
+        mine = distributed.share(len(idx))
+        seeds = self.row_seeds(step, len(idx))[mine]
+        idx = idx[mine]
         vectors = torch.from_numpy(self.rows.vectors[idx]).to(self.device)
         prefixes = [self.rows.prefixes[i] for i in idx]
 
-        ro = self.rollout(vectors, prefixes)
+        ro, rewards = self.rollout(vectors, prefixes, seeds)
         t0 = time.perf_counter()
-        rewards = ro["rewards"]
         adv = group_advantages(rewards, cfg.group_size).to(self.device)
-        responses = [t if t else [self.av.eos_id] for t in ro["tokens"]]
-        vec_rep = ro["targets"]
+        responses = [t if t else [self.av.eos_id] for t in ro.tokens]
+        vec_rep = ro.targets.to(self.device)
         with torch.no_grad():
             logp_ref, mask = self.reference.response_logprobs(vec_rep, responses)
             logp_old = None
@@ -229,39 +245,43 @@ class RLModule(L.LightningModule):
 
         metrics: dict[str, float] = {}
         stepped = {"av": False, "ar": False}  # a schedule advances only after its update
-        finite = bool(torch.isfinite(rewards).all())
+        finite = distributed.everywhere(bool(torch.isfinite(rewards).all()))
         av_params = [p for p in self.av.parameters() if p.requires_grad]
+        tokens = float(mask.sum())
+        weight = self._share_weight(tokens)
         for _ in range(cfg.inner_epochs):
             logp, _ = self.av.response_logprobs(vec_rep, responses)
             old = logp.detach() if logp_old is None else logp_old
             pg, clip_frac = clipped_policy_loss(logp, old, adv, mask, cfg.clip_eps)
             kl = kl_penalty(logp, logp_ref, mask)
             loss = pg + cfg.kl_coef * kl
-            if not (finite and bool(torch.isfinite(loss))):
+            if not distributed.everywhere(finite and bool(torch.isfinite(loss))):
                 finite = False
                 break
             opt_av.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
+            self.manual_backward(loss * weight if weight != 1.0 else loss)
             metrics["grad_norm/av"] = _grad_norm(av_params, cfg.grad_clip)
             metrics["lr/av"] = opt_av.optimizer.param_groups[0]["lr"]
             opt_av.step()
             stepped["av"] = True
             metrics.update(
-                {"loss/policy": pg.item(), "kl": kl.item(), "clip_frac": clip_frac.item()}
+                {
+                    "loss/policy": self._global(pg.item(), tokens),
+                    "kl": self._global(kl.item(), tokens),
+                    "clip_frac": self._global(clip_frac.item(), tokens),
+                }
             )
-        ok = ro["ok"]
-        if finite and cfg.train_ar and bool(ok.any()):
-            keep = ok.nonzero().squeeze(1).tolist()
-            srcs = [prefixes[i // cfg.group_size] for i in keep]
-            ar_loss = self.ar.loss([ro["explanations"][i] for i in keep], vec_rep[keep], srcs)
-            if bool(torch.isfinite(ar_loss)):
+        keep = ro.closed
+        if finite and cfg.train_ar and distributed.total(len(keep)) > 0:
+            ar_loss = self._ar_loss(ro, keep, vec_rep)
+            if distributed.everywhere(bool(torch.isfinite(ar_loss))):
                 opt_ar.zero_grad(set_to_none=True)
-                self.manual_backward(ar_loss)
+                self.manual_backward(ar_loss * self._share_weight(len(keep)))
                 metrics["grad_norm/ar"] = _grad_norm(list(self.ar.parameters()), cfg.grad_clip)
                 metrics["lr/ar"] = opt_ar.optimizer.param_groups[0]["lr"]
                 opt_ar.step()
                 stepped["ar"] = True
-                metrics["loss/ar"] = ar_loss.item()
+                metrics["loss/ar"] = self._global(ar_loss.item(), len(keep))
             else:
                 finite = False
         t_train = time.perf_counter() - t0
@@ -285,36 +305,40 @@ class RLModule(L.LightningModule):
         else:
             self.nonfinite_in_a_row = 0
 
-        base = baseline_mse(ro["targets"].float().cpu(), self.train_mean.cpu())
-        expl_ok = [e for e in ro["explanations"] if e is not None]
-        srcs = [
-            prefixes[i // cfg.group_size] for i, e in enumerate(ro["explanations"]) if e is not None
-        ]
-        lengths = [len(t) for t in ro["tokens"]]
+        base = baseline_mse(ro.targets, self.train_mean.cpu())
+        every = distributed.gather_rows(rewards)  # the whole batch's, on every rank
         metrics.update(
             {
-                "reward/mean": float(rewards.mean()),
-                "reward/std": float(rewards.std()),
-                "batch_fve": fve(ro["mse"], base),
-                "tag_failure_rate": float((~ok).float().mean()),
-                "cut_rate": float(np.mean(ro["cut"])),
-                "response_tokens": float(np.mean(lengths)),
-                "quote_rate": float(
-                    np.mean([quote_rate(e, s) for e, s in zip(expl_ok, srcs, strict=True)])
-                )
-                if expl_ok
-                else 0.0,
-                "time/generate_s": ro["t_generate"],
-                "time/score_s": ro["t_score"],
+                "reward/mean": float(every.mean()),
+                "reward/std": float(every.std()),
+                "batch_fve": fve(ro.mse, base),
+                "tag_failure_rate": float((~ro.ok).float().mean()),
+                "cut_rate": float(np.mean(ro.cut)),
+                "response_tokens": float(np.mean([len(t) for t in ro.tokens])),
+                "quote_rate": ro.quote_rate(),
+                "time/generate_s": ro.seconds["generate"],
+                "time/score_s": ro.seconds["score"],
                 "time/train_s": t_train,
                 "skipped_steps": float(self.skipped),
                 "kl_coef": cfg.kl_coef,
             }
         )
-        self.log_dict(
-            {f"rl/{k}": v for k, v in metrics.items()}, on_step=True, batch_size=cfg.batch_size
-        )
+        if distributed.world_size() > 1:
+            metrics = _mean_over_ranks(metrics)
+        # straight to the loggers (rank 0's), at the RL step: `self.log` would re-log every key
+        # of earlier steps with its stale value (one epoch holds all RL steps), so a step
+        # where the AR did not train would still show its last loss
+        for logger in self.loggers:
+            logger.log_metrics({f"rl/{k}": v for k, v in metrics.items()}, step=step)
         self.history.append({"step": float(self.step_no), **metrics})
+
+    def _ar_loss(self, ro: Rollouts, keep: list[int], vectors: torch.Tensor) -> torch.Tensor:
+        """The AR's SGD loss on this rank's closed rollouts; with none here (but some on another
+        rank), a zero that still reaches every AR parameter, so the ranks' gradients reduce."""
+        if not keep:
+            return sum(p.sum() for p in self.ar.parameters() if p.requires_grad) * 0.0
+        srcs = [ro.sources[i] for i in keep]
+        return self.ar.loss([ro.explanations[i] for i in keep], vectors[keep], srcs)
 
 
 # -- checkpoints --------------------------------------------------------------------------------
@@ -347,11 +371,32 @@ def _set_rng_state(tensors: dict[str, torch.Tensor], scalars: dict) -> None:
     random.setstate((p[0], tuple(p[1]), p[2]))
 
 
+def rng_file(rank: int) -> str:
+    """Each rank's RNG states travel in their own file (rank 0's keeps the one-process name)."""
+    return RNG if rank == 0 else f"rng.rank{rank}.safetensors"
+
+
 def save_rl_checkpoint(
-    directory: Path, module: RLModule, ctx: BuildContext, reference_dir: Path
+    directory: Path,
+    module: RLModule,
+    ctx: BuildContext,
+    reference_dir: Path,
+    leader: bool = True,
 ) -> None:
-    """AV and AR with their optimisers, the step, counters and every RNG state."""
+    """AV and AR with their optimisers, the step, counters and every RNG state. With several
+    ranks the leader writes the weights and states (the same on every rank) and each rank its
+    own RNG states; all return once the checkpoint is complete."""
     directory.mkdir(parents=True, exist_ok=True)
+    tensors, scalars = _rng_state()
+    rank = distributed.rank() if distributed.initialized() else 0
+    with atomic_path(directory / rng_file(rank)) as tmp:  # atomic; a full disk names the file
+        save_file(tensors, tmp)
+    if rank:
+        write_yaml_atomic(directory / f"rng.rank{rank}.yaml", scalars)
+    feats_vectors = module.ridge_rows() if module.cfg.ar_ridge is not None else None
+    if not leader:
+        distributed.barrier()
+        return
     parts = zip(
         ("av", "ar"),
         (module.av, module.ar),
@@ -369,11 +414,8 @@ def save_rl_checkpoint(
             optimizer=getattr(opt, "optimizer", opt),
             scheduler=sched,
         )
-    tensors, scalars = _rng_state()
-    with atomic_path(directory / RNG) as tmp:  # atomic, and a full disk names the file
-        save_file(tensors, tmp)
-    if module.cfg.ar_ridge is not None:  # the refit's rows: a resumed run refits on the same
-        feats, vectors = module.ridge_rows()
+    if feats_vectors is not None:  # the refit's rows: a resumed run refits on the same
+        feats, vectors = feats_vectors
         with atomic_path(directory / RIDGE) as tmp:
             save_file({"features": feats.contiguous(), "vectors": vectors.contiguous()}, tmp)
     state = {
@@ -381,9 +423,11 @@ def save_rl_checkpoint(
         "skipped": module.skipped,
         "nonfinite_in_a_row": module.nonfinite_in_a_row,
         "reference": str(Path(reference_dir).resolve()),
+        "world_size": distributed.world_size(),
         "rng": scalars,
     }
     write_yaml_atomic(directory / STATE, state)
+    distributed.barrier()
 
 
 def load_rl_checkpoint(directory: Path, ctx: BuildContext) -> tuple[nn.Module, nn.Module, dict]:
@@ -395,7 +439,15 @@ def load_rl_checkpoint(directory: Path, ctx: BuildContext) -> tuple[nn.Module, n
 
 
 def restore_rng(directory: Path, state: dict) -> None:
-    _set_rng_state(load_file(Path(directory) / RNG), state["rng"])
+    """This rank's RNG states (rank 0's where the checkpoint had fewer ranks: RL itself draws
+    nothing from them, its samples and batches are functions of the seed and step)."""
+    rank = distributed.rank() if distributed.initialized() else 0
+    mine = Path(directory) / rng_file(rank)
+    if rank and mine.is_file():
+        scalars = yaml.safe_load((Path(directory) / f"rng.rank{rank}.yaml").read_text())
+        _set_rng_state(load_file(mine), scalars)
+    else:
+        _set_rng_state(load_file(Path(directory) / RNG), state["rng"])
 
 
 class RLCheckpoint(L.Callback):
@@ -408,9 +460,10 @@ class RLCheckpoint(L.Callback):
         ctx: BuildContext,
         reference_dir: Path,
         resume_from: Path | None = None,
+        leader: bool = True,
     ) -> None:
         self.every, self.directory, self.ctx = every, directory, ctx
-        self.reference_dir, self.resume_from = reference_dir, resume_from
+        self.reference_dir, self.resume_from, self.leader = reference_dir, resume_from, leader
 
     def on_train_start(self, trainer, module) -> None:
         if self.resume_from is not None:
@@ -425,7 +478,7 @@ class RLCheckpoint(L.Callback):
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         if self.every and module.step_no % self.every == 0:
-            save_rl_checkpoint(self.directory, module, self.ctx, self.reference_dir)
+            save_rl_checkpoint(self.directory, module, self.ctx, self.reference_dir, self.leader)
 
 
 def steps_loader(start: int, total: int) -> torch.utils.data.DataLoader:

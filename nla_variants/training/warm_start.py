@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from nla_variants import distributed
 from nla_variants.checkpoint import trainable_state
 from nla_variants.evaluation import nll_gap_scores, nll_rows
 
@@ -63,10 +64,23 @@ class WarmStart(L.LightningModule):
     def compute_loss(self, batch: dict) -> torch.Tensor:
         raise NotImplementedError
 
+    def loss_units(self, batch: dict) -> int:
+        """What `compute_loss` averages over (rows here; response tokens for the AV)."""
+        return len(batch["vectors"])
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """With several ranks each holds a share of the global batch; its mean loss is weighted
+        by its share of the units, so DDP's average of the gradients is the gradient of the
+        mean over the whole batch, as on one device."""
         loss = self.compute_loss(batch)
         self.tokens += self.batch_tokens(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["vectors"]))
+        logged = loss
+        if distributed.world_size() > 1:
+            units = self.loss_units(batch)
+            total = distributed.total(units)
+            logged = torch.tensor(distributed.total(loss.item() * units) / total)
+            loss = loss * (units * distributed.world_size() / total)
+        self.log("train/loss", logged, prog_bar=True, batch_size=len(batch["vectors"]))
         return loss
 
     def on_validation_epoch_start(self) -> None:
@@ -97,12 +111,16 @@ class AVWarmStart(WarmStart):
         prompt = len(self.component.prompt_ids)
         return sum(prompt + len(r) for r in self.component.encode_responses(batch["explanations"]))
 
+    def loss_units(self, batch: dict) -> int:
+        return sum(map(len, self.component.encode_responses(batch["explanations"])))
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         vectors, shuffled = batch["vectors"], batch["shuffled"]
         self._val.append(nll_rows(self.component, vectors, shuffled, batch["explanations"]))
 
     def on_validation_epoch_end(self) -> None:
-        scores = nll_gap_scores(torch.cat(self._val))
+        mine = torch.cat(self._val) if self._val else torch.zeros(0, 3)
+        scores = nll_gap_scores(distributed.gather_rows(mine))
         self.log_dict({f"val/{k.removeprefix('av_')}": v for k, v in scores.items()})
 
 

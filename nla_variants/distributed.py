@@ -1,0 +1,149 @@
+"""The ranks of one trial: who leads, and the few collectives the stages need outside Lightning.
+
+Lightning launches the processes (its subprocess launcher for `train.devices` > 1 on one
+machine, torchrun or SLURM through its cluster environments for several nodes) and initialises
+the process group at the first `fit`. Everything here works before that too: with no process
+group every call is the single-process answer, so the one-device path runs the same code.
+
+Rank 0 leads: it alone writes MLflow, the Optuna study, checkpoints and the warm-start cache;
+the other ranks follow it through the same stages (`run_trial` with `leader=False`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+TRIAL_ENV = "NLA_TRIAL_CONFIG"  # the leader's trial, for ranks Lightning launches mid-run
+
+
+def initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def world_size() -> int:
+    return dist.get_world_size() if initialized() else 1
+
+
+def rank() -> int:
+    """This process's global rank: from the process group, or (before it exists) from the
+    variables every launcher sets: RANK (torchrun), SLURM_PROCID, else NODE_RANK and
+    LOCAL_RANK (Lightning's own launcher, which starts ranks > 0 with them set)."""
+    if initialized():
+        return dist.get_rank()
+    for key in ("RANK", "SLURM_PROCID"):
+        if key in os.environ:
+            return int(os.environ[key])
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    return local + int(os.environ.get("NODE_RANK", 0)) * 10**6  # only 0 or not matters here
+
+
+def is_leader() -> bool:
+    return rank() == 0
+
+
+def is_follower() -> bool:
+    """A rank > 0 of a multi-process job (launched by Lightning, torchrun or SLURM)."""
+    if os.environ.get("SLURM_NTASKS", "1") == "1" and "SLURM_PROCID" in os.environ:
+        return False  # a one-task SLURM job is a single process whatever SLURM_PROCID says
+    return not is_leader()
+
+
+def init_from_env() -> None:
+    """Join the process group now when an external launcher (torchrun) started this job, so the
+    ranks can agree on a trial before any stage trains; Lightning then reuses the group."""
+    keys = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    if initialized() or not all(k in os.environ for k in keys):
+        return
+    if int(os.environ["WORLD_SIZE"]) < 2:
+        return
+    backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+
+
+def broadcast(obj: Any) -> Any:
+    """Rank 0's `obj` on every rank (picklable; the single-process answer without a group)."""
+    if not initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """Every rank's `obj`, in rank order, on every rank."""
+    if not initialized():
+        return [obj]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def gather_rows(t: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows of `t` ([n_rank, ...], n_rank may differ), concatenated in rank order."""
+    if not initialized():
+        return t
+    counts = gather_objects(len(t))
+    padded = t.new_zeros((max(counts), *t.shape[1:]))
+    padded[: len(t)] = t
+    parts = [torch.empty_like(padded) for _ in counts]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([p[:c] for p, c in zip(parts, counts, strict=True)])
+
+
+def total(value: float) -> float:
+    """The sum of `value` over ranks."""
+    if not initialized():
+        return value
+    t = torch.tensor([float(value)], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t)
+    return float(t.item())
+
+
+def everywhere(flag: bool) -> bool:
+    """True only if `flag` holds on every rank (a step is skipped on all ranks or on none)."""
+    return total(0.0 if flag else 1.0) == 0.0
+
+
+def share_of(n: int, rank: int, world: int) -> slice:
+    """Rank `rank`'s contiguous share of n rows (the first n % world ranks get one more), so
+    the shares in rank order are the rows in order."""
+    base, extra = divmod(n, world)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (rank < extra))
+
+
+def share(n: int) -> slice:
+    """This rank's share of n rows (all of them without a process group)."""
+    return share_of(n, rank(), world_size()) if initialized() else slice(0, n)
+
+
+def barrier() -> None:
+    if initialized():
+        dist.barrier()
+
+
+def trial_from_env() -> dict | None:
+    """The trial config a leader handed to the ranks Lightning launched (None: none was)."""
+    raw = os.environ.get(TRIAL_ENV)
+    return json.loads(raw) if raw else None
+
+
+def hand_over(config: dict) -> None:
+    """Give this trial's config to the followers: by broadcast once they exist, and in the
+    environment that the ranks Lightning launches at the first `fit` inherit."""
+    os.environ[TRIAL_ENV] = json.dumps(config)
+    if initialized():
+        broadcast(config)
+
+
+def release_followers() -> None:
+    """Tell waiting followers that no trial comes (the leader's command is done)."""
+    if initialized() and world_size() > 1:
+        broadcast(None)
