@@ -41,7 +41,7 @@ from nla_variants.core.vectors import (
     normalized_mse,
     raw_baseline_mse,
 )
-from nla_variants.rollouts import ar_predict, batches, generate_all, score_rollouts
+from nla_variants.rollouts import ar_predict, batches, score_rollouts
 
 if TYPE_CHECKING:  # Lightning (imported by training.data) costs seconds that nla explain skips
     from nla_variants.faithfulness import Faithfulness
@@ -65,15 +65,6 @@ def _fves(
     return fve(pred_mse, baseline_mse(targets, mean)), fve(
         shuffled_mse, baseline_mse(targets[perm], mean)
     )
-
-
-def explain(
-    av, vectors: torch.Tensor, batch_size: int, max_new_tokens: int, bar: str | None = None
-) -> tuple[list[str], list[str | None]]:
-    """The AV's greedy generations for `vectors` and the explanation extracted from each (None:
-    unclosed tag or a violation of the AV's output format); sharded over a trial's ranks."""
-    texts, _ = generate_all(av, vectors, batch_size, max_new_tokens, bar, shard=True)
-    return texts, [av.extract(t) for t in texts]
 
 
 @torch.no_grad()

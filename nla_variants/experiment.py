@@ -40,12 +40,19 @@ from nla_variants.core.vectors import mean_direction
 from nla_variants.data.prepare import prepare
 from nla_variants.data.store import StoredDataset
 from nla_variants.errors import TrialStopped, one_line
-from nla_variants.evaluation import evaluate, explain
+from nla_variants.evaluation import evaluate
 from nla_variants.faithfulness import Faithfulness
 from nla_variants.interfaces import PrintsFlowchart, VerifiesInjection
 from nla_variants.io import write_text_atomic, write_yaml_atomic
+from nla_variants.large_models import (
+    enable_gradient_checkpointing,
+    frozen_weight_dtype,
+    hold_frozen_weights,
+)
 from nla_variants.masking import SECRET_WORDS, mask, mask_tree
+from nla_variants.memory import check_fits, estimate_for_trial
 from nla_variants.registry import BuildContext, Kind, VariantSection
+from nla_variants.rollouts import explain
 from nla_variants.runs import write_run_record
 from nla_variants.target import autocast_context, resolve_model, resolve_precision
 from nla_variants.training.data import NLADataModule, SplitRows, load_split
@@ -301,6 +308,8 @@ def _start(
     if isinstance(component, VerifiesInjection):
         component.verify_injection()
     component.train()
+    if t.cfg.train.gradient_checkpointing:
+        enable_gradient_checkpointing(component)
     if sft.checkpoint_every and t.leader:
         ckpt_dir = t.run_dir / f"{kind}_checkpoint"
         callbacks.append(ComponentCheckpoint(sft.checkpoint_every, ckpt_dir, kind, t.ctx))
@@ -563,7 +572,11 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
         reference = rebuilt(av, "av", t.ctx)
     av.to(t.device).train()
     ar.to(t.device).train()
-    reference.to(t.device)
+    reference.to(t.device).requires_grad_(False)
+    hold_frozen_weights(reference, t.ctx.frozen_dtype)  # built trainable, so not cast then
+    if t.cfg.train.gradient_checkpointing:  # cache hits and resumes too; idempotent
+        enable_gradient_checkpointing(av)
+        enable_gradient_checkpointing(ar)
     rows = load_split(t.dataset, "rl")
 
     def on_eval(step: int) -> dict[str, float]:
@@ -587,7 +600,8 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
 
     ridge_rows = _rl_ridge_rows(t, av, ar, resume) if rl.ar_ridge is not None else None
     module = RLModule(av, ar, reference, rows, t.train_mean, rl, t.cfg.seed, start, ridge_rows)
-    ckpt_dir = t.run_dir / "rl_checkpoint"
+    # the leader's: every rank writes its own RNG states there (a shared filesystem on nodes)
+    ckpt_dir = Path(distributed.broadcast(str(t.run_dir / "rl_checkpoint")))
     callbacks = [
         RLCheckpoint(rl.checkpoint_every, ckpt_dir, t.ctx, reference_dir, resume, t.leader),
         PeriodicEval(rl.eval_every, on_eval),
@@ -657,6 +671,11 @@ def run_trial(
     leader = distributed.is_leader() if leader is None else leader
     if leader and world_size(cfg.train) > 1:
         distributed.hand_over(cfg.model_dump(mode="json"))
+    device = trial_device(cfg)
+    estimate = estimate_for_trial(cfg, device)  # before anything large loads
+    if leader:
+        log.info(estimate.line())
+    check_fits(estimate, device)
     stage = on_stage or (lambda name: None)
     stage("prepare")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -674,8 +693,10 @@ def run_trial(
         side["norms"]["all"]["p50"],
         data_mean=train_vecs.mean(0),
         data_std=train_vecs.std(0),
+        frozen_dtype=frozen_weight_dtype(
+            device, resolve_trainer_precision(cfg.train.precision, device)
+        ),
     )
-    device = trial_device(cfg)
     train_mean = mean_direction(train_vecs)
     if not leader:
         with tempfile.TemporaryDirectory(prefix="nla-follower-") as scratch:

@@ -71,6 +71,15 @@ def generate_all(
     return texts, tokens
 
 
+def explain(
+    av, vectors: torch.Tensor, batch_size: int, max_new_tokens: int, bar: str | None = None
+) -> tuple[list[str], list[str | None]]:
+    """The AV's greedy generations for `vectors` and the explanation extracted from each (None:
+    unclosed tag or a violation of the AV's output format); sharded over a trial's ranks."""
+    texts, _ = generate_all(av, vectors, batch_size, max_new_tokens, bar, shard=True)
+    return texts, [av.extract(t) for t in texts]
+
+
 @torch.no_grad()
 def ar_predict(
     ar, explanations: Sequence[str], sources: Sequence[str], batch_size: int

@@ -1,0 +1,212 @@
+"""Scale-out: one trial over several processes (Lightning DDP, gloo on the CPU) trains what one
+process trains on the same global batch, and resumes exactly on them.
+
+The multi-process tests run `nla train` through `tests/scripts/closing_train.py` (the tiny
+model never closes its explanation tag; the script closes some rollouts on every rank, as the
+`closing` fixture does in-process), so RL has rewards that vary and gradients that move.
+Tolerance: every weight within 5e-5 of the one-process run. RL moves the weights by ~2e-3
+there (two steps at lr 1e-3), so a wrongly weighted or unreduced gradient shows at 1e-4 or more,
+while float sums over batches of a different shape differ by ~1e-6.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from mlflow import MlflowClient
+from safetensors.torch import load_file
+from torch.utils.data import DataLoader, RandomSampler
+
+from nla_variants.config import TrainConfig
+from nla_variants.distributed import share_of
+from nla_variants.errors import NLAError
+from nla_variants.registry import BuildContext, build
+from nla_variants.target import resolve_model
+from nla_variants.testing import tiny_trial_config
+from nla_variants.training.data import ShardedBatches
+from nla_variants.training.strategy import check_strategy
+
+SCRIPT = Path(__file__).parent / "scripts" / "closing_train.py"
+PACKAGE = Path(__file__).parents[1] / "nla_variants"
+TOLERANCE = 5e-5
+PARTS = ("av_checkpoint", "ar_checkpoint", "rl_checkpoint/av", "rl_checkpoint/ar")
+
+
+# -- fast: the pieces ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, world", [(10, 1), (10, 2), (10, 3), (2, 2), (7, 4)])
+def test_shares_are_contiguous_and_cover_the_rows_in_order(n, world):
+    rows = list(range(n))
+    parts = [rows[share_of(n, r, world)] for r in range(world)]
+    assert sum(parts, []) == rows
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_sharded_batches_are_the_plain_loaders_batches_split_over_ranks(world):
+    """One rank sees exactly a shuffled DataLoader's batches (the same generator, drawn in the
+    same order, epoch after epoch); N ranks see those batches split in rank order."""
+    data = list(range(23))
+    plain = DataLoader(
+        data, batch_size=6, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(3)
+    )
+    want = [b.tolist() for _ in range(3) for b in plain]
+    got_by_rank = []
+    for rank in range(world):
+        g = torch.Generator().manual_seed(3)
+        batches = ShardedBatches(RandomSampler(data, generator=g), 6, True, rank, world)
+        loader = DataLoader(data, batch_sampler=batches, generator=g)
+        got_by_rank.append([b.tolist() for _ in range(3) for b in loader])
+    assert [sum(parts, []) for parts in zip(*got_by_rank, strict=True)] == want
+
+
+def test_a_rollouts_samples_depend_on_its_seed_not_on_its_batch(tiny_model_dir):
+    """Seeded sampling: each row draws the same tokens alone or beside others (so each rank of
+    a DDP step draws what one process would), and a different seed draws differently."""
+    ctx = BuildContext(resolve_model(str(tiny_model_dir)), layer=2, d_model=64, data_norm=12.0)
+    av = build("av", {"variant": "baseline"}, ctx).eval()
+    vectors = torch.randn(3, 64, generator=torch.Generator().manual_seed(0)) * 12
+    kw = {"max_new_tokens": 6, "temperature": 1.0, "num_samples": 2}
+    _, together = av.generate(vectors, seeds=[5, 6, 7], **kw)
+    alone = [av.generate(vectors[i : i + 1], seeds=[s], **kw)[1] for i, s in enumerate([5, 6, 7])]
+    assert together == sum(alone, [])
+    _, other = av.generate(vectors, seeds=[8, 9, 10], **kw)
+    assert other != together
+
+
+def test_a_strategy_that_cannot_run_is_refused_in_one_line():
+    cpu = torch.device("cpu")
+    small = TrainConfig.model_validate({"devices": 4, "av_sft": {"batch_size": 2}})
+    with pytest.raises(NLAError, match=r"av_sft.batch_size 2 is below the 4 ranks"):
+        check_strategy(small, cpu)
+    with pytest.raises(NLAError, match="fsdp shards over CUDA devices"):
+        check_strategy(TrainConfig(devices=2, strategy="fsdp"), cpu)
+    rl = TrainConfig.model_validate({"strategy": "fsdp", "rl": {"steps": 2}})
+    with pytest.raises(NLAError, match="RL .* runs under ddp only"):
+        check_strategy(rl, torch.device("cuda"))
+    check_strategy(TrainConfig(devices=2, strategy="ddp"), cpu)  # fine
+
+
+def test_rl_and_evaluation_score_rollouts_only_through_the_shared_scorer():
+    """No stage keeps a private copy of scoring: generation, extraction and the failure
+    reward live in rollouts.py; RL and evaluation call `score_rollouts`."""
+    scoring = {"quote_rate", "extract_explanation", "centered_cosine", "ORTHOGONAL_MSE"}
+    for path in (PACKAGE / "training" / "rl.py", PACKAGE / "evaluation.py"):
+        tree = ast.parse(path.read_text())
+        calls = {
+            node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+        }
+        imported = {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+            for alias in node.names
+        }
+        assert "score_rollouts" in calls, path.name
+        assert not calls & {"generate", "extract"}, f"{path.name} generates or extracts itself"
+        assert not imported & scoring, f"{path.name} scores itself: {imported & scoring}"
+
+
+# -- integration: real processes through Lightning's launcher ---------------------------------
+
+RL = {
+    "train.rl.steps": 2,
+    "train.rl.batch_size": 2,
+    "train.rl.group_size": 2,
+    "train.rl.max_response_tokens": 8,
+    "train.rl.eval_every": 1,
+    "train.rl.eval_samples": 4,
+    "train.rl.temperature": 1.0,
+    "train.rl.av_lr": 1e-3,
+    "train.rl.ar_lr": 1e-3,
+    "train.av_sft.eval_every": 3,  # the held-out NLL gap: sharded, then gathered
+    "train.av_sft.eval_samples": 6,
+    "train.reuse_warm_start": False,  # each run trains (and saves) its own warm starts
+    "mlflow.log_checkpoints": False,
+}
+
+
+def nla_train(tmp: Path, model_dir: Path, *overrides: str) -> Path:
+    """`nla train` (through the closing script) in its own directory; returns the run dir."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "trial.yaml").write_text(yaml.safe_dump(tiny_trial_config(tmp, model_dir, **RL)))
+    sets = [a for o in overrides for a in ("--set", o)]
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "train", "trial.yaml", "-q", *sets],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = (tmp / "runs").iterdir()  # the leader's run only: followers write nowhere
+    return run
+
+
+def weights(run: Path, parts: tuple[str, ...] = PARTS) -> dict[str, dict[str, torch.Tensor]]:
+    return {part: load_file(run / part / "weights.safetensors") for part in parts}
+
+
+def max_diff(a: dict, b: dict) -> float:
+    return max(float((a[p][k] - b[p][k]).abs().max()) for p in PARTS for k in a[p])
+
+
+def rl_history(run: Path, key: str) -> list[float]:
+    client = MlflowClient(f"sqlite:///{run.parents[1]}/mlflow.db")
+    return [m.value for m in sorted(client.get_metric_history(run.name, key), key=lambda m: m.step)]
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory, tiny_model_dir) -> Path:
+    """The issue's command: `nla train CONFIG --set train.devices=2 --set train.strategy=ddp`."""
+    tmp = tmp_path_factory.mktemp("ddp2")
+    return nla_train(tmp, tiny_model_dir, "train.devices=2", "train.strategy=ddp")
+
+
+@pytest.mark.integration
+def test_two_processes_train_what_one_process_trains(tmp_path, tiny_model_dir, two_process_run):
+    one = nla_train(tmp_path / "one", tiny_model_dir)
+    a, b = weights(one), weights(two_process_run)
+    moved = max(
+        float((a["rl_checkpoint/av"][k] - a["av_checkpoint"][k]).abs().max())
+        for k in a["av_checkpoint"]
+    )
+    assert moved > 20 * TOLERANCE, "RL must move the AV for the comparison to mean anything"
+    assert max_diff(a, b) < TOLERANCE
+    for key in ("rl/loss/policy", "rl/kl", "rl/reward/mean", "rl/tag_failure_rate"):
+        assert rl_history(two_process_run, key) == pytest.approx(rl_history(one, key), abs=1e-5)
+    client = MlflowClient(f"sqlite:///{two_process_run.parents[1]}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    assert len(runs) == 1, "only rank 0 records the trial"
+    assert "eval/roundtrip_fve" in client.get_run(two_process_run.name).data.metrics
+
+
+@pytest.mark.integration
+def test_two_processes_resume_rl_exactly(tmp_path, tiny_model_dir, two_process_run):
+    """Stopped after one RL step and resumed on two processes = two steps straight through."""
+    two = ("train.devices=2", "train.strategy=ddp")
+    half = nla_train(tmp_path / "half", tiny_model_dir, *two, "train.rl.steps=1")
+    assert yaml.safe_load((half / "rl_checkpoint" / "rl_state.yaml").read_text())["world_size"] == 2
+    assert (half / "rl_checkpoint" / "rng.rank1.safetensors").is_file()  # each rank's RNG
+    resumed = nla_train(
+        tmp_path / "resumed", tiny_model_dir, *two, f"train.rl.resume_from={half / 'rl_checkpoint'}"
+    )
+    rl = ("rl_checkpoint/av", "rl_checkpoint/ar")  # a resume starts from the RL checkpoint
+    a, b = weights(resumed, rl), weights(two_process_run, rl)
+    for part in rl:
+        worst = max(float((a[part][k] - b[part][k]).abs().max()) for k in a[part])
+        assert worst < 1e-6, part
+    assert rl_history(resumed, "rl/reward/mean") == pytest.approx(
+        rl_history(two_process_run, "rl/reward/mean")[1:], abs=1e-6
+    )
