@@ -48,21 +48,30 @@ def is_leader() -> bool:
 
 def is_follower() -> bool:
     """A rank > 0 of a multi-process job (launched by Lightning, torchrun or SLURM)."""
-    if os.environ.get("SLURM_NTASKS", "1") == "1" and "SLURM_PROCID" in os.environ:
-        return False  # a one-task SLURM job is a single process whatever SLURM_PROCID says
     return not is_leader()
 
 
 def init_from_env() -> None:
-    """Join the process group now when an external launcher (torchrun) started this job, so the
-    ranks can agree on a trial before any stage trains; Lightning then reuses the group."""
-    keys = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-    if initialized() or not all(k in os.environ for k in keys):
+    """Join the process group now when an external launcher started this job (torchrun, or
+    `srun` under SLURM, read through Lightning's cluster environments), so the ranks agree on
+    each trial before any stage trains; Lightning then reuses the group."""
+    if initialized():
         return
-    if int(os.environ["WORLD_SIZE"]) < 2:
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    found = [e for e in (TorchElasticEnvironment, SLURMEnvironment) if e.detect()]
+    if not found:
         return
-    backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend)
+    env = found[0]()
+    if env.world_size() < 2:
+        return
+    os.environ.setdefault("MASTER_ADDR", env.main_address)
+    os.environ.setdefault("MASTER_PORT", str(env.main_port))
+    backend = "gloo"
+    if torch.cuda.is_available():  # objects travel over gloo, tensors on the GPU over NCCL
+        torch.cuda.set_device(env.local_rank())
+        backend = "cpu:gloo,cuda:nccl"
+    dist.init_process_group(backend, rank=env.global_rank(), world_size=env.world_size())
 
 
 def broadcast(obj: Any) -> Any:

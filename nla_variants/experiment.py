@@ -672,10 +672,10 @@ def run_trial(
     if leader and world_size(cfg.train) > 1:
         distributed.hand_over(cfg.model_dump(mode="json"))
     device = trial_device(cfg)
-    estimate = estimate_for_trial(cfg, device)  # before anything large loads
-    if leader:
+    if leader:  # before anything large loads; it counts every process of the node
+        estimate = estimate_for_trial(cfg, device)
         log.info(estimate.line())
-    check_fits(estimate, device)
+        check_fits(estimate, device)
     stage = on_stage or (lambda name: None)
     stage("prepare")
     L.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -210,3 +210,38 @@ def test_two_processes_resume_rl_exactly(tmp_path, tiny_model_dir, two_process_r
     assert rl_history(resumed, "rl/reward/mean") == pytest.approx(
         rl_history(two_process_run, "rl/reward/mean")[1:], abs=1e-6
     )
+
+
+@pytest.mark.integration
+def test_a_sweep_whose_trials_span_two_processes(tmp_path, tiny_model_dir):
+    """`nla sweep` with `train.devices: 2`: rank 1 follows rank 0 from trial to trial (handed
+    over at launch, then by broadcast) and exits when the study is done; one MLflow run per
+    trial, each with its own sampled configuration."""
+    base = tiny_trial_config(tmp_path, tiny_model_dir, **{**RL, "train.devices": 2})
+    (tmp_path / "trial.yaml").write_text(yaml.safe_dump(base))
+    sweep = {
+        "name": "ddp-sweep",
+        "base": "trial.yaml",
+        "space": {"train.rl.kl_coef": {"low": 0.01, "high": 0.1, "log": True}},
+        "n_trials": 2,
+        "sampler": {"kind": "random", "seed": 0},
+        "pruner": {"kind": "none"},
+        "directory": str(tmp_path / "sweep"),
+        "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "tests"},
+    }
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "sweep", "sweep.yaml", "-q"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 2
+    kl = {yaml.safe_load((r / "config.yaml").read_text())["train"]["rl"]["kl_coef"] for r in runs}
+    assert len(kl) == 2
+    for run in runs:
+        assert len(rl_history(run, "rl/kl")) == 2  # both RL steps ran, over both ranks
