@@ -397,6 +397,7 @@ def _warm_start_av(t: _Trial) -> tuple[torch.nn.Module, dict[str, float]]:
             t.cfg.seed,
             val_split="ar_sft" if sft.eval_every else None,
             val_samples=sft.eval_samples,
+            skip_batches=offset,
         )
         trainer.fit(module, datamodule=data)
         figures = _fit_figures(trainer, module)
@@ -445,6 +446,7 @@ def _warm_start_ar(t: _Trial, av) -> tuple[torch.nn.Module, dict[str, float]]:
                 t.cfg.seed,
                 extra=av_rows,
                 extra_share=sft.av_text,
+                skip_batches=offset,
             )
             trainer.fit(module, datamodule=data)
             figures = _fit_figures(trainer, module)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -30,7 +31,7 @@ from nla_variants.errors import NLAError
 from nla_variants.registry import BuildContext, build
 from nla_variants.target import resolve_model
 from nla_variants.testing import tiny_trial_config
-from nla_variants.training.data import ShardedBatches
+from nla_variants.training.data import NLADataModule, ShardedBatches, SplitRows
 from nla_variants.training.strategy import check_strategy
 
 SCRIPT = Path(__file__).parent / "scripts" / "closing_train.py"
@@ -245,3 +246,28 @@ def test_a_sweep_whose_trials_span_two_processes(tmp_path, tiny_model_dir):
     assert len(kl) == 2
     for run in runs:
         assert len(rl_history(run, "rl/kl")) == 2  # both RL steps ran, over both ranks
+
+
+def test_a_resumed_warm_start_continues_the_data_order(tmp_path):
+    """Sampler state: a warm start resumed at step k trains on the batches an uninterrupted run
+    trains on from step k, across epoch boundaries, on any number of ranks."""
+    rows = SplitRows(
+        np.zeros((10, 4), np.float32),
+        [f"e{i}" for i in range(10)],
+        [f"p{i}" for i in range(10)],
+        [str(i) for i in range(10)],
+    )
+
+    def batches(skip: int, rank: int = 0, world: int = 1, n: int = 6) -> list[list[str]]:
+        module = NLADataModule(None, "av_sft", 4, seed=1, skip_batches=skip)
+        module.rows = rows
+        module._ranks = lambda: (rank, world)
+        loader, out = module.train_dataloader(), []
+        while len(out) < n:  # one pass per epoch, as Lightning iterates it
+            out += [b["prefixes"] for b in loader]
+        return out[:n]
+
+    straight = batches(0, n=9)
+    assert batches(3) == straight[3:9]  # 2 batches an epoch: the resume starts mid-epoch 2
+    halves = [batches(3, r, 2) for r in range(2)]
+    assert [a + b for a, b in zip(*halves, strict=True)] == straight[3:9]

@@ -99,13 +99,21 @@ class ShardedBatches(Sampler[list[int]]):
     """Global batches of `batch_size` rows in the order `order` draws (one pass each epoch),
     of which this rank yields its contiguous share. The global order is the same at any number
     of ranks, and on one rank it is exactly the order of a plain shuffled DataLoader with the
-    same generator, so a config trains on the same batches on one device or eight."""
+    same generator, so a config trains on the same batches on one device or eight. `skip`: the
+    first global batches a resumed run already trained on; they are drawn (so the generator
+    moves on exactly as before) but not yielded."""
 
     def __init__(
-        self, order: Sampler[int], batch_size: int, drop_last: bool, rank: int, world: int
+        self,
+        order: Sampler[int],
+        batch_size: int,
+        drop_last: bool,
+        rank: int,
+        world: int,
+        skip: int = 0,
     ) -> None:
         self.order, self.batch_size, self.drop_last = order, batch_size, drop_last
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.skip = rank, world, skip
 
     def __len__(self) -> int:
         n = len(self.order)
@@ -114,6 +122,9 @@ class ShardedBatches(Sampler[list[int]]):
     def __iter__(self):
         rows = list(self.order)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
+            if self.skip:
+                self.skip -= 1
+                continue
             batch = rows[start : start + self.batch_size]
             yield batch[share_of(len(batch), self.rank, self.world)]
 
@@ -123,7 +134,8 @@ class NLADataModule(L.LightningDataModule):
     (rows without a teacher explanation are left out of supervised splits), and optionally the
     first `val_samples` explained rows of `val_split` as a held-out set whose rows carry a
     shuffled partner vector (the AV's NLL-gap check). `extra` rows (the AV's own explanations
-    for the AR) are mixed in at `extra_share` of the training samples."""
+    for the AR) are mixed in at `extra_share` of the training samples. `skip_batches`: a
+    resumed warm start continues the data order where its checkpoint stopped."""
 
     def __init__(
         self,
@@ -136,6 +148,7 @@ class NLADataModule(L.LightningDataModule):
         val_samples: int = 0,
         extra: SplitRows | None = None,
         extra_share: float = 0.0,
+        skip_batches: int = 0,
     ) -> None:
         super().__init__()
         self.dataset = dataset
@@ -145,6 +158,7 @@ class NLADataModule(L.LightningDataModule):
         self.require_explanations = require_explanations
         self.val_split, self.val_samples = val_split, val_samples
         self.extra, self.extra_share = extra, extra_share
+        self.skip_batches = skip_batches  # a resumed warm start's steps so far
         self.rows: SplitRows | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -171,7 +185,9 @@ class NLADataModule(L.LightningDataModule):
             data = ConcatDataset([_RowsDataset(self.rows), _RowsDataset(self.extra)])
             order = WeightedRandomSampler(weights, n + m, generator=generator)
             drop_last = True
-        batches = ShardedBatches(order, self.batch_size, drop_last, *self._ranks())
+        batches = ShardedBatches(
+            order, self.batch_size, drop_last, *self._ranks(), skip=self.skip_batches
+        )
         # the loader draws its worker base seed from the same generator first, as a plain
         # shuffled loader does, so one rank sees exactly the batches it always saw
         return DataLoader(data, batch_sampler=batches, generator=generator, collate_fn=collate)
