@@ -445,14 +445,40 @@ def _follow() -> int:
     return 0
 
 
+def _configured_world(args: argparse.Namespace) -> int:
+    """train.devices x train.num_nodes of the trial (or the sweep's base trial)."""
+    from nla_variants.config import get_dotted
+
+    if args.func is _cmd_train:
+        from nla_variants.config import TrialConfig, load_config
+
+        train = load_config(args.config, TrialConfig, args.set).train
+        return train.devices * train.num_nodes
+    from nla_variants.sweeps.spec import load_sweep
+
+    base = load_sweep(args.config, args.set).base
+    return int(get_dotted(base, "train.devices") or 1) * int(
+        get_dotted(base, "train.num_nodes") or 1
+    )
+
+
 def _run_command(args: argparse.Namespace) -> int:
-    """Training commands may be one rank of several: rank 0 runs the command, the others
-    follow it (see `_follow`) and are released when it is done."""
+    """Training commands may be one rank of a trial on several: rank 0 runs the command, the
+    others follow it (see `_follow`) and are released when it is done. With one process per
+    trial, every process launched is a command of its own (independent sweep workers)."""
     if args.func not in (_cmd_train, _cmd_sweep):
         return args.func(args)
     from nla_variants import distributed
 
-    distributed.init_from_env()  # torchrun: join now, so the ranks agree on each trial
+    world, launched = _configured_world(args), distributed.launched_world()
+    if world == 1:
+        return args.func(args)
+    if launched > 1 and launched != world:
+        raise NLAError(
+            f"{launched} processes were launched, but train.devices x train.num_nodes is {world}",
+            "launch train.devices processes on each of train.num_nodes nodes",
+        )
+    distributed.init_from_env()  # torchrun, srun: join now, so the ranks agree on each trial
     if distributed.is_follower():
         return _follow()
     code = args.func(args)

@@ -357,7 +357,9 @@ class TrainConfig(Strict):
     devices: int = Field(1, ge=1, description="processes (one per GPU, or CPU processes) per node")
     num_nodes: int = Field(1, ge=1, description="machines; launch with torchrun or SLURM")
     strategy: Literal["auto", "ddp", "fsdp", "deepspeed"] = Field(
-        "auto", description="auto: single device when devices x num_nodes is 1, else ddp"
+        "auto",
+        description="auto: single device when devices x num_nodes is 1, else ddp (fsdp and "
+        "deepspeed are refused for now: docs/scale_out.md)",
     )
     gradient_checkpointing: bool = Field(
         False, description="recompute block activations in the backward pass (large targets)"

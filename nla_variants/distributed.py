@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 TRIAL_ENV = "NLA_TRIAL_CONFIG"  # the leader's trial, for ranks Lightning launches mid-run
+DECISIONS_ENV = "NLA_LEADER_DECISIONS"  # what the leader decided before they were launched
 
 
 def initialized() -> bool:
@@ -31,10 +32,13 @@ def world_size() -> int:
 
 def rank() -> int:
     """This process's global rank: from the process group, or (before it exists) from the
-    variables every launcher sets: RANK (torchrun), SLURM_PROCID, else NODE_RANK and
-    LOCAL_RANK (Lightning's own launcher, which starts ranks > 0 with them set)."""
+    variables the launcher set: LOCAL_RANK for a rank Lightning's own launcher started (it
+    carries the leader's trial; a RANK or SLURM_PROCID it inherited is the leader's), else RANK
+    (torchrun), SLURM_PROCID, else NODE_RANK and LOCAL_RANK."""
     if initialized():
         return dist.get_rank()
+    if TRIAL_ENV in os.environ and "LOCAL_RANK" in os.environ:
+        return int(os.environ["LOCAL_RANK"])
     for key in ("RANK", "SLURM_PROCID"):
         if key in os.environ:
             return int(os.environ[key])
@@ -51,20 +55,23 @@ def is_follower() -> bool:
     return not is_leader()
 
 
-def init_from_env() -> None:
-    """Join the process group now when an external launcher started this job (torchrun, or
-    `srun` under SLURM, read through Lightning's cluster environments), so the ranks agree on
-    each trial before any stage trains; Lightning then reuses the group."""
-    if initialized():
-        return
+def launched_world() -> int:
+    """How many processes an external launcher (torchrun, or `srun` under SLURM, read through
+    Lightning's cluster environments) started for this job; 1 when none did."""
     from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 
     found = [e for e in (TorchElasticEnvironment, SLURMEnvironment) if e.detect()]
-    if not found:
+    return found[0]().world_size() if found else 1
+
+
+def init_from_env() -> None:
+    """Join the process group now that an external launcher started this job's ranks, so they
+    agree on each trial before any stage trains; Lightning then reuses the group."""
+    if initialized() or launched_world() < 2:
         return
-    env = found[0]()
-    if env.world_size() < 2:
-        return
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    env = next(e for e in (TorchElasticEnvironment, SLURMEnvironment) if e.detect())()
     os.environ.setdefault("MASTER_ADDR", env.main_address)
     os.environ.setdefault("MASTER_PORT", str(env.main_port))
     backend = "gloo"
@@ -92,25 +99,30 @@ def gather_objects(obj: Any) -> list[Any]:
     return out
 
 
+def _wire(t: torch.Tensor) -> torch.Tensor:
+    """`t` where the group's backend can send it: on the GPU for a NCCL-only group (what
+    Lightning starts on CUDA), anywhere for gloo or a mixed cpu:gloo,cuda:nccl group."""
+    return t.cuda() if dist.get_backend() == "nccl" else t
+
+
 def gather_rows(t: torch.Tensor) -> torch.Tensor:
-    """Every rank's rows of `t` ([n_rank, ...], n_rank may differ), concatenated in rank order."""
+    """Every rank's rows of `t` ([n_rank, ...], n_rank may differ), concatenated in rank order,
+    on `t`'s device."""
     if not initialized():
         return t
     counts = gather_objects(len(t))
-    padded = t.new_zeros((max(counts), *t.shape[1:]))
-    padded[: len(t)] = t
+    padded = _wire(t.new_zeros((max(counts), *t.shape[1:])))
+    padded[: len(t)] = t.to(padded.device)
     parts = [torch.empty_like(padded) for _ in counts]
     dist.all_gather(parts, padded.contiguous())
-    return torch.cat([p[:c] for p, c in zip(parts, counts, strict=True)])
+    return torch.cat([p[:c] for p, c in zip(parts, counts, strict=True)]).to(t.device)
 
 
 def total(value: float) -> float:
     """The sum of `value` over ranks."""
     if not initialized():
         return value
-    t = torch.tensor([float(value)], dtype=torch.float64)
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
+    t = _wire(torch.tensor([float(value)], dtype=torch.float64))
     dist.all_reduce(t)
     return float(t.item())
 
@@ -144,10 +156,25 @@ def trial_from_env() -> dict | None:
     return json.loads(raw) if raw else None
 
 
+def agree(key: str, value: Any) -> Any:
+    """Rank 0's `value` for a decision every rank must share (a cache hit, a path): broadcast
+    once the group exists; before that the leader notes it in the environment, where the ranks
+    Lightning launches at the first `fit` find it (they re-run the stages before it and would
+    otherwise decide for themselves). JSON values only."""
+    if initialized():
+        return broadcast(value)
+    if is_leader():
+        decided = json.loads(os.environ.get(DECISIONS_ENV, "{}"))
+        os.environ[DECISIONS_ENV] = json.dumps({**decided, key: value})
+        return value
+    return json.loads(os.environ.get(DECISIONS_ENV, "{}")).get(key, value)
+
+
 def hand_over(config: dict) -> None:
     """Give this trial's config to the followers: by broadcast once they exist, and in the
     environment that the ranks Lightning launches at the first `fit` inherit."""
     os.environ[TRIAL_ENV] = json.dumps(config)
+    os.environ[DECISIONS_ENV] = "{}"  # a new trial: nothing decided yet
     if initialized():
         broadcast(config)
 

@@ -279,9 +279,11 @@ def _cache_hit(
 ) -> tuple[torch.nn.Module, dict[str, float]] | None:
     """The finished warm start with this key, loaded from the cache (on the device), or None."""
     cached = t.cache.lookup(kind, key) if key is not None else None
-    cached = distributed.broadcast(cached)  # every rank trains, or none: the leader decides
+    # every rank trains, or none: the leader decides
+    cached = distributed.agree(f"{kind}_cache", None if cached is None else str(cached))
     if cached is None:
         return None
+    cached = Path(cached)
     component, meta = load_component(cached, t.ctx)
     t.checkpoints[f"{kind}_checkpoint"] = cached
     if t.leader:
@@ -519,7 +521,7 @@ def _av_explanations(t: _Trial, av, sft: ARSFTConfig) -> SplitRows:
             "max_new_tokens": t.cfg.eval.max_new_tokens,
         }
         memo = t.cache.av_text_memo(key)
-    if distributed.broadcast(memo is not None and memo.is_file()):
+    if distributed.agree("av_text_memo", memo is not None and memo.is_file()):
         explained = json.loads(memo.read_text())
     else:
         with t.autocast():
@@ -603,7 +605,7 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
     ridge_rows = _rl_ridge_rows(t, av, ar, resume) if rl.ar_ridge is not None else None
     module = RLModule(av, ar, reference, rows, t.train_mean, rl, t.cfg.seed, start, ridge_rows)
     # the leader's: every rank writes its own RNG states there (a shared filesystem on nodes)
-    ckpt_dir = Path(distributed.broadcast(str(t.run_dir / "rl_checkpoint")))
+    ckpt_dir = Path(distributed.agree("rl_checkpoint", str(t.run_dir / "rl_checkpoint")))
     callbacks = [
         RLCheckpoint(rl.checkpoint_every, ckpt_dir, t.ctx, reference_dir, resume, t.leader),
         PeriodicEval(rl.eval_every, on_eval),
@@ -670,7 +672,8 @@ def run_trial(
     `leader` None: from the launcher's environment) hands the config to the others and records
     the run; a follower trains its share in a scratch directory and records nothing."""
     check_trial_inputs(cfg)
-    leader = distributed.is_leader() if leader is None else leader
+    if leader is None:  # a one-process trial leads whatever rank its launcher gave it
+        leader = world_size(cfg.train) == 1 or distributed.is_leader()
     if leader and world_size(cfg.train) > 1:
         distributed.hand_over(cfg.model_dump(mode="json"))
     device = trial_device(cfg)

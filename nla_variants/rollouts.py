@@ -148,9 +148,13 @@ class Rollouts:
         )
         return bad / max(len(self.texts), 1)
 
+    def quote_rates(self, ngram: int = 3) -> list[float]:
+        """Per closed explanation: the share of its word n-grams found in its source prefix."""
+        return [quote_rate(self.explanations[i], self.sources[i], ngram) for i in self.closed]
+
     def quote_rate(self, ngram: int = 3) -> float:
-        """Mean share of closed explanations' word n-grams found in their source prefix."""
-        rates = [quote_rate(self.explanations[i], self.sources[i], ngram) for i in self.closed]
+        """The mean of `quote_rates` (0 with no closed explanation)."""
+        rates = self.quote_rates(ngram)
         return float(np.mean(rates)) if rates else 0.0
 
 

@@ -23,15 +23,23 @@ import torch
 import yaml
 from mlflow import MlflowClient
 from safetensors.torch import load_file
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import ConcatDataset, DataLoader, RandomSampler, WeightedRandomSampler
 
+from nla_variants.cli import main
 from nla_variants.config import TrainConfig
+from nla_variants.core.sampling import SeededSampling
 from nla_variants.distributed import share_of
 from nla_variants.errors import NLAError
 from nla_variants.registry import BuildContext, build
 from nla_variants.target import resolve_model
 from nla_variants.testing import tiny_trial_config
-from nla_variants.training.data import NLADataModule, ShardedBatches, SplitRows
+from nla_variants.training.data import (
+    NLADataModule,
+    ShardedBatches,
+    SplitRows,
+    _RowsDataset,
+    collate,
+)
 from nla_variants.training.strategy import check_strategy
 
 SCRIPT = Path(__file__).parent / "scripts" / "closing_train.py"
@@ -88,12 +96,69 @@ def test_a_strategy_that_cannot_run_is_refused_in_one_line():
     small = TrainConfig.model_validate({"devices": 4, "av_sft": {"batch_size": 2}})
     with pytest.raises(NLAError, match=r"av_sft.batch_size 2 is below the 4 ranks"):
         check_strategy(small, cpu)
-    with pytest.raises(NLAError, match="fsdp shards over CUDA devices"):
-        check_strategy(TrainConfig(devices=2, strategy="fsdp"), cpu)
-    rl = TrainConfig.model_validate({"strategy": "fsdp", "rl": {"steps": 2}})
-    with pytest.raises(NLAError, match="RL .* runs under ddp only"):
-        check_strategy(rl, torch.device("cuda"))
+    few = {"devices": 4, "av_sft": {"batch_size": 8, "eval_every": 5, "eval_samples": 3}}
+    with pytest.raises(NLAError, match=r"av_sft.eval_samples 3 is below the 4 ranks"):
+        check_strategy(TrainConfig.model_validate(few), cpu)
+    for name in ("fsdp", "deepspeed"):
+        with pytest.raises(NLAError, match=f"{name} is not supported yet"):
+            check_strategy(TrainConfig(devices=2, strategy=name), torch.device("cuda"))
     check_strategy(TrainConfig(devices=2, strategy="ddp"), cpu)  # fine
+
+
+def test_a_launch_that_does_not_match_the_config_is_refused(
+    tmp_path, tiny_model_dir, monkeypatch, capsys
+):
+    """torchrun started 4 processes for a 2-device trial: one line, before anything runs."""
+    (tmp_path / "trial.yaml").write_text(
+        yaml.safe_dump(tiny_trial_config(tmp_path, tiny_model_dir))
+    )
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    code = main(["train", str(tmp_path / "trial.yaml"), "--set", "train.devices=2", "-q"])
+    assert code == 2
+    assert "4 processes were launched, but train.devices x train.num_nodes is 2" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_seeded_sampling_draws_from_the_softmax_at_the_temperature():
+    """argmax(logits / T + Gumbel noise) over 20,000 seeds: each token's frequency is its
+    softmax(logits / T) probability (a wrong sign or a missing / T would be far off)."""
+    scores = torch.tensor([[2.0, 1.0, 0.0, -1.0, 0.5]])
+    for temperature in (0.5, 1.0, 2.0):
+        want = torch.softmax(scores[0] / temperature, -1)
+        picks = torch.tensor(
+            [
+                int(SeededSampling([seed], temperature, torch.device("cpu"))(None, scores).argmax())
+                for seed in range(20_000)
+            ]
+        )
+        freq = torch.bincount(picks, minlength=5).float() / len(picks)
+        assert torch.allclose(freq, want, atol=0.012), (temperature, freq, want)
+
+
+def test_the_weighted_loader_keeps_its_batches():
+    """The AR warm start's mix of teacher and AV rows draws the batches it always drew: the
+    same as the plain weighted loader it replaced, which took its base seed from torch's RNG."""
+    rows, extra = split_rows(10, "t"), split_rows(6, "a")
+    module = NLADataModule(None, "ar_sft", 4, seed=2, extra=extra, extra_share=0.5)
+    module.rows = rows
+    torch.manual_seed(0)
+    loader = module.train_dataloader()  # once, as Lightning does; iterated once an epoch
+    new = [b["prefixes"] for _ in range(2) for b in loader]
+    g = torch.Generator().manual_seed(2)
+    weights = torch.cat([torch.full((10,), 0.05), torch.full((6,), 0.5 / 6)])
+    old_loader = DataLoader(
+        ConcatDataset([_RowsDataset(rows), _RowsDataset(extra)]),
+        batch_size=4,
+        sampler=WeightedRandomSampler(weights, 16, generator=g),
+        drop_last=True,
+        collate_fn=collate,
+    )
+    torch.manual_seed(0)
+    old = [b["prefixes"] for _ in range(2) for b in old_loader]
+    assert new == old
 
 
 def test_rl_and_evaluation_score_rollouts_only_through_the_shared_scorer():
@@ -121,8 +186,11 @@ def test_rl_and_evaluation_score_rollouts_only_through_the_shared_scorer():
 # -- integration: real processes through Lightning's launcher ---------------------------------
 
 RL = {
+    "seed": 1234,  # row seeds are hashed: any trial seed fits a generator
+    "train.av_sft.batch_size": 5,  # shares of 3 and 2 over two ranks: the weighting matters
+    "train.ar_sft.batch_size": 5,
     "train.rl.steps": 2,
-    "train.rl.batch_size": 2,
+    "train.rl.batch_size": 3,
     "train.rl.group_size": 2,
     "train.rl.max_response_tokens": 8,
     "train.rl.eval_every": 1,
@@ -150,7 +218,8 @@ def nla_train(tmp: Path, model_dir: Path, *overrides: str) -> Path:
         timeout=600,
         env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)},
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if "Error" in line or "error:" in line]
+    assert done.returncode == 0, f"exit {done.returncode}: {errors[-5:]} {done.stderr[-1500:]}"
     (run,) = (tmp / "runs").iterdir()  # the leader's run only: followers write nowhere
     return run
 
@@ -203,6 +272,8 @@ def test_two_processes_resume_rl_exactly(tmp_path, tiny_model_dir, two_process_r
     resumed = nla_train(
         tmp_path / "resumed", tiny_model_dir, *two, f"train.rl.resume_from={half / 'rl_checkpoint'}"
     )
+    # RL was the resumed run's first fit (rank 1 started there): its RNG reached rank 0's dir
+    assert (resumed / "rl_checkpoint" / "rng.rank1.safetensors").is_file()
     rl = ("rl_checkpoint/av", "rl_checkpoint/ar")  # a resume starts from the RL checkpoint
     a, b = weights(resumed, rl), weights(two_process_run, rl)
     for part in rl:
@@ -248,15 +319,15 @@ def test_a_sweep_whose_trials_span_two_processes(tmp_path, tiny_model_dir):
         assert len(rl_history(run, "rl/kl")) == 2  # both RL steps ran, over both ranks
 
 
+def split_rows(n: int, tag: str = "p") -> SplitRows:
+    texts = [f"{tag}{i}" for i in range(n)]
+    return SplitRows(np.zeros((n, 4), np.float32), texts, texts, texts)
+
+
 def test_a_resumed_warm_start_continues_the_data_order(tmp_path):
     """Sampler state: a warm start resumed at step k trains on the batches an uninterrupted run
     trains on from step k, across epoch boundaries, on any number of ranks."""
-    rows = SplitRows(
-        np.zeros((10, 4), np.float32),
-        [f"e{i}" for i in range(10)],
-        [f"p{i}" for i in range(10)],
-        [str(i) for i in range(10)],
-    )
+    rows = split_rows(10)
 
     def batches(skip: int, rank: int = 0, world: int = 1, n: int = 6) -> list[list[str]]:
         module = NLADataModule(None, "av_sft", 4, seed=1, skip_batches=skip)

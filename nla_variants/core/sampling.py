@@ -9,15 +9,23 @@ a multi-process trial, and after a resume.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import torch
 from transformers import LogitsProcessor
 
 
+def seed_of(*parts: int) -> int:
+    """A generator seed (63 bits) from integers, e.g. (trial seed, step, row): a hash, so any
+    trial seed and step fit, and nearby tuples give unrelated streams."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
 def rollout_seeds(row_seeds: Sequence[int], samples: int) -> list[int]:
     """One seed per rollout: `samples` consecutive rollouts per row seed."""
-    return [s * 1_000_003 + j for s in row_seeds for j in range(samples)]
+    return [seed_of(s, j) for s in row_seeds for j in range(samples)]
 
 
 class SeededSampling(LogitsProcessor):

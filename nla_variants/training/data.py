@@ -178,6 +178,8 @@ class NLADataModule(L.LightningDataModule):
             data = _RowsDataset(self.rows)
             order = RandomSampler(data, generator=generator)
             drop_last = len(self.rows) > self.batch_size
+            # a plain shuffled loader draws its worker base seed from this generator first
+            loader_generator = generator
         else:
             n, m = len(self.rows), len(self.extra)
             share = self.extra_share
@@ -185,12 +187,14 @@ class NLADataModule(L.LightningDataModule):
             data = ConcatDataset([_RowsDataset(self.rows), _RowsDataset(self.extra)])
             order = WeightedRandomSampler(weights, n + m, generator=generator)
             drop_last = True
+            loader_generator = None  # this loader never had one: its base seed is torch's
         batches = ShardedBatches(
             order, self.batch_size, drop_last, *self._ranks(), skip=self.skip_batches
         )
-        # the loader draws its worker base seed from the same generator first, as a plain
-        # shuffled loader does, so one rank sees exactly the batches it always saw
-        return DataLoader(data, batch_sampler=batches, generator=generator, collate_fn=collate)
+        # the generator is drawn from as before, so one rank sees exactly the batches it saw
+        return DataLoader(
+            data, batch_sampler=batches, generator=loader_generator, collate_fn=collate
+        )
 
     def val_dataloader(self) -> DataLoader:
         """The held-out rows, split over the ranks (the module gathers their scores)."""

@@ -38,6 +38,7 @@ from nla_variants.checkpoint import (
 )
 from nla_variants.config import RLConfig
 from nla_variants.core.grpo import clipped_policy_loss, group_advantages, kl_penalty
+from nla_variants.core.sampling import seed_of
 from nla_variants.core.vectors import (
     baseline_mse,
     fve,
@@ -199,7 +200,7 @@ class RLModule(L.LightningModule):
     def row_seeds(self, step: int, rows: int) -> list[int]:
         """The sampling seed of each of a step's global batch rows: a function of (seed, step,
         row), so each row draws the same explanations on any rank and after a resume."""
-        return [(self.seed * 1_000_003 + step) * 65_537 + i for i in range(rows)]
+        return [seed_of(self.seed, step, i) for i in range(rows)]
 
     def _global(self, value: torch.Tensor | float, count: float) -> float:
         """The mean over every rank of a per-rank mean over `count` units (tokens or rows)."""
@@ -305,17 +306,9 @@ class RLModule(L.LightningModule):
         else:
             self.nonfinite_in_a_row = 0
 
-        base = baseline_mse(ro.targets, self.train_mean.cpu())
-        every = distributed.gather_rows(rewards)  # the whole batch's, on every rank
+        metrics.update(self._batch_metrics(ro, rewards))
         metrics.update(
             {
-                "reward/mean": float(every.mean()),
-                "reward/std": float(every.std()),
-                "batch_fve": fve(ro.mse, base),
-                "tag_failure_rate": float((~ro.ok).float().mean()),
-                "cut_rate": float(np.mean(ro.cut)),
-                "response_tokens": float(np.mean([len(t) for t in ro.tokens])),
-                "quote_rate": ro.quote_rate(),
                 "time/generate_s": ro.seconds["generate"],
                 "time/score_s": ro.seconds["score"],
                 "time/train_s": t_train,
@@ -331,6 +324,33 @@ class RLModule(L.LightningModule):
         for logger in self.loggers:
             logger.log_metrics({f"rl/{k}": v for k, v in metrics.items()}, step=step)
         self.history.append({"step": float(self.step_no), **metrics})
+
+    def _batch_metrics(self, ro: Rollouts, rewards: torch.Tensor) -> dict[str, float]:
+        """The rollouts' figures over the whole batch (every rank's rollouts gathered)."""
+        every = distributed.gather_rows
+        per = every(
+            torch.stack(
+                [
+                    rewards.float(),
+                    ro.mse,
+                    baseline_mse(ro.targets, self.train_mean.cpu()),
+                    (~ro.ok).float(),
+                    torch.tensor(ro.cut, dtype=torch.float),
+                    torch.tensor([len(t) for t in ro.tokens], dtype=torch.float),
+                ],
+                1,
+            )
+        )
+        quotes = every(torch.tensor(ro.quote_rates(), dtype=torch.float))
+        return {
+            "reward/mean": float(per[:, 0].mean()),
+            "reward/std": float(per[:, 0].std()),
+            "batch_fve": fve(per[:, 1], per[:, 2]),
+            "tag_failure_rate": float(per[:, 3].mean()),
+            "cut_rate": float(per[:, 4].mean()),
+            "response_tokens": float(per[:, 5].mean()),
+            "quote_rate": float(quotes.mean()) if len(quotes) else 0.0,
+        }
 
     def _ar_loss(self, ro: Rollouts, keep: list[int], vectors: torch.Tensor) -> torch.Tensor:
         """The AR's SGD loss on this rank's closed rollouts; with none here (but some on another
