@@ -209,6 +209,7 @@ def nla_train(tmp: Path, model_dir: Path, *overrides: str) -> Path:
     """`nla train` (through the closing script) in its own directory; returns the run dir."""
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "trial.yaml").write_text(yaml.safe_dump(tiny_trial_config(tmp, model_dir, **RL)))
+    before = set((tmp / "runs").iterdir()) if (tmp / "runs").is_dir() else set()
     sets = [a for o in overrides for a in ("--set", o)]
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "train", "trial.yaml", "-q", *sets],
@@ -220,7 +221,7 @@ def nla_train(tmp: Path, model_dir: Path, *overrides: str) -> Path:
     )
     errors = [line for line in done.stderr.splitlines() if "Error" in line or "error:" in line]
     assert done.returncode == 0, f"exit {done.returncode}: {errors[-5:]} {done.stderr[-1500:]}"
-    (run,) = (tmp / "runs").iterdir()  # the leader's run only: followers write nowhere
+    (run,) = set((tmp / "runs").iterdir()) - before  # the leader's only: followers write nowhere
     return run
 
 
@@ -342,3 +343,20 @@ def test_a_resumed_warm_start_continues_the_data_order(tmp_path):
     assert batches(3) == straight[3:9]  # 2 batches an epoch: the resume starts mid-epoch 2
     halves = [batches(3, r, 2) for r in range(2)]
     assert [a + b for a, b in zip(*halves, strict=True)] == straight[3:9]
+
+
+@pytest.mark.integration
+def test_ranks_started_at_rl_take_the_leaders_cache_hits(tmp_path, tiny_model_dir):
+    """Both warm starts come from the cache, so RL is the first fit and Lightning starts rank 1
+    there: it re-runs the stages before RL and must take rank 0's cache hits and checkpoint
+    directory (handed over in the environment), not decide for itself."""
+    two = ("train.devices=2", "train.reuse_warm_start=true")
+    first = nla_train(tmp_path, tiny_model_dir, *two)
+    second = nla_train(tmp_path, tiny_model_dir, *two)  # same dataset, same cache
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    metrics = client.get_run(second.name).data.metrics
+    assert metrics["av_sft/cache_hit"] == metrics["ar_sft/cache_hit"] == 1.0
+    assert (second / "rl_checkpoint" / "rng.rank1.safetensors").is_file()
+    rl = ("rl_checkpoint/av", "rl_checkpoint/ar")
+    a, b = weights(first, rl), weights(second, rl)
+    assert max(float((a[p][k] - b[p][k]).abs().max()) for p in rl for k in a[p]) < 1e-6
