@@ -391,6 +391,14 @@ def _check_av_shapes(case: _Case, m: ActivationVerbalizer, b: int) -> None:
     )
     assert len(texts) == 2 * b, "generate: num_samples=2 must give 2 rows per vector"
     _token_lists(tokens, 2 * b, "sampled tokens")
+    seeds, kw = list(range(7, 7 + b)), {"max_new_tokens": GEN_TOKENS, "temperature": 1.0}
+    _, together = m.generate(case.vectors, num_samples=2, seeds=seeds, **kw)
+    alone = [m.generate(case.vectors[i : i + 1], num_samples=2, seeds=seeds[i : i + 1], **kw)[1]
+             for i in range(b)]  # fmt: skip
+    assert together == sum(alone, []), (
+        "generate(seeds=...): a row's samples must depend on its seed alone, not on its batch "
+        "(RL's ranks and resumes rely on it; core/sampling.py does it for a HF generate)"
+    )
 
 
 def _check_ar_shapes(case: _Case, m: ActivationReconstructor, b: int) -> None:

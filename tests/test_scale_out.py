@@ -217,7 +217,9 @@ def nla_train(tmp: Path, model_dir: Path, *overrides: str) -> Path:
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)},
+        # one thread per process on both sides: float sums in another order can flip a
+        # near-tie sampled token, and then the runs legitimately part by ~lr
+        env={**os.environ, "PYTHONPATH": str(PACKAGE.parent), "OMP_NUM_THREADS": "1"},
     )
     errors = [line for line in done.stderr.splitlines() if "Error" in line or "error:" in line]
     assert done.returncode == 0, f"exit {done.returncode}: {errors[-5:]} {done.stderr[-1500:]}"
