@@ -212,7 +212,7 @@ class _Trial:
             accelerator="gpu" if self.device.type == "cuda" else "cpu",
             devices=train.devices,
             num_nodes=train.num_nodes,
-            strategy=lightning_strategy(train, self.device),
+            strategy=lightning_strategy(train),
             use_distributed_sampler=False,  # NLADataModule shards the global batch itself
             max_steps=max_steps,
             max_epochs=1 if max_steps == -1 else -1,
@@ -649,7 +649,7 @@ def check_trial_inputs(cfg: TrialConfig) -> None:
         check_checkpoint(resume, SIDECAR, f"train.{name}.resume_from")
     check_checkpoint(cfg.train.rl.resume_from, STATE, "train.rl.resume_from")
     check_tracking_uri(cfg.mlflow.tracking_uri)
-    check_strategy(cfg.train, trial_device(cfg))
+    check_strategy(cfg.train)
 
 
 def run_trial(

@@ -7,7 +7,6 @@ leaves the other model's parameters without a gradient).
 
 from __future__ import annotations
 
-import torch
 from lightning.pytorch.strategies import DDPStrategy, Strategy
 
 from nla_variants.config import TrainConfig
@@ -18,7 +17,7 @@ def world_size(train: TrainConfig) -> int:
     return train.devices * train.num_nodes
 
 
-def check_strategy(train: TrainConfig, device: torch.device) -> None:
+def check_strategy(train: TrainConfig) -> None:
     """Refuse, before anything loads, a strategy this trial cannot run under."""
     world = world_size(train)
     sizes = {
@@ -45,7 +44,7 @@ def check_strategy(train: TrainConfig, device: torch.device) -> None:
         )
 
 
-def lightning_strategy(train: TrainConfig, device: torch.device) -> str | Strategy:
+def lightning_strategy(train: TrainConfig) -> str | Strategy:
     """The Lightning strategy for `train.strategy` (auto: one device, or ddp over several)."""
     name = train.strategy
     if name == "auto":
