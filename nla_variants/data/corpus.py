@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -22,6 +23,26 @@ FILE_SUFFIXES = (".txt", ".jsonl", ".parquet")
 def manifest_hash(docs: Iterable[Document]) -> str:
     """sha256 over (doc_id, text hash, genre) in corpus order."""
     return hash_obj([[d.doc_id, hash_text(d.text, 32), d.genre] for d in docs])
+
+
+def corpus_sources(source: str, docs: Iterable[Document]) -> dict:
+    """Where the builtin corpus's documents came from, for the dataset sidecar: counts per source
+    and the pinned standard-library files they were read from (other sources: nothing; their
+    manifest hash already names every document)."""
+    if source != "builtin":
+        return {}
+    from nla_variants.data.builtin import BUILTIN_VERSION, PinnedStdlib
+
+    stdlib = PinnedStdlib()
+    return {
+        "builtin": {
+            "version": BUILTIN_VERSION,
+            "python": stdlib.python,
+            "stdlib_pin": stdlib.fingerprint,
+            "stdlib_files": len(stdlib.files),
+            "documents_by_source": dict(sorted(Counter(d.source for d in docs).items())),
+        }
+    }
 
 
 def _row_genre(row: dict, genre_column: str | None) -> str | None:

@@ -2,16 +2,17 @@
 
 Why: the pipeline must run with no network and no downloaded data set. Four genres are generated
 from template grammars written for this project (narrative, dialogue, expository, structured);
-two come from text already installed on the machine and read at run time (stdlib source for
-`code`, stdlib docstrings and package descriptions for `technical`), topped up with generated
-snippets and manuals. Every genre gets at least a sixth of `min_bytes`; each generated genre at
+two come from the Python standard library, read at run time from files pinned by hash (source
+for `code`, docstrings for `technical`; `installed.py`), topped up with generated snippets and
+manuals. Every genre gets at least a sixth of `min_bytes`; each generated genre at
 least `GENERATED_MIN_DOCS` distinct documents; the installed genres enough documents that no
 genre falls under ~10% of the corpus. The word lists, templates and schemas are package data
 (`data/*.yaml`, read once by `grammar.lexicon`); the genre modules keep only the generators.
 
-Determinism: each genre has its own `random.Random` seeded from (version, seed, genre), file
-walks are sorted before they are shuffled, and nothing depends on set/dict iteration of
-unhashed values or on time, so a seed gives the same list on the same Python install.
+Determinism: each genre has its own `random.Random` seeded from (version, seed, genre), the pinned
+file list is sorted before it is shuffled, and nothing depends on set/dict iteration of unhashed
+values, on time, or on what else is installed, so a seed gives the same list on every install of
+the pinned Python minor version (or a one-line error naming the file that differs).
 """
 
 from __future__ import annotations
@@ -23,18 +24,17 @@ from ..documents import GENRES, Document
 from .apidocs import make_api_doc
 from .dialogue import make_dialogue
 from .expository import make_expository
-from .installed import code_chunks, docstring_pages, package_docs, stdlib_files
+from .installed import PinnedStdlib, code_chunks, docstring_pages
 from .narrative import make_narrative
 from .snippets import make_code_snippet
 from .structured import make_structured
 
-__all__ = ["BUILTIN_VERSION", "GENERATED_MIN_DOCS", "build_builtin_corpus"]
+__all__ = ["BUILTIN_VERSION", "GENERATED_MIN_DOCS", "PinnedStdlib", "build_builtin_corpus"]
 
-BUILTIN_VERSION = "1"
+BUILTIN_VERSION = "2"  # 2: pinned stdlib sources, no installed-package descriptions
 GENERATED_MIN_DOCS = 1000
 INSTALLED_MIN_DOCS = 600
 GENERATED_SHARE = 0.15  # of INSTALLED_MIN_DOCS: code/technical docs that are always generated
-PACKAGE_SHARE = 0.35  # of INSTALLED_MIN_DOCS: the most technical docs taken from package metadata
 MIN_CHARS = 400
 
 Maker = Callable[[random.Random], str]
@@ -92,29 +92,32 @@ _GENERATED: dict[str, Maker] = {
 }
 
 
-def _code(sink: _Sink, rng: random.Random, min_bytes: int) -> None:
+def _code(sink: _Sink, rng: random.Random, min_bytes: int, stdlib: PinnedStdlib) -> None:
     n_gen = round(INSTALLED_MIN_DOCS * GENERATED_SHARE)
     sink.generate(make_code_snippet, rng, n_gen, 0)
     enough = lambda: sink.done(INSTALLED_MIN_DOCS, min_bytes)  # noqa: E731
-    sink.take(code_chunks(rng, stdlib_files()), "stdlib-source", enough)
+    sink.take(code_chunks(rng, stdlib), "stdlib-source", enough)
     sink.generate(make_code_snippet, rng, INSTALLED_MIN_DOCS, min_bytes)
 
 
-def _technical(sink: _Sink, rng: random.Random, min_bytes: int) -> None:
+def _technical(sink: _Sink, rng: random.Random, min_bytes: int, stdlib: PinnedStdlib) -> None:
     n_gen = round(INSTALLED_MIN_DOCS * GENERATED_SHARE)
     sink.generate(make_api_doc, rng, n_gen, 0)
-    n_pkg = n_gen + round(INSTALLED_MIN_DOCS * PACKAGE_SHARE)
-    sink.take(package_docs(rng), "package-metadata", lambda: len(sink.docs) >= n_pkg)
     enough = lambda: sink.done(INSTALLED_MIN_DOCS, min_bytes)  # noqa: E731
-    sink.take(docstring_pages(rng, stdlib_files()), "stdlib-docstrings", enough)
+    sink.take(docstring_pages(rng, stdlib), "stdlib-docstrings", enough)
     sink.generate(make_api_doc, rng, INSTALLED_MIN_DOCS, min_bytes)
 
 
-def build_builtin_corpus(seed: int = 0, min_bytes: int = 2_000_000) -> list[Document]:
-    """Deterministic: same seed (on the same Python install) -> identical list, same order.
+def build_builtin_corpus(
+    seed: int = 0, min_bytes: int = 2_000_000, stdlib: PinnedStdlib | None = None
+) -> list[Document]:
+    """Deterministic: same seed -> identical list, same order, on any install of the pinned
+    Python minor version (`stdlib`: the pinned sources, by default this interpreter's).
 
     Documents come grouped by genre in `GENRES` order; ids are
     `builtin/<genre>/<source>/<index:06d>`, unique within the corpus."""
+    stdlib = stdlib or PinnedStdlib()
+    stdlib.check_python()
     per_genre = -(-min_bytes // len(GENRES))
     docs: list[Document] = []
     for genre in GENRES:
@@ -123,9 +126,9 @@ def build_builtin_corpus(seed: int = 0, min_bytes: int = 2_000_000) -> list[Docu
         if genre in _GENERATED:
             sink.generate(_GENERATED[genre], rng, GENERATED_MIN_DOCS, per_genre)
         elif genre == "code":
-            _code(sink, rng, per_genre)
+            _code(sink, rng, per_genre, stdlib)
         elif genre == "technical":
-            _technical(sink, rng, per_genre)
+            _technical(sink, rng, per_genre, stdlib)
         else:  # a genre added to GENRES without a builder here
             raise ValueError(f"no builtin builder for genre {genre!r}")
         docs += sink.docs
