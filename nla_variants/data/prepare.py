@@ -9,6 +9,12 @@ vectors are that model's activations minus the target's (one pass per model per 
 nla_variants/data/diffing.py). That second model is an input: `prepare` never trains, and a
 `finetune:PATH.yaml` spec is turned into the built checkpoint dir before it is called
 (`nla_variants.training.finetune.with_built_diff_model`).
+
+A teacher's failure is never stored as its answer: a shard is written only when the teacher
+answered every row it was asked about (an answer it rejected as malformed or truncated counts as
+answered and dropped), and a dataset whose teacher explained none of its rows is not marked
+complete. Either stops `prepare` in one line; the shards already written (and a caching
+teacher's answers) are kept, so rerunning once the teacher works continues from there.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from tqdm.auto import tqdm
 
 from nla_variants.checks import check_writable_dir
 from nla_variants.config import PrepareConfig
-from nla_variants.data.corpus import load_corpus, manifest_hash
+from nla_variants.data.corpus import corpus_sources, load_corpus, manifest_hash
 from nla_variants.data.diffing import diff_sidecar, load_extractor, resolve_diff_model
 from nla_variants.data.properties import (
     PROPERTIES_VERSION,
@@ -48,6 +54,7 @@ from nla_variants.data.store import (
     vector_matrix,
     write_shard,
 )
+from nla_variants.data.teachers.base import Teacher
 from nla_variants.data.teachers.factory import make_teacher
 from nla_variants.errors import NLAError
 from nla_variants.hashing import hash_obj
@@ -192,9 +199,36 @@ def _build_shard(
     wanted = [i for i, s in enumerate(rows["split"]) if s in cfg.teacher.splits]
     if wanted:
         answers = teacher.explain([rows["prefix"][i] for i in wanted])
+        if teacher.unanswered:
+            raise _unanswered(teacher, len(wanted))
         for i, answer in zip(wanted, answers, strict=True):
             rows["explanation"][i] = answer
     return rows, np.concatenate(vectors)
+
+
+def _unanswered(teacher: Teacher, asked: int) -> NLAError:
+    """Rows the teacher got no answer for: the shard is not written (a None there would read as
+    the teacher's verdict forever, and a rerun would be a cache hit)."""
+    reason = teacher.last_error or "no reason given"
+    return NLAError(
+        f"teacher '{teacher.name}' got no answer for {teacher.unanswered} of {asked} rows of a "
+        f"shard ({reason}); the dataset is not complete",
+        f"check the teacher's settings (teacher.{teacher.name}, e.g. its base_url) and the "
+        "network, then rerun the same command: finished shards and received answers are kept",
+    )
+
+
+def _check_explained(teacher: Teacher, summary: dict) -> None:
+    """A dataset whose teacher explained none of its rows warm-starts nothing: not complete."""
+    if summary["teacher_rows"] == 0 or summary["explained"] > 0:
+        return
+    why = ", ".join(f"{k}: {v}" for k, v in sorted(teacher.stats.extra.items()))
+    raise NLAError(
+        f"teacher '{teacher.name}' explained none of the {summary['teacher_rows']} rows it was "
+        f"asked about{f' ({why})' if why else ''}; the dataset is not complete",
+        f"fix the teacher's settings (teacher.{teacher.name}, e.g. its model or max_tokens; that "
+        "makes a new dataset) or set teacher.kind: heuristic",
+    )
 
 
 def _summarise(directory: Path, shards: list[str], teacher_splits: list[str]) -> dict:
@@ -306,6 +340,7 @@ def _build(
             write_shard(directory / names[i], rows, vectors)
     elapsed = time.perf_counter() - t_extract
     summary = _summarise(directory, names, cfg.teacher.splits)
+    _check_explained(teacher, summary)
     return {
         "format_version": FORMAT_VERSION,
         "name": cfg.name,
@@ -329,6 +364,7 @@ def _build(
             "manifest_hash": manifest,
             "documents": len(docs),
             "documents_used": len(plans),
+            **corpus_sources(cfg.corpus.source, docs),
         },
         "sampling": cfg.sampling.model_dump(),
         "teacher": {

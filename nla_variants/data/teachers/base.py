@@ -74,10 +74,17 @@ class Teacher(ABC):
 
     def __init__(self) -> None:
         self.stats = TeacherStats()
+        # Of the last `explain` call: how many prefixes got no answer at all (the service could
+        # not be reached or failed), as opposed to an answer that was dropped as malformed. A
+        # caller that stores explanations must not store these Nones as final (they are not the
+        # teacher's verdict on the prefix); `last_error` says why, secrets removed.
+        self.unanswered: int = 0
+        self.last_error: str | None = None
 
     @abstractmethod
     def explain(self, prefixes: Sequence[str]) -> list[str | None]:
-        """One explanation per prefix, in order; None where the answer was dropped."""
+        """One explanation per prefix, in order; None where the answer was dropped or, counted in
+        `unanswered`, never came."""
 
     def check(self) -> None:  # noqa: B027 - optional hook
         """Prove the teacher can work (e.g. one cheap API request) before expensive stages;

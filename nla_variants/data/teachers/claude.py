@@ -28,6 +28,7 @@ import anthropic
 from nla_variants.data.teachers.base import INSTRUCTION, Teacher, parse_explanation
 from nla_variants.errors import NLAError
 from nla_variants.hashing import hash_obj, hash_text
+from nla_variants.masking import mask
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,9 @@ MAX_BATCH_BYTES = 128 * 1024 * 1024
 _TRUNCATED = frozenset({"max_tokens", "model_context_window_exceeded"})
 # Status codes where every further request would fail the same way: stop, don't drop-and-count.
 _FATAL_STATUS = {401: "rejected the API key", 403: "denied permission for this key"}
+# Sync mode stops sending once this many requests in a row (at least max_concurrency) failed after
+# the SDK's own retries: the service is down, and the rest would only fail the same way, slowly.
+GIVE_UP_AFTER = 8
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -239,10 +243,16 @@ class ClaudeTeacher(Teacher):
             max_retries=max_retries,  # the SDK backs off exponentially and honours retry-after(-ms)
             timeout=timeout_s,
         )
-        self._cache = _Cache(self.cache_dir / CACHE_FILE)
+        self._cache_db: _Cache | None = None  # opened on first use: a failed check writes nothing
         self._system = [
             {"type": "text", "text": INSTRUCTION, "cache_control": {"type": "ephemeral"}}
         ]
+
+    @property
+    def _cache(self) -> _Cache:
+        if self._cache_db is None:
+            self._cache_db = _Cache(self.cache_dir / CACHE_FILE)
+        return self._cache_db
 
     # ---- key -------------------------------------------------------------------------------
 
@@ -262,16 +272,24 @@ class ClaudeTeacher(Teacher):
         return key
 
     def check(self) -> None:
-        """One cheap request (list one model) before any extraction: a key the API rejects is
-        an NLAError now, not after the expensive stages. Other failures (a network hiccup)
-        are left to the real requests and their retries."""
+        """One cheap request (list one model) before any extraction: a key the API rejects, or
+        an API that cannot be reached even after the SDK's retries (a wrong base_url, no
+        network), is an NLAError now, not after the expensive stages. Other failures (a proxy
+        without this endpoint, a 5xx) are left to the real requests, whose unanswered rows
+        `prepare` refuses to store."""
         try:
-            self._client.with_options(max_retries=0).models.list(limit=1)
+            self._client.models.list(limit=1)
         except anthropic.APIStatusError as e:
             fatal = self._fatal(e)
             if fatal is not None:
                 raise fatal from None
             log.debug("anthropic teacher: key check inconclusive (%s)", self._describe(e))
+        except anthropic.APIConnectionError as e:
+            raise NLAError(
+                f"teacher 'anthropic' cannot reach the API at {mask(str(self._client.base_url))} "
+                f"({self._describe(e)})",
+                "check teacher.anthropic.base_url and the network, or set teacher.kind: heuristic",
+            ) from None
         except anthropic.APIError as e:
             log.debug("anthropic teacher: key check inconclusive (%s)", self._describe(e))
 
@@ -284,7 +302,10 @@ class ClaudeTeacher(Teacher):
         )
 
     def fingerprint(self) -> dict:
-        """Only what changes the answers; mode, concurrency and base_url do not."""
+        """Only what changes the answers; mode, concurrency and base_url do not. base_url is
+        where the same model is reached (a gateway, a proxy) and may carry a password, so it
+        stays out of the dataset's address; a wrong one cannot poison that address, because
+        `prepare` never completes a dataset with unanswered rows."""
         return {
             "name": self.name,
             "model": self.model,
@@ -317,6 +338,7 @@ class ClaudeTeacher(Teacher):
 
     def explain(self, prefixes: Sequence[str]) -> list[str | None]:
         prefixes = list(prefixes)
+        self.unanswered, self.last_error = 0, None
         keys = [self.cache_key(p) for p in prefixes]
         self.stats.requested += len(prefixes)
 
@@ -342,6 +364,7 @@ class ClaudeTeacher(Teacher):
             if key in cached:
                 self.stats.cache_hits += 1
             out.append(self._judge(answers.get(key)))
+        self.unanswered = sum(key not in answers for key in keys)
         self.stats.produced += sum(o is not None for o in out)
         self.stats.dropped += sum(o is None for o in out)
         log.info(
@@ -386,7 +409,12 @@ class ClaudeTeacher(Teacher):
     def _describe(self, err: BaseException) -> str:
         status = getattr(err, "status_code", None)
         msg = getattr(err, "message", None) or type(err).__name__
-        return _redact(f"{type(err).__name__}{f' {status}' if status else ''}: {msg}")[:300]
+        return mask(_redact(f"{type(err).__name__}{f' {status}' if status else ''}: {msg}"))[:300]
+
+    def _failed(self, what: str, err: BaseException) -> None:
+        """Log a request that got no answer and keep it as the last error (for `prepare`)."""
+        self.last_error = self._describe(err)
+        log.warning("anthropic teacher: %s: %s", what, self.last_error)
 
     # ---- sync: Messages API, bounded thread pool ---------------------------------------------
 
@@ -398,19 +426,22 @@ class ClaudeTeacher(Teacher):
             fatal = self._fatal(err)
             if fatal is not None:
                 raise fatal from None
-            log.warning("anthropic teacher: request failed after retries: %s", self._describe(err))
+            self._failed("request failed after retries", err)
             return None
         except anthropic.APIConnectionError as err:
-            log.warning("anthropic teacher: request failed after retries: %s", self._describe(err))
+            self._failed("request failed after retries", err)
             return None
         return self._answer_of(message)
 
     def _run_sync(self, todo: dict[str, str]) -> dict[str, _Answer]:
-        """Messages calls on at most `max_concurrency` threads, cached as they arrive."""
+        """Messages calls on at most `max_concurrency` threads, cached as they arrive; stops
+        sending after GIVE_UP_AFTER failures in a row (the rest stay unanswered)."""
         out: dict[str, _Answer] = {}
         buffer: list[tuple[str, _Answer]] = []
+        failed_in_a_row = 0
         workers = min(self.max_concurrency, len(todo))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="anthropic-teacher")
+        futures: dict[Any, str] = {}
         try:
             futures = {pool.submit(self._request_one, prefix): key for key, prefix in todo.items()}
             for done, fut in enumerate(as_completed(futures), 1):
@@ -418,16 +449,34 @@ class ClaudeTeacher(Teacher):
                 if answer is not None:
                     out[futures[fut]] = answer
                     buffer.append((futures[fut], answer))
+                    failed_in_a_row = 0
+                else:
+                    failed_in_a_row += 1
+                    if failed_in_a_row >= max(GIVE_UP_AFTER, self.max_concurrency):
+                        log.warning(
+                            "anthropic teacher: %d requests in a row failed; not sending the "
+                            "other %d",
+                            failed_in_a_row,
+                            len(futures) - done,
+                        )
+                        break
                 if len(buffer) >= 50:  # a crash later in the call loses nothing paid for
                     self._cache.put_many(self.model, buffer)
                     buffer.clear()
                 if done % 500 == 0:
                     log.info("anthropic teacher: %d/%d requests done", done, len(futures))
         finally:
-            self._cache.put_many(self.model, buffer)
-            # On a fatal error or Ctrl-C, queued requests are cancelled instead of sent; the few
-            # in flight finish, so no thread outlives the call.
+            # On a fatal error, Ctrl-C or giving up, queued requests are cancelled instead of
+            # sent; the few in flight finish, so no thread outlives the call, and what they
+            # brought back is kept (it was paid for).
             pool.shutdown(wait=True, cancel_futures=True)
+            for fut, key in futures.items():
+                if key in out or not fut.done() or fut.cancelled() or fut.exception():
+                    continue
+                if (answer := fut.result()) is not None:
+                    out[key] = answer
+                    buffer.append((key, answer))
+            self._cache.put_many(self.model, buffer)
         return out
 
     # ---- batch: Message Batches API, persisted and resumable ---------------------------------
@@ -468,10 +517,10 @@ class ClaudeTeacher(Teacher):
             fatal = self._fatal(err)
             if fatal is not None:
                 raise fatal from None
-            log.warning("anthropic teacher: batch submit failed: %s", self._describe(err))
+            self._failed("batch submit failed", err)
             return None
         except anthropic.APIConnectionError as err:
-            log.warning("anthropic teacher: batch submit failed: %s", self._describe(err))
+            self._failed("batch submit failed", err)
             return None
         # Persist before polling: a killed run finds this id and polls it instead of paying again.
         self._cache.add_batch(batch.id, keys)
@@ -494,14 +543,13 @@ class ClaudeTeacher(Teacher):
                         bid,
                     )
                     self._cache.set_batch_status(bid, "lost")
+                    self.last_error = f"batch {bid} no longer exists"
                     continue
                 except (anthropic.APIStatusError, anthropic.APIConnectionError) as err:
                     if isinstance(err, anthropic.APIStatusError) and (fatal := self._fatal(err)):
                         raise fatal from None
                     failures[bid] = failures.get(bid, 0) + 1
-                    log.warning(
-                        "anthropic teacher: polling batch %s failed: %s", bid, self._describe(err)
-                    )
+                    self._failed(f"polling batch {bid} failed", err)
                     if failures[bid] <= self.max_retries:
                         still.append(bid)
                     # else: give up for this call; the batch stays in flight for the next run
@@ -545,19 +593,15 @@ class ClaudeTeacher(Teacher):
                         buffer.clear()
                 else:  # errored / canceled / expired: not an answer, not cached, resent next call
                     failed[result.type] = failed.get(result.type, 0) + 1
+                    self.last_error = f"a batch request {result.type}"
                     if result.type == "errored":
-                        log.debug(
-                            "anthropic teacher: batch request errored: %s",
-                            _redact(json.dumps(result.error.to_dict())[:300]),
-                        )
+                        detail = mask(_redact(json.dumps(result.error.to_dict())[:300]))
+                        self.last_error = f"a batch request errored: {detail}"
+                        log.debug("anthropic teacher: batch request errored: %s", detail)
         except Exception as err:  # the stream is read after the SDK returns: any failure here
             if isinstance(err, anthropic.APIStatusError) and (fatal := self._fatal(err)):
                 raise fatal from None
-            log.warning(
-                "anthropic teacher: downloading results of batch %s failed: %s",
-                bid,
-                self._describe(err),
-            )
+            self._failed(f"downloading results of batch {bid} failed", err)
             return False
         finally:
             self._cache.put_many(self.model, buffer)
@@ -568,4 +612,5 @@ class ClaudeTeacher(Teacher):
 
     def close(self) -> None:
         self._client.close()
-        self._cache.close()
+        if self._cache_db is not None:
+            self._cache_db.close()

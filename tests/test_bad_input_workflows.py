@@ -1,0 +1,202 @@
+"""Bad input that used to surface only after work was done, or never: a teacher that fails,
+a corpus file that is not UTF-8, report and objective metrics no trial produces, sweep
+directories used from another working directory or copied elsewhere, and a trial config given
+where a sweep is expected. Each is one line with a fix and exit code 2; nothing is stored as if
+it had worked. The Anthropic API is a fake on loopback: no network."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from nla_variants.cli import main
+
+FAKE_KEY = "sk-fake-5d1c0b7e-SECRET-never-shown"
+
+
+def files_under(root: Path) -> set[Path]:
+    return set(root.rglob("*"))
+
+
+def run_bad(argv: list[str], capsys, root: Path) -> str:
+    """Run the CLI on bad input: exit 2, one line with a fix, nothing new under `root`."""
+    before = files_under(root)
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("nla: error: ") and "\n" not in err and "(fix: " in err, err
+    assert files_under(root) == before, sorted(map(str, files_under(root) - before))
+    return err
+
+
+def one_line_error(argv: list[str], capsys) -> str:
+    """Run the CLI expecting exit 2 with one line and a fix (files may be written)."""
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("nla: error: ") and "\n" not in err and "(fix: " in err, err
+    return err
+
+
+# -- 1. a teacher that cannot answer ------------------------------------------------------------
+
+
+class FakeAPI:
+    """What the fake Anthropic API does: answer well, answer every request with `status`, or
+    answer with text the teacher rejects (`malformed`)."""
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.malformed = False
+        self.paths: list[str] = []
+        self.url = ""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Any
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _json(self, status: int, obj: Any) -> None:
+        body = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("retry-after-ms", "1")  # keeps the SDK's backoff out of test time
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _handle(self) -> None:
+        api: FakeAPI = self.server.api
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        path = self.path.split("?")[0]
+        api.paths.append(path)
+        if api.status is not None:
+            error = {"type": "api_error", "message": f"fake failure for key {FAKE_KEY}"}
+            return self._json(api.status, {"type": "error", "error": error})
+        if path == "/v1/models":
+            model = {"type": "model", "id": "claude-sonnet-4-6", "display_name": "x"}
+            model["created_at"] = "2026-01-01T00:00:00Z"
+            page = {"data": [model], "has_more": False, "first_id": "a", "last_id": "a"}
+            return self._json(200, page)
+        if path == "/v1/messages":
+            text = "only one feature" if api.malformed else "A short story\nIt ends mid-sentence"
+            message = {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": body["model"],
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": 10, "output_tokens": 10},
+            }
+            return self._json(200, message)
+        return self._json(404, {"type": "error", "error": {"type": "not_found_error"}})
+
+    do_GET = do_POST = _handle
+
+
+@pytest.fixture
+def fake_api(monkeypatch, tmp_path) -> Iterator[FakeAPI]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    server.api = FakeAPI()  # type: ignore[attr-defined]
+    server.api.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("NLA_CACHE_DIR", str(tmp_path / "cache"))
+    yield server.api  # type: ignore[attr-defined]
+    server.shutdown()
+    server.server_close()
+
+
+def _anthropic(url: str, mode: str = "sync") -> dict:
+    return {"kind": "anthropic", "anthropic": {"base_url": url, "mode": mode, "max_retries": 1}}
+
+
+def _cached_answers(tmp_path: Path) -> int:
+    db = tmp_path / "cache" / "teachers" / "anthropic" / "anthropic_teacher.sqlite"
+    with sqlite3.connect(db) as con:
+        return con.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+
+
+@pytest.mark.parametrize("mode", ["sync", "batch"])
+def test_a_teacher_answering_500_leaves_no_complete_dataset_and_a_rerun_explains(
+    fake_api, tmp_path, tiny_model_dir, write_config, capsys, mode
+):
+    fake_api.status = 500
+    path = write_config(tmp_path, tiny_model_dir, teacher=_anthropic(fake_api.url, mode))
+    err = one_line_error(["prepare", str(path), "-q"], capsys)
+    assert "teacher 'anthropic' got no answer for" in err and "500" in err, err
+    assert "the dataset is not complete" in err and "base_url" in err
+    assert FAKE_KEY not in err
+    store = tmp_path / "datasets"
+    assert not list(store.rglob("dataset.yaml")) and not list(store.rglob("*.parquet"))
+    assert _cached_answers(tmp_path) == 0  # a failure is never cached as an answer
+
+    fake_api.status = None  # the teacher works now: the same dataset is built, and explained
+    assert main(["prepare", str(path), "-q", "--set", "teacher.anthropic.mode=sync"]) == 0
+    (sidecar,) = store.rglob("dataset.yaml")
+    counts = yaml.safe_load(sidecar.read_text())["counts"]
+    assert counts["teacher_rows"] > 0 and counts["explained"] == counts["teacher_rows"]
+
+
+def test_an_unreachable_teacher_fails_before_extraction(
+    fake_api, tmp_path, tiny_model_dir, write_config, capsys
+):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    path = write_config(tmp_path, tiny_model_dir, teacher=_anthropic(closed))
+    err = run_bad(["prepare", str(path), "-q"], capsys, tmp_path)
+    assert "cannot reach the API at http://127.0.0.1:" in err and "base_url" in err
+    assert FAKE_KEY not in err and not (tmp_path / "datasets").exists()
+
+
+def test_a_teacher_that_explains_nothing_leaves_no_complete_dataset(
+    fake_api, tmp_path, tiny_model_dir, write_config, capsys
+):
+    fake_api.malformed = True
+    path = write_config(tmp_path, tiny_model_dir, teacher=_anthropic(fake_api.url))
+    err = one_line_error(["prepare", str(path), "-q"], capsys)
+    assert "explained none of the" in err and "malformed" in err, err
+    assert not list((tmp_path / "datasets").rglob("dataset.yaml"))
+    err = one_line_error(["prepare", str(path), "-q"], capsys)  # and never becomes complete
+    assert "explained none of the" in err
+
+
+def test_sync_teacher_stops_sending_when_every_request_fails(fake_api, tmp_path):
+    from nla_variants.data.teachers.claude import GIVE_UP_AFTER, ClaudeTeacher
+
+    fake_api.status = 503
+    teacher = ClaudeTeacher(
+        mode="sync", max_concurrency=1, max_retries=0, base_url=fake_api.url, cache_dir=tmp_path
+    )
+    try:
+        out = teacher.explain([f"prefix number {i}" for i in range(3 * GIVE_UP_AFTER)])
+    finally:
+        teacher.close()
+    assert out == [None] * (3 * GIVE_UP_AFTER) and teacher.unanswered == 3 * GIVE_UP_AFTER
+    # GIVE_UP_AFTER failures in a row, and at most the one request already in flight then
+    assert GIVE_UP_AFTER <= fake_api.paths.count("/v1/messages") <= GIVE_UP_AFTER + 1
+    assert "503" in (teacher.last_error or "") and FAKE_KEY not in (teacher.last_error or "")
