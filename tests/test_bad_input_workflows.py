@@ -200,3 +200,28 @@ def test_sync_teacher_stops_sending_when_every_request_fails(fake_api, tmp_path)
     # GIVE_UP_AFTER failures in a row, and at most the one request already in flight then
     assert GIVE_UP_AFTER <= fake_api.paths.count("/v1/messages") <= GIVE_UP_AFTER + 1
     assert "503" in (teacher.last_error or "") and FAKE_KEY not in (teacher.last_error or "")
+
+
+# -- 2. a .txt corpus file that is not UTF-8 ----------------------------------------------------
+
+
+@pytest.fixture
+def inputs(tmp_path, tiny_model_dir, monkeypatch, trial_config) -> Path:
+    """A valid trial config (tiny model, files corpus) and its data section as prepare.yaml, in
+    tmp_path, which is also the cwd."""
+    monkeypatch.chdir(tmp_path)
+    trial_config(tmp_path, tiny_model_dir)
+    data = yaml.safe_load((tmp_path / "trial.yaml").read_text())
+    (tmp_path / "prepare.yaml").write_text(yaml.safe_dump(data["data"]))
+    return tmp_path
+
+
+def test_a_txt_corpus_file_that_is_not_utf8(inputs, capsys):
+    text = "Le café était fermé, alors nous avons marché jusqu'au port. " * 3
+    (inputs / "latin1.txt").write_bytes(text.encode("latin-1"))
+    data = yaml.safe_load((inputs / "prepare.yaml").read_text())
+    data["corpus"]["paths"] += [str(inputs / "latin1.txt")]
+    (inputs / "prepare.yaml").write_text(yaml.safe_dump(data))
+    err = run_bad(["prepare", str(inputs / "prepare.yaml")], capsys, inputs)
+    offset = text.encode("latin-1").index("é".encode("latin-1"))
+    assert f"latin1.txt is not UTF-8 text (byte {offset})" in err and "save it as UTF-8" in err

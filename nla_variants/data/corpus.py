@@ -91,9 +91,13 @@ def _read_file(path: Path, cfg: CorpusConfig) -> Iterator[Document]:
     if not path.is_file():
         raise NLAError(f"corpus file {path} does not exist", "fix corpus.paths")
     if path.suffix == ".txt":
-        yield Document(
-            f"{path.name}:0", path.read_text(encoding="utf-8", errors="replace"), None, path.name
-        )
+        try:  # never replacement characters: they would be trained on and hashed as the text
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise NLAError(
+                f"{path} is not UTF-8 text (byte {e.start})", "save it as UTF-8"
+            ) from None
+        yield Document(f"{path.name}:0", text, None, path.name)
     elif path.suffix == ".jsonl":
         yield from _rows_to_docs(_jsonl_rows(path), path.name, cfg.text_column, cfg.genre_column)
     elif path.suffix == ".parquet":
