@@ -1,14 +1,83 @@
 """Cheap input checks that run before any expensive stage (model loading, extraction, training,
-an MLflow run), so a bad path or URL is one NLAError and nothing is written."""
+an MLflow run), so a bad path, URL, device or value is one NLAError and nothing is written.
+
+`preflight(trial)` is the one entry point for everything a trial config can be checked for from
+the config and the target's config.json alone: `nla train` runs it before any dataset or MLflow
+run exists, and `nla sweep` runs it for every choice of its space before the first trial.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from nla_variants.config import DEVICE_FIX, TrialConfig, device_problem
 from nla_variants.errors import NLAError
-from nla_variants.masking import mask
+from nla_variants.masking import is_masked, mask
+
+_ENV_REF = re.compile(r"\$\{(\w+)\}")
+
+
+def check_device(spec: str | None, setting: str) -> None:
+    """`spec` names a device this machine has. torch itself only says so when the first tensor
+    moves there (after a model loaded, a dataset was built or an MLflow run exists)."""
+    if spec is None:
+        return
+    import torch
+
+    problem = device_problem(spec)
+    if problem:
+        raise NLAError(f"{setting} {problem}", DEVICE_FIX)
+    device = torch.device(spec)
+    if device.type == "cpu":
+        return
+    backend = getattr(torch, device.type, None)
+    available = getattr(backend, "is_available", None)
+    if not callable(available) or not available():
+        raise NLAError(
+            f"{setting} {spec}: this machine has no {device.type} device",
+            "use cpu, or leave it unset (cuda when available)",
+        )
+    count = getattr(backend, "device_count", None)
+    if device.index is not None and callable(count) and device.index >= count():
+        raise NLAError(
+            f"{setting} {spec}: this machine has {count()} {device.type} device(s)",
+            f"use {device.type}:0 .. {device.type}:{count() - 1}",
+        )
+
+
+def check_env_refs(value: str | None, setting: str) -> None:
+    """Every `${VAR}` in a URL setting is set: unset, the reference would reach the server as
+    the password itself and fail only when it is first used."""
+    for name in _ENV_REF.findall(value or ""):
+        if name not in os.environ:
+            raise NLAError(
+                f"{setting} {mask(value or '')} uses ${{{name}}}, which is not set",
+                f"export {name} before running",
+            )
+
+
+def saved_tracking_uri(uri: str | None, setting: str) -> str | None:
+    """The tracking URI a written config (a run's config.yaml) recorded, ready to use again:
+    `${VAR}` references expanded from the environment. A password that was masked when the
+    config was written is gone; MLFLOW_TRACKING_URI may supply the same URI with it, otherwise
+    this fails here, before any work, naming the way to keep the password out of files."""
+    if not uri:
+        return None
+    if is_masked(uri):
+        from_env = os.environ.get("MLFLOW_TRACKING_URI", "")
+        if from_env and mask(from_env) == uri:
+            return from_env
+        raise NLAError(
+            f"{setting} {uri} was written with its password masked, so it cannot be used again",
+            "write the password as ${VAR} in mlflow.tracking_uri (e.g. "
+            "postgresql://user:${PGPASSWORD}@host/db) for new runs; for this one, set "
+            "MLFLOW_TRACKING_URI to the full URI",
+        )
+    check_env_refs(uri, setting)
+    return os.path.expandvars(uri)
 
 
 def check_writable_dir(path: str | Path, setting: str) -> None:
@@ -43,6 +112,7 @@ def check_tracking_uri(uri: str | None, setting: str = "mlflow.tracking_uri") ->
     """A scheme MLflow knows and, for a local store, a usable place; nothing is created."""
     if not uri:
         return
+    check_env_refs(uri, setting)
     expanded = os.path.expandvars(uri)
     scheme = urlsplit(expanded).scheme.split("+")[0].lower()
     known = tracking_schemes()
@@ -68,3 +138,27 @@ def check_checkpoint(path: str | None, marker: str, setting: str) -> None:
             f"{setting}: {path} is not a checkpoint (no {marker})",
             f"point {setting} at a checkpoint directory written by nla train, or remove it",
         )
+
+
+def preflight(cfg: TrialConfig) -> None:
+    """Everything a trial config can be checked for from itself and the target's config.json
+    (never its weights): devices, the training strategy, the extraction layer, a diffing
+    model, and each variant's own limits (`ChecksTarget`: injection site, frozen blocks, AR
+    depth, ...). `nla train` calls it before any dataset or MLflow run; a sweep for every
+    choice of its space before the first trial."""
+    from nla_variants.data.diffing import FINETUNE_SPEC_PREFIX
+    from nla_variants.registry import TargetDims
+    from nla_variants.target import check_layer, resolve_model
+    from nla_variants.training.strategy import check_strategy
+
+    check_device(cfg.train.device, "train.device")
+    check_device(cfg.data.target.device, "data.target.device")
+    check_strategy(cfg.train)
+    target = cfg.data.target
+    source = resolve_model(target.model, "data.target.model")
+    check_layer(target.layer, source.num_layers, source.spec)
+    if target.diff_model and not target.diff_model.startswith(FINETUNE_SPEC_PREFIX):
+        resolve_model(target.diff_model, "data.target.diff_model")
+    dims = TargetDims(source.num_layers, source.d_model, target.layer)
+    cfg.av.check_target(dims)
+    cfg.ar.check_target(dims)

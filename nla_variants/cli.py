@@ -53,11 +53,14 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from nla_variants.checks import check_device
     from nla_variants.config import PrepareConfig, load_config
     from nla_variants.data.prepare import prepare
     from nla_variants.training.finetune import with_built_diff_model
 
-    cfg = with_built_diff_model(load_config(args.config, PrepareConfig, args.set))
+    cfg = load_config(args.config, PrepareConfig, args.set)
+    check_device(cfg.target.device, "target.device")
+    cfg = with_built_diff_model(cfg)
     result = prepare(cfg, progress=not args.quiet)
     side = result.sidecar
     console = Console(stderr=False)
@@ -124,13 +127,27 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     runner = SweepRunner(sweep, progress=not args.quiet, retry_failed=args.retry_failed)
     study = runner.run()
     states = [t.state.name for t in study.trials]
-    Console().print(
-        f"study {study.study_name}: "
-        + ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
-        + f"; best config: {runner.dir / 'best.yaml'}"
-    )
+    counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
+    if "COMPLETE" not in states:  # nothing to compare and no best.yaml: say why, exit non-zero
+        print(f"nla: error: {_no_trial_finished(study, counts)}", file=sys.stderr)
+        return 1
+    Console().print(f"study {study.study_name}: {counts}; best config: {runner.dir / 'best.yaml'}")
     _print_comparison(study, runner.dir, runner.parent_id)
     return 0
+
+
+def _no_trial_finished(study, counts: str) -> str:
+    """One line for a sweep without a finished trial: the counts and the last trial's error."""
+    failed = [t for t in study.trials if t.state.name == "FAIL" and t.user_attrs.get("error")]
+    last = f"; trial {failed[-1].number}: {failed[-1].user_attrs['error']}" if failed else ""
+    fix = (
+        "fix the cause (each failed trial's error is its MLflow run's nla.error tag), then rerun "
+        "with --retry-failed"
+        if failed
+        else "give the sweep a larger budget (n_trials, timeout_minutes) or a laxer pruner"
+    )
+    summary = f"study {study.study_name}: no trial finished ({counts or 'no trials'}){last}"
+    return mask(f"{' '.join(summary.split())[:600]} (fix: {fix})")
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -142,10 +159,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
+    from nla_variants.checks import check_device
     from nla_variants.config import load_config
     from nla_variants.training.finetune import FinetuneConfig, finetune_target
 
     cfg = load_config(args.config, FinetuneConfig, args.set)
+    check_device(cfg.device, "device")
     result = finetune_target(cfg, progress=not args.quiet)
     meta = result.meta
     status = "cache hit (already trained)" if result.cache_hit else "trained"
@@ -172,11 +191,13 @@ def _output_path(path: str | None, flag: str) -> Path | None:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
+    from nla_variants.checks import check_device
     from nla_variants.explain import ExplainSettings, explain, read_inputs, write_jsonl
-    from nla_variants.explain_report import log_to_run, print_summary
+    from nla_variants.explain_report import log_to_run, print_summary, run_tracking_uri
     from nla_variants.loading import locate
     from nla_variants.viewer import write_html
 
+    check_device(args.device, "--device")
     inputs = read_inputs(args.text, args.file, args.jsonl, args.column)
     out, page = _output_path(args.out, "--out"), _output_path(args.html, "--html")
     ref = locate(args.nla, args.target)
@@ -184,6 +205,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         raise NLAError(
             f"--log-to-run: {args.nla} is an exported NLA, not a run", "pass a run or a sweep"
         )
+    if args.log_to_run:
+        run_tracking_uri(ref)  # a masked password or an unset ${VAR}: refused before any work
     settings = ExplainSettings(
         positions=args.positions,
         samples=args.samples,
@@ -211,6 +234,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from nla_variants.checks import check_device
     from nla_variants.evaluate_nla import (
         EvaluateSettings,
         evaluate_nla,
@@ -218,6 +242,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         write_report,
     )
 
+    check_device(args.device, "--device")
     settings = EvaluateSettings(
         samples=args.samples,
         max_new_tokens=args.max_new_tokens,
@@ -241,11 +266,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from nla_variants.public_layout import export_public
 
     out = Path(args.out)
+    if args.layout == "public" and args.lora == "adapter":  # before any weight loads
+        raise NLAError("--lora adapter with --layout public", "the public layout merges LoRA")
     check_out_dir(out)
     nla = load(locate(args.nla, args.target), "cpu")
     if args.layout == "public":
-        if args.lora == "adapter":
-            raise NLAError("--lora adapter with --layout public", "the public layout merges LoRA")
         export_public(nla, out)
     else:
         export_nla(nla, out, lora=args.lora)

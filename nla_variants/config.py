@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from nla_variants.errors import NLAError, format_validation_error
 from nla_variants.registry import ARSection, AVSection
@@ -25,11 +32,38 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+DEVICE_FIX = "use cpu, cuda or cuda:N (or leave it unset: cuda when available)"
+
+
+def device_problem(spec: str) -> str | None:
+    """Why `spec` is not a device string torch accepts (None: it is one). Syntax only, so a
+    config written on a GPU machine still reads on a CPU one (`checks.check_device` asks the
+    machine where the device is used)."""
+    import torch
+
+    try:
+        torch.device(spec)
+    except (RuntimeError, ValueError, TypeError):
+        return f"{spec!r} is not a device"
+    return None
+
+
+def _device(spec: str | None) -> str | None:
+    problem = spec is not None and device_problem(spec)
+    if problem:
+        raise ValueError(f"{problem}; {DEVICE_FIX}")
+    return spec
+
+
+# a device string torch parses (whether this machine has it is checked where it is used)
+Device = Annotated[str | None, AfterValidator(_device)]
+
+
 class TargetConfig(Strict):
     model: str = Field("embedded", description="embedded | path.gguf | local dir | hub id")
     layer: int = Field(20, ge=0, description="hidden_states[layer]: residual after `layer` blocks")
     precision: Literal["auto", "bf16", "fp32"] = "auto"
-    device: str | None = None
+    device: Device = None
     max_batch_tokens: int = Field(8192, ge=16)
     diff_model: str | None = Field(
         None,
@@ -181,6 +215,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 def read_yaml_mapping(path: str | Path, what: str) -> dict:
     """A YAML file holding a mapping; a missing, undecodable or malformed file is an NLAError."""
     p = Path(path)
+    if p.is_dir():
+        raise NLAError(f"{what} {p} is a directory", "pass the path of a YAML file in it")
     if not p.is_file():
         raise NLAError(f"{what} file {p} does not exist", "pass the path of a YAML config")
     try:
@@ -222,6 +258,11 @@ def read_config(path: str | Path, what: str = "config", _seen: tuple[Path, ...] 
     base_path = p.parent / parent
     if base_path.resolve() in _seen or base_path.resolve() == p.resolve():
         raise NLAError(f"{what} {p}: base {base_path} includes itself", "break the base cycle")
+    if base_path.is_dir():
+        raise NLAError(
+            f"{what} {p}: base {base_path} is a directory",
+            "set base: to a YAML file (a path relative to this file)",
+        )
     if not base_path.is_file():
         raise NLAError(
             f"{what} {p}: base {base_path} does not exist",
@@ -353,7 +394,7 @@ class TrainConfig(Strict):
     so a config means the same at any device count (docs/scale_out.md)."""
 
     precision: Literal["auto", "bf16-mixed", "32-true"] = "auto"
-    device: str | None = Field(None, description="cpu | cuda (None: cuda when available)")
+    device: Device = Field(None, description="cpu | cuda (None: cuda when available)")
     devices: int = Field(1, ge=1, description="processes (one per GPU, or CPU processes) per node")
     num_nodes: int = Field(1, ge=1, description="machines; launch with torchrun or SLURM")
     strategy: Literal["auto", "ddp", "fsdp", "deepspeed"] = Field(

@@ -34,7 +34,12 @@ from nla_variants.checkpoint import (
     rebuilt,
     save_checkpoint,
 )
-from nla_variants.checks import check_checkpoint, check_tracking_uri, check_writable_dir
+from nla_variants.checks import (
+    check_checkpoint,
+    check_tracking_uri,
+    check_writable_dir,
+    preflight,
+)
 from nla_variants.config import ARSFTConfig, AVSFTConfig, SFTConfig, TrialConfig
 from nla_variants.core.vectors import mean_direction
 from nla_variants.data.prepare import prepare
@@ -68,7 +73,7 @@ from nla_variants.training.rl import (
     save_rl_checkpoint,
     steps_loader,
 )
-from nla_variants.training.strategy import check_strategy, lightning_strategy, world_size
+from nla_variants.training.strategy import lightning_strategy, world_size
 from nla_variants.training.warm_cache import WarmStartCache
 from nla_variants.training.warm_start import ARWarmStart, AVWarmStart, KeepBest, WarmStart
 
@@ -640,7 +645,8 @@ def trial_device(cfg: TrialConfig) -> torch.device:
 
 def check_trial_inputs(cfg: TrialConfig) -> None:
     """Everything that can be checked without a model or a dataset, before any stage runs and
-    before anything is written: output places, resume checkpoints, the tracking URI."""
+    before anything is written: output places, resume checkpoints, the tracking URI, and the
+    config against the target's config.json (`preflight`: devices, strategy, layer, variants)."""
     check_writable_dir(cfg.output_dir, "output_dir")
     if cfg.train.warm_start_cache:
         check_writable_dir(cfg.train.warm_start_cache, "train.warm_start_cache")
@@ -649,7 +655,7 @@ def check_trial_inputs(cfg: TrialConfig) -> None:
         check_checkpoint(resume, SIDECAR, f"train.{name}.resume_from")
     check_checkpoint(cfg.train.rl.resume_from, STATE, "train.rl.resume_from")
     check_tracking_uri(cfg.mlflow.tracking_uri)
-    check_strategy(cfg.train)
+    preflight(cfg)
 
 
 def run_trial(

@@ -245,12 +245,16 @@ def _extractor(ref: NLARef, settings: ExplainSettings, diff_model: str | None):
 
     source = resolve_model(ref.target)
     check_layer(ref.layer, source.num_layers, source.spec)
+    diff_spec = diff_model and resolve_finetune_spec(diff_model)  # never trains
+    if diff_spec:  # resolved here so that a missing one names where it came from
+        where = "--diff-model" if settings.diff_model else f"{ref.path}'s target.diff_model"
+        resolve_model(diff_spec, where)
     cfg = TargetConfig(
         model=ref.target,
         layer=ref.layer,
         precision=settings.precision,
         device=settings.device,
-        diff_model=diff_model and resolve_finetune_spec(diff_model),  # never trains
+        diff_model=diff_spec,
     )
     diff = resolve_diff_model(cfg, source)
     return lambda: load_extractor(cfg, diff, source)

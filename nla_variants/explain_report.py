@@ -3,12 +3,14 @@ stderr (stdout may carry the JSONL), and the outputs logged as artifacts of the 
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from nla_variants.checks import saved_tracking_uri
+from nla_variants.errors import NLAError, one_line
 from nla_variants.explain import ExplainResult, write_jsonl
+from nla_variants.masking import mask
 from nla_variants.pair import NLARef
 
 ARTIFACT_DIR = "explain"
@@ -42,18 +44,35 @@ def print_summary(result: ExplainResult, written: Sequence[Path]) -> None:
         console.print("written: " + ", ".join(str(p) for p in written))
 
 
+def run_tracking_uri(ref: NLARef) -> str | None:
+    """The tracking URI of the NLA's run as its config.yaml recorded it, ready to use: a `${VAR}`
+    reference expanded (the secret stays in the environment). A password masked when the run was
+    written cannot be used: an NLAError, which `nla explain --log-to-run` raises before any work."""
+    return saved_tracking_uri(
+        ref.detail["config"].mlflow.tracking_uri, f"{ref.path}/config.yaml: mlflow.tracking_uri"
+    )
+
+
 def log_to_run(ref: NLARef, result: ExplainResult, jsonl: Path | None, page: Path | None) -> None:
     """Log the JSONL (written to a temp file when it went to stdout) and the viewer under
     `explain/` in the NLA's MLflow run."""
     import mlflow
 
-    cfg = ref.detail["config"]
-    uri = os.path.expandvars(cfg.mlflow.tracking_uri) if cfg.mlflow.tracking_uri else None
-    client = mlflow.MlflowClient(uri)
-    with tempfile.TemporaryDirectory() as tmp:
-        if jsonl is None:
-            jsonl = Path(tmp) / "explanations.jsonl"
-            write_jsonl(jsonl, result.records)
-        for path in (jsonl, page):
-            if path is not None:
-                client.log_artifact(ref.path.name, str(path), ARTIFACT_DIR)
+    uri = run_tracking_uri(ref)
+    try:
+        client = mlflow.MlflowClient(uri)
+        with tempfile.TemporaryDirectory() as tmp:
+            if jsonl is None:
+                jsonl = Path(tmp) / "explanations.jsonl"
+                write_jsonl(jsonl, result.records)
+            for path in (jsonl, page):
+                if path is not None:
+                    client.log_artifact(ref.path.name, str(path), ARTIFACT_DIR)
+    except Exception as e:  # the server, its credentials or the run: one line, secrets masked
+        written = [str(p) for p in (jsonl, page) if p is not None and p.parent.exists()]
+        kept = f"; the outputs are kept in {', '.join(written)}" if written else ""
+        raise NLAError(
+            f"--log-to-run: cannot log to run {ref.path.name} at {mask(uri or 'the default store')}"
+            f" ({one_line(e)}){kept}",
+            "check the tracking server, its credentials and that the run is in it",
+        ) from None

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     import torch
     from pydantic import BaseModel
 
+    from nla_variants.registry import TargetDims
+
 
 @runtime_checkable
 class ActivationVerbalizer(Protocol):
@@ -133,6 +135,18 @@ class PrintsFlowchart(Protocol):
 
     def flowchart(self, mean: torch.Tensor | None = None) -> str:
         """The structure as text; `mean`: a reference direction (the training mean)."""
+        ...
+
+
+@runtime_checkable
+class ChecksTarget(Protocol):
+    """A variant *config* that can tell from the target's shape alone (config.json, no weights)
+    whether it can be built on it. `nla_variants.checks.preflight` calls it before a trial loads
+    anything and for every choice of a sweep's space, so an out-of-range value is one line
+    before any dataset or MLflow run, not a failure once the variant is built."""
+
+    def check_target(self, dims: TargetDims) -> None:
+        """Raise an NLAError naming the key (e.g. `av.injection.site`) and the valid range."""
         ...
 
 

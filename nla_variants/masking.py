@@ -42,6 +42,14 @@ def mask(text: str) -> str:
     return _QUERY.sub(_replace, _USERINFO.sub(_replace, text))
 
 
+def is_masked(text: str) -> bool:
+    """Whether `text` holds a password (or secret query value) that was masked when written:
+    such a URL cannot be used again, the secret is gone."""
+    return any(
+        m.group("secret") == MASK for pattern in (_USERINFO, _QUERY) for m in pattern.finditer(text)
+    )
+
+
 def mask_tree(obj: Any) -> Any:
     """A copy of nested dicts/lists with every string masked (configs before they are
     written or logged)."""

@@ -48,6 +48,16 @@ class BuildContext:
 
 
 @dataclass(frozen=True)
+class TargetDims:
+    """The target's shape as its config.json gives it, and the extraction layer: what a variant
+    config checks itself against before any weight loads (`ChecksTarget.check_target`)."""
+
+    num_layers: int
+    d_model: int
+    layer: int
+
+
+@dataclass(frozen=True)
 class Variant:
     kind: Kind
     name: str
@@ -178,6 +188,13 @@ class VariantSection(Mapping[str, Any]):
         """Instantiate the selected variant from the validated config."""
         variant, cfg = self.resolve()
         return _instantiate(variant, cfg, ctx)
+
+    def check_target(self, dims: TargetDims) -> None:
+        """The selected variant's config against the target's shape, if its config class has
+        that check (`nla_variants.interfaces.ChecksTarget`); an NLAError names the key."""
+        check = getattr(self.config, "check_target", None)
+        if callable(check):
+            check(dims)
 
     def as_dict(self) -> dict[str, Any]:
         """The keys as written (a copy of the top level)."""

@@ -131,15 +131,17 @@ def read_model_config(source: ModelSource) -> dict:
 
 
 @cache
-def resolve_model(spec: str) -> ModelSource:
+def resolve_model(spec: str, setting: str = "target.model") -> ModelSource:
     """Turn a config's `target.model` into a loadable, fingerprinted source (no weights loaded,
-    except the one-time GGUF conversion)."""
+    except the one-time GGUF conversion). `setting`: what errors call it (`--diff-model`, ...)."""
     spec = str(spec)
     path = Path(spec).expanduser()
     if spec == EMBEDDED or spec.endswith(".gguf"):
         gguf = embedded_gguf_path() if spec == EMBEDDED else path
         if not gguf.is_file():
-            raise NLAError(f"GGUF file {spec} does not exist", "give an existing .gguf path")
+            raise NLAError(
+                f"{setting}: GGUF file {spec} does not exist", "give an existing .gguf path"
+            )
         sha = _file_sha(gguf)
         out_dir = cache_root() / "models" / sha[:32]
         if not (out_dir / "config.json").is_file():
@@ -150,13 +152,16 @@ def resolve_model(spec: str) -> ModelSource:
     if path.is_dir():
         cfg = path / "config.json"
         if not cfg.is_file():
-            raise NLAError(f"{spec} has no config.json", "point target.model at a checkpoint dir")
+            raise NLAError(
+                f"{setting}: {spec} has no config.json", f"point {setting} at a checkpoint dir"
+            )
         weights = sorted(
             (p.name, p.stat().st_size) for p in path.iterdir() if p.suffix == ".safetensors"
         )
         if not weights:
             raise NLAError(
-                f"{spec} has no .safetensors weights (pickled checkpoints are not loaded)",
+                f"{setting}: {spec} has no .safetensors weights (pickled checkpoints are not "
+                "loaded)",
                 "save the model with safe_serialization=True",
             )
         layers, d = _read_dims(cfg)
@@ -169,7 +174,8 @@ def resolve_model(spec: str) -> ModelSource:
             cfg = AutoConfig.from_pretrained(spec)
         except OSError as e:
             raise NLAError(
-                f"model {spec!r} is neither a local path nor a loadable hub id ({type(e).__name__})",
+                f"{setting} {spec!r} is neither a local path nor a loadable hub id "
+                f"({type(e).__name__})",
                 "use 'embedded', a .gguf file, a local checkpoint dir, or a cached hub id",
             ) from e
         cfg = getattr(cfg, "text_config", cfg)
@@ -177,8 +183,13 @@ def resolve_model(spec: str) -> ModelSource:
         return ModelSource(
             spec, "hub", spec, f"hub:{spec}:{fp}", cfg.num_hidden_layers, cfg.hidden_size
         )
+    if path.exists():
+        raise NLAError(
+            f"{setting} {spec} is a file but not a .gguf model",
+            "use 'embedded', a .gguf file, a local checkpoint dir, or a hub id like org/name",
+        )
     raise NLAError(
-        f"target.model {spec!r} does not exist",
+        f"{setting} {spec!r} does not exist",
         "use 'embedded', a .gguf file, a local checkpoint dir, or a hub id like org/name",
     )
 

@@ -279,13 +279,16 @@ def test_trial_config_defaults_and_valid_overrides():
     assert av_cfg.finetune == "lora"
 
 
-def test_trial_config_template_without_slot_passes_validation():
-    # The {explanation} slot is only checked when the AR is built, not when the config loads.
-    cfg = load_config(None, TrialConfig, ["ar.template=no slot here"])
+def test_trial_config_template_without_slot_fails_at_load():
+    # The {explanation} slot is checked when the config loads, not once the AR is built (after
+    # a dataset and an MLflow run exist: issue 22).
+    with pytest.raises(NLAError, match=r"ar \(baseline\): template: .*\{explanation\}"):
+        load_config(None, TrialConfig, ["ar.template=no slot here"])
     # An override replaces the default section, so the variant key is absent (baseline implied).
-    assert cfg.ar == {"template": "no slot here"}
+    cfg = load_config(None, TrialConfig, ["ar.template=A {explanation} B"])
+    assert cfg.ar == {"template": "A {explanation} B"}
     variant, ar_cfg = variant_config("ar", cfg.ar)
-    assert variant.cls is BaselineAR and ar_cfg.template == "no slot here"
+    assert variant.cls is BaselineAR and ar_cfg.template == "A {explanation} B"
 
 
 # -- the typed sections of a trial ----------------------------------------------------------------

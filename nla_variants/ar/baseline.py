@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from nla_variants.config import Strict
@@ -29,6 +29,13 @@ class BaselineARConfig(Strict):
         "Notes on what a language model is thinking:\n{explanation}\nThe model's hidden state:"
     )
     max_explanation_tokens: int = Field(128, ge=8)
+
+    @field_validator("template")
+    @classmethod
+    def _explanation_slot(cls, template: str) -> str:
+        if template.count(EXPLANATION_SLOT) != 1:
+            raise ValueError(f"the AR template must contain {EXPLANATION_SLOT} exactly once")
+        return template
 
 
 @register_ar("baseline", BaselineARConfig)

@@ -31,7 +31,7 @@ from torch import nn
 from nla_variants.ar.baseline import BaselineAR, BaselineARConfig
 from nla_variants.errors import NLAError
 from nla_variants.large_models import resolve_finetune
-from nla_variants.registry import BuildContext, register_ar
+from nla_variants.registry import BuildContext, TargetDims, register_ar
 from nla_variants.target import decoder_parts
 
 
@@ -46,6 +46,19 @@ class SmallARConfig(BaselineARConfig):
     lora_r: int = Field(8, ge=1)
     lora_alpha: float = Field(16.0, gt=0)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
+
+    def check_target(self, dims: TargetDims) -> None:
+        """The blocks kept are blocks that made the vector; a narrow head is narrower than d."""
+        if self.n_layers is not None and self.n_layers > dims.layer:
+            raise NLAError(
+                f"ar.n_layers={self.n_layers} is more than the extraction layer {dims.layer}",
+                f"use 1..{dims.layer} (the small AR keeps at most the blocks that made the vector)",
+            )
+        if self.head != "identity" and self.head_rank >= dims.d_model:
+            raise NLAError(
+                f"ar.head_rank={self.head_rank} is not below d_model={dims.d_model}",
+                f"use a rank below {dims.d_model}, or head: identity",
+            )
 
 
 class LowRankHead(nn.Module):
@@ -104,24 +117,15 @@ class SmallAR(BaselineAR):
     def __init__(self, cfg: SmallARConfig, ctx: BuildContext) -> None:
         # `auto` resolved and kept resolved: checkpoints and exports rebuild what was built
         cfg = cfg.model_copy(update={"finetune": resolve_finetune(cfg.finetune, ctx.source)})
+        cfg.check_target(TargetDims(ctx.source.num_layers, ctx.d_model, ctx.layer))
         super().__init__(cfg, ctx)
         d = ctx.d_model
         n = ctx.layer if cfg.n_layers is None else cfg.n_layers
-        if n > ctx.layer:
-            raise NLAError(
-                f"ar.n_layers={n} is more than the extraction layer {ctx.layer}",
-                f"use 1..{ctx.layer} (the small AR keeps at most the blocks that made the vector)",
-            )
         _, blocks, _ = decoder_parts(self.backbone)
         setattr(self.backbone, blocks, nn.ModuleList(list(getattr(self.backbone, blocks))[:n]))
         self.n_blocks = n
 
         if cfg.head != "identity":
-            if cfg.head_rank >= d:
-                raise NLAError(
-                    f"ar.head_rank={cfg.head_rank} is not below d_model={d}",
-                    f"use a rank below {d}, or head: identity",
-                )
             self.head = (LowRankHead if cfg.head == "lowrank" else BottleneckHead)(d, cfg.head_rank)
 
         self._drop = nn.Dropout(cfg.dropout)

@@ -15,7 +15,7 @@ from functools import cached_property
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
@@ -26,7 +26,7 @@ from nla_variants.core.sampling import SeededSampling, rollout_seeds
 from nla_variants.core.text import CLOSE_TAG, extract_explanation, wrap_explanation
 from nla_variants.errors import NLAError
 from nla_variants.large_models import resolve_finetune
-from nla_variants.registry import BuildContext, register_av
+from nla_variants.registry import BuildContext, TargetDims, register_av
 from nla_variants.target import autocast_context, load_lm
 
 PLACEHOLDER_SLOT = "{placeholder}"
@@ -59,6 +59,26 @@ class BaselineAVConfig(Strict):
     placeholder: str | None = Field(
         None, description="the placeholder string (an imported NLA's); None: chosen automatically"
     )
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_slot(cls, prompt: str) -> str:
+        if prompt.count(PLACEHOLDER_SLOT) != 1:
+            raise ValueError(
+                f"the AV prompt must contain {PLACEHOLDER_SLOT} exactly once (where the vector "
+                f"enters), found {prompt.count(PLACEHOLDER_SLOT)}"
+            )
+        return prompt
+
+    def check_target(self, dims: TargetDims) -> None:
+        """The injection site and the frozen blocks fit the AV, a copy of the whole target."""
+        self.injection.check_target(dims.num_layers)
+        if self.frozen_blocks >= dims.num_layers:
+            raise NLAError(
+                f"av.frozen_blocks {self.frozen_blocks} leaves none of the target's "
+                f"{dims.num_layers} blocks to train",
+                f"use at most {dims.num_layers - 1}",
+            )
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from nla_variants.config import Strict
@@ -43,6 +43,28 @@ class InjectionConfig(Strict):
     mode: Literal["replace", "add"] = "replace"
     scale: Scale = Field("data", description="a number, sqrt_d, data, embed or match")
     center: Literal["none", "mean", "standardize"] = "none"
+
+    @field_validator("site")
+    @classmethod
+    def _site(cls, site: str | int) -> str | int:
+        if isinstance(site, int) and site < 0:
+            raise ValueError(f"{site} is not a block: use 'embedding' or a block k >= 1")
+        return site
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, scale: Scale) -> Scale:
+        if isinstance(scale, int | float) and scale <= 0:
+            raise ValueError(f"{scale} must be positive (or sqrt_d, data, embed, match)")
+        return scale
+
+    def check_target(self, num_layers: int) -> None:
+        """The site is a block of an AV with `num_layers` blocks (the whole target)."""
+        if self.block >= num_layers:
+            raise NLAError(
+                f"av.injection.site {self.site} is outside the target's {num_layers} blocks",
+                f"use 'embedding' or a block between 1 and {num_layers - 1}",
+            )
 
     @property
     def block(self) -> int:

@@ -509,6 +509,7 @@ class SweepRunner:
     # run --------------------------------------------------------------------------------------
 
     def run(self) -> optuna.Study:
+        self.sweep.validate_space(against_target=True)  # every choice, before anything is written
         check_tracking_uri(self.tracking_uri)
         if self.tracking_uri:
             mlflow.set_tracking_uri(os.path.expandvars(self.tracking_uri))

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from nla_variants.checks import preflight
 from nla_variants.config import (
     Strict,
     TrialConfig,
@@ -276,9 +277,13 @@ class Sweep:
         """As written (a `${VAR}` is expanded only where it is used)."""
         return self.cfg.mlflow.tracking_uri or get_dotted(self.base, "mlflow.tracking_uri")
 
-    def validate_space(self) -> None:
-        """Materialise a trial config at every corner of every parameter (with its `when`
-        conditions set), so an unknown key, variant or value fails now, in one line."""
+    def validate_space(self, against_target: bool = False) -> None:
+        """Materialise a trial config at every corner of every parameter (every choice, the
+        bounds of a range; with its `when` conditions set), so an unknown key, variant or value
+        fails now, in one line. `against_target`: also check each against the target's
+        config.json (`checks.preflight`: layer, injection site, devices, strategy, ...), which
+        resolves the model: the runner does it before the first trial, so a choice that would
+        fail every trial it is drawn in stops the sweep before anything is written."""
         if not self.cfg.space:
             raise NLAError(
                 f"sweep {self.cfg.name}: the search space is empty",
@@ -288,12 +293,25 @@ class Sweep:
             conditions = {k: (v[0] if isinstance(v, list) else v) for k, v in p.when.items()}
             for value in p.corners():
                 try:
-                    self.trial_config({**conditions, name: value})
+                    cfg = self.trial_config({**conditions, name: value})
+                    if against_target:
+                        preflight(cfg)
                 except NLAError as e:
+                    if against_target and self._base_problem() == e.problem:
+                        raise NLAError(f"sweep base trial: {e.problem}", e.fix) from None
                     raise NLAError(
                         f"search space {name}={value!r}: {e.problem.removeprefix('config error: ')}",
                         e.fix,
                     ) from None
+
+    def _base_problem(self) -> str | None:
+        """What the target check finds wrong with the base trial itself, if anything: a choice
+        that fails alike is the base's fault, and the error should say so."""
+        try:
+            preflight(self.trial_config({}))
+        except NLAError as e:
+            return e.problem
+        return None
 
     def grid_space(self) -> dict[str, list[Any]]:
         return {name: p.grid(name) for name, p in self.cfg.space.items()}

@@ -35,7 +35,7 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from nla_variants.checks import check_writable_dir
-from nla_variants.config import CorpusConfig, PrepareConfig, Strict
+from nla_variants.config import CorpusConfig, Device, PrepareConfig, Strict
 from nla_variants.core.padding import pad_right
 from nla_variants.data.corpus import load_corpus, manifest_hash
 from nla_variants.data.diffing import FINETUNE_META, FINETUNE_SPEC_PREFIX
@@ -81,7 +81,7 @@ class FinetuneConfig(Strict):
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="autocast dtype; auto: bf16 on CUDA and bf16-capable CPUs"
     )
-    device: str | None = None
+    device: Device = None
     root: str | None = Field(None, description="output root; None: $NLA_CACHE_DIR/finetuned")
 
 
@@ -196,7 +196,7 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 def _plan(cfg: FinetuneConfig) -> _Plan:
     """The content address and output dir of `cfg` (base weights hashed, documents selected)."""
-    source = resolve_model(cfg.model)
+    source = resolve_model(cfg.model, "model")
     docs = _select(cfg)
     device = torch.device(cfg.device) if cfg.device else default_device()
     dtype = resolve_precision(cfg.precision, device)
@@ -285,9 +285,13 @@ def resolve_finetune_spec(spec: str) -> str:
 
 def with_built_diff_model(cfg: PrepareConfig) -> PrepareConfig:
     """`cfg` with a `finetune:PATH.yaml` target.diff_model replaced by the checkpoint dir it names
-    (see resolve_finetune_spec), so `prepare` gets the second model as an input."""
+    (see resolve_finetune_spec), so `prepare` gets the second model as an input. The model is
+    resolved here, so a missing one is an error that names target.diff_model."""
     spec = cfg.target.diff_model
-    if spec is None or not spec.startswith(FINETUNE_SPEC_PREFIX):
+    if spec is None:
+        return cfg
+    if not spec.startswith(FINETUNE_SPEC_PREFIX):
+        resolve_model(spec, "target.diff_model")
         return cfg
     target = cfg.target.model_copy(update={"diff_model": resolve_finetune_spec(spec)})
     return cfg.model_copy(update={"target": target})
