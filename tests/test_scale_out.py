@@ -4,9 +4,13 @@ process trains on the same global batch, and resumes exactly on them.
 The multi-process tests run `nla train` through `tests/scripts/closing_train.py` (the tiny
 model never closes its explanation tag; the script closes some rollouts on every rank, as the
 `closing` fixture does in-process), so RL has rewards that vary and gradients that move.
-Tolerance: every weight within 5e-5 of the one-process run. RL moves the weights by ~2e-3
-there (two steps at lr 1e-3), so a wrongly weighted or unreduced gradient shows at 1e-4 or more,
-while float sums over batches of a different shape differ by ~1e-6.
+What must agree is the gradient of every optimiser step (the script records them): within 1e-3
+of the one-process gradient in relative L2 norm. Float sums over batches of another shape part
+them by ~1e-7 (up to ~1e-4 in RL's policy gradient, a sum of advantage-weighted terms that
+cancel), while a share weighted wrongly or left unreduced is off by ~1e-1. Weights are not
+compared element by element: Adam turns rounding noise in a near-zero gradient into a whole
+step (~lr) in a few elements, by an amount that depends on the CPU's kernels; the RL update as a
+whole must agree within 1e-2 (relative L2; ~5e-4 seen).
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ from nla_variants.training.strategy import check_strategy
 
 SCRIPT = Path(__file__).parent / "scripts" / "closing_train.py"
 PACKAGE = Path(__file__).parents[1] / "nla_variants"
-TOLERANCE = 5e-5
+GRAD_TOLERANCE = 1e-3
+UPDATE_TOLERANCE = 1e-2
 PARTS = ("av_checkpoint", "ar_checkpoint", "rl_checkpoint/av", "rl_checkpoint/ar")
 
 
@@ -204,8 +209,9 @@ RL = {
 }
 
 
-def nla_train(tmp: Path, model_dir: Path, *overrides: str) -> Path:
-    """`nla train` (through the closing script) in its own directory; returns the run dir."""
+def nla_train(tmp: Path, model_dir: Path, *overrides: str, gradients: Path | None = None) -> Path:
+    """`nla train` (through the closing script) in its own directory; returns the run dir.
+    `gradients`: where rank 0 writes every optimiser step's gradients."""
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "trial.yaml").write_text(yaml.safe_dump(tiny_trial_config(tmp, model_dir, **RL)))
     before = set((tmp / "runs").iterdir()) if (tmp / "runs").is_dir() else set()
@@ -218,7 +224,12 @@ def nla_train(tmp: Path, model_dir: Path, *overrides: str) -> Path:
         timeout=600,
         # one thread per process on both sides: float sums in another order can flip a
         # near-tie sampled token, and then the runs legitimately part by ~lr
-        env={**os.environ, "PYTHONPATH": str(PACKAGE.parent), "OMP_NUM_THREADS": "1"},
+        env={
+            **os.environ,
+            "PYTHONPATH": str(PACKAGE.parent),
+            "OMP_NUM_THREADS": "1",
+            **({"NLA_TEST_GRADIENTS": str(gradients)} if gradients else {}),
+        },
     )
     errors = [line for line in done.stderr.splitlines() if "Error" in line or "error:" in line]
     assert done.returncode == 0, f"exit {done.returncode}: {errors[-5:]} {done.stderr[-1500:]}"
@@ -230,8 +241,31 @@ def weights(run: Path, parts: tuple[str, ...] = PARTS) -> dict[str, dict[str, to
     return {part: load_file(run / part / "weights.safetensors") for part in parts}
 
 
-def max_diff(a: dict, b: dict) -> float:
-    return max(float((a[p][k] - b[p][k]).abs().max()) for p in PARTS for k in a[p])
+def flat(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.cat([tensors[k].flatten() for k in sorted(tensors)])
+
+
+def relative_error(want: torch.Tensor, got: torch.Tensor) -> float:
+    return float((got - want).norm() / want.norm())
+
+
+def gradient_errors(one: Path, two: Path) -> list[float]:
+    """Per optimiser step (warm starts, then RL's two optimisers in turn): the relative L2
+    error of the second launch's gradient against the first's."""
+    steps = sorted(p.name for p in one.iterdir())
+    assert steps and steps == sorted(p.name for p in two.iterdir()), "different optimiser steps"
+    errors = []
+    for name in steps:
+        a, b = load_file(one / name), load_file(two / name)
+        assert a.keys() == b.keys(), f"{name}: different parameters have gradients"
+        errors.append(relative_error(flat(a), flat(b)))
+    return errors
+
+
+def rl_update(run: dict, part: str) -> torch.Tensor:
+    """What RL changed in `part` (av or ar), as one vector."""
+    warm = run[f"{part}_checkpoint"]
+    return flat({k: run[f"rl_checkpoint/{part}"][k] - warm[k] for k in warm})
 
 
 def rl_history(run: Path, key: str) -> list[float]:
@@ -243,19 +277,21 @@ def rl_history(run: Path, key: str) -> list[float]:
 def two_process_run(tmp_path_factory, tiny_model_dir) -> Path:
     """The issue's command: `nla train CONFIG --set train.devices=2 --set train.strategy=ddp`."""
     tmp = tmp_path_factory.mktemp("ddp2")
-    return nla_train(tmp, tiny_model_dir, "train.devices=2", "train.strategy=ddp")
+    two = ("train.devices=2", "train.strategy=ddp")
+    return nla_train(tmp, tiny_model_dir, *two, gradients=tmp / "gradients")
 
 
 @pytest.mark.integration
 def test_two_processes_train_what_one_process_trains(tmp_path, tiny_model_dir, two_process_run):
-    one = nla_train(tmp_path / "one", tiny_model_dir)
+    one = nla_train(tmp_path / "one", tiny_model_dir, gradients=tmp_path / "gradients")
+    errors = gradient_errors(tmp_path / "gradients", two_process_run.parents[1] / "gradients")
+    assert len(errors) == 3 + 3 + 2 * 2, "3 AV and 3 AR warm-start steps, then 2 RL steps of two"
+    assert max(errors) < GRAD_TOLERANCE, [f"{e:.1e}" for e in errors]
     a, b = weights(one), weights(two_process_run)
-    moved = max(
-        float((a["rl_checkpoint/av"][k] - a["av_checkpoint"][k]).abs().max())
-        for k in a["av_checkpoint"]
-    )
-    assert moved > 20 * TOLERANCE, "RL must move the AV for the comparison to mean anything"
-    assert max_diff(a, b) < TOLERANCE
+    for part in ("av", "ar"):
+        want = rl_update(a, part)
+        assert float(want.abs().max()) > 1e-4, f"RL must move the {part} for this to mean anything"
+        assert relative_error(want, rl_update(b, part)) < UPDATE_TOLERANCE, part
     for key in ("rl/loss/policy", "rl/kl", "rl/reward/mean", "rl/tag_failure_rate"):
         assert rl_history(two_process_run, key) == pytest.approx(rl_history(one, key), abs=1e-5)
     client = MlflowClient(f"sqlite:///{two_process_run.parents[1]}/mlflow.db")
