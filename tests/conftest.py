@@ -18,6 +18,17 @@ from nla_variants.testing import make_tiny_model, tiny_trial_config, write_tiny_
 if TYPE_CHECKING:
     import optuna
 
+# pytest's per-test timeout is a hang guard, never a speed test: pyproject.toml's 900 s for unit
+# tests (seconds each), this for integration tests (the slowest takes minutes on a quiet 2-core
+# machine, a few times that beside a training job).
+INTEGRATION_TIMEOUT_S = 3600
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("integration") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(INTEGRATION_TIMEOUT_S))
+
 
 @pytest.fixture(scope="session")
 def embedded_dir() -> Path:

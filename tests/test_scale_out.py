@@ -221,7 +221,7 @@ def nla_train(tmp: Path, model_dir: Path, *overrides: str, gradients: Path | Non
         cwd=tmp,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=3000,  # a hang guard below pytest's (conftest): kills the launch
         # one thread per process on both sides: float sums in another order can flip a
         # near-tie sampled token, and then the runs legitimately part by ~lr
         env={
@@ -345,7 +345,7 @@ def test_a_sweep_whose_trials_span_two_processes(tmp_path, tiny_model_dir):
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=3000,  # a hang guard below pytest's (conftest): kills the launch
         env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)},
     )
     assert done.returncode == 0, done.stderr[-3000:]
