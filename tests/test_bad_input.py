@@ -7,27 +7,30 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from nla_variants.checks import check_tracking_uri
-from nla_variants.cli import main
-from nla_variants.config import set_dotted
+from nla_variants.checks import check_tracking_uri, preflight
+from nla_variants.cli import build_parser, main
+from nla_variants.config import TrialConfig, set_dotted
 from nla_variants.errors import NLAError, one_line
 from nla_variants.masking import MaskingFilter, mask, mask_tree
+from nla_variants.testing import tiny_trial_config
 
 SECRET = "pw-7f3a91c2-do-not-log"
 
 
-def files_under(root: Path) -> set[Path]:
-    return {p for p in root.rglob("*")}
+def files_under(*roots: Path) -> set[Path]:
+    return {p for root in roots for p in root.rglob("*")}
 
 
-def run_bad(argv: list[str], capsys, root: Path) -> str:
-    """Run the CLI on bad input: exit 2, one line with a fix, nothing new under `root`."""
-    before = files_under(root)
+def run_bad(argv: list[str], capsys, *roots: Path) -> str:
+    """Run the CLI on bad input: exit 2, one line with a fix, nothing new under any of `roots`."""
+    before = files_under(*roots)
     try:
         code = main(argv)
     except SystemExit as e:  # argparse's own errors
@@ -35,7 +38,7 @@ def run_bad(argv: list[str], capsys, root: Path) -> str:
     err = capsys.readouterr().err.strip()
     assert code == 2, err
     assert err.startswith("nla: error: ") and "\n" not in err and "(fix: " in err, err
-    assert files_under(root) == before, sorted(map(str, files_under(root) - before))
+    assert files_under(*roots) == before, sorted(map(str, files_under(*roots) - before))
     return err
 
 
@@ -238,3 +241,263 @@ def test_every_error_and_log_path_masks(caplog):
     with caplog.at_level(logging.INFO, "test-masking"):
         logger.info("connecting to %s", url)
     assert SECRET not in caplog.text and "nla:***@db" in caplog.text
+
+
+# -- devices, prompts and values the target's config.json rules out (issue 22, item 4) ----------
+
+TEXT = "The harbor lights came on one by one, and the boats turned for home."
+NO_DEVICE = "cuda:99"  # no machine here has a 100th GPU (and most have none)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_model_dir, trained_run) -> Path:
+    """A finished tiny run, outside each test's watched directory."""
+    return trained_run(tmp_path_factory.mktemp("bad-input-run"), tiny_model_dir)
+
+
+@pytest.mark.parametrize(
+    ("command", "override", "needle"),
+    [
+        ("prepare", "target.device=tpu9", "target.device: 'tpu9' is not a device"),
+        ("train", "train.device=tpu9", "train.device: 'tpu9' is not a device"),
+        ("train", "data.target.device=tpu9", "data.target.device: 'tpu9' is not a device"),
+        ("prepare", f"target.device={NO_DEVICE}", f"target.device {NO_DEVICE}: this machine has"),
+        ("train", f"train.device={NO_DEVICE}", f"train.device {NO_DEVICE}: this machine has"),
+    ],
+)
+def test_a_device_this_machine_lacks_is_one_line_before_anything_loads(
+    inputs, capsys, command, override, needle
+):
+    config = inputs / ("prepare.yaml" if command == "prepare" else "trial.yaml")
+    err = run_bad([command, str(config), "--set", override], capsys, inputs)
+    assert needle in err and "use cpu" in err
+
+
+@pytest.mark.parametrize("command", ["explain", "evaluate"])
+@pytest.mark.parametrize("device", ["tpu9", NO_DEVICE])
+def test_a_device_flag_this_machine_lacks_is_one_line(inputs, capsys, run_dir, command, device):
+    extra = ["--text", TEXT] if command == "explain" else []
+    err = run_bad([command, str(run_dir), *extra, "--device", device], capsys, inputs, run_dir)
+    assert err.startswith(f"nla: error: --device {device!r}" if device == "tpu9" else "nla: err")
+    assert "is not a device" in err if device == "tpu9" else "this machine has" in err
+
+
+def test_an_av_prompt_without_its_placeholder_is_refused_at_load(inputs, capsys):
+    err = run_bad(
+        ["train", str(inputs / "trial.yaml"), "--set", "av.prompt=Explain."], capsys, inputs
+    )
+    assert "av (baseline): prompt" in err and "{placeholder} exactly once" in err
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["av.injection.site=40"], "av.injection.site 40 is outside the target's 4 blocks"),
+        (["av.injection.site=-2"], "injection.site: -2 is not a block"),
+        (["av.injection.scale=-3"], "injection.scale: -3.0 must be positive"),
+        (["av.frozen_blocks=30"], "av.frozen_blocks 30 leaves none of the target's 4 blocks"),
+        (
+            ["ar.variant=small", "ar.n_layers=25"],
+            "ar.n_layers=25 is more than the extraction layer 2",
+        ),
+        (
+            ["ar.variant=small", "ar.head=lowrank", "ar.head_rank=64"],
+            "ar.head_rank=64 is not below d_model=64",
+        ),
+    ],
+)
+def test_values_the_target_rules_out_fail_before_any_dataset_or_run(
+    inputs, capsys, overrides, needle
+):
+    """Known from the config and the target's config.json: refused before the dataset is built
+    and before an MLflow run exists (they used to fail ~10 s in, or after the AV warm start)."""
+    sets = [arg for o in overrides for arg in ("--set", o)]
+    err = run_bad(["train", str(inputs / "trial.yaml"), *sets], capsys, inputs)
+    assert needle in err
+    assert not (inputs / "datasets").exists() and not (inputs / "mlflow.db").exists()
+
+
+def test_preflight_is_the_one_check_of_a_trial_against_its_target(tmp_path, tiny_model_dir):
+    """What `nla train` and sweeps call: each variant config's own check, the layer, devices."""
+    good = tiny_trial_config(tmp_path, tiny_model_dir)
+    preflight(TrialConfig.model_validate(good))
+    for key, value, needle in [
+        ("av.injection.site", 4, "av.injection.site 4"),
+        ("data.target.layer", 4, "target.layer 4 is outside 1..3"),
+        ("train.strategy", "fsdp", "train.strategy fsdp is not supported"),
+    ]:
+        bad = tiny_trial_config(tmp_path, tiny_model_dir, **{key: value})
+        with pytest.raises(NLAError, match=re.escape(needle)):
+            preflight(TrialConfig.model_validate(bad))
+
+
+# -- sweeps: every choice is checked before the first trial ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("space", "needle"),
+    [
+        (
+            {"av.injection.site": {"choices": [1, 99]}},
+            "search space av.injection.site=99: av.injection.site 99 is outside",
+        ),
+        (
+            {"train.strategy": {"choices": ["auto", "fsdp"]}},
+            "search space train.strategy='fsdp': train.strategy fsdp is not supported",
+        ),
+        (  # the bounds of a numeric range
+            {"av.frozen_blocks": {"low": 0, "high": 8, "type": "int"}},
+            "search space av.frozen_blocks=8: av.frozen_blocks 8 leaves none",
+        ),
+        (
+            {"data.target.layer": {"choices": [2, 99]}},
+            "search space data.target.layer=99: target.layer 99 is outside",
+        ),
+    ],
+)
+def test_a_sweep_choice_that_would_fail_every_trial_stops_the_sweep_first(
+    tmp_path, tiny_model_dir, capsys, monkeypatch, sweep_yaml, space, needle
+):
+    monkeypatch.chdir(tmp_path)
+    path = sweep_yaml(tmp_path, tiny_model_dir, space=space)
+    err = run_bad(["sweep", str(path)], capsys, tmp_path)
+    assert needle in err
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_sweep_whose_base_the_target_rules_out_names_the_base(
+    tmp_path, tiny_model_dir, capsys, monkeypatch, sweep_yaml, trial_config
+):
+    monkeypatch.chdir(tmp_path)
+    path = sweep_yaml(tmp_path, tiny_model_dir)
+    trial_config(tmp_path, tiny_model_dir, **{"av.frozen_blocks": 9})  # the sweep's base
+    err = run_bad(["sweep", str(path)], capsys, tmp_path)
+    assert "sweep base trial: av.frozen_blocks 9 leaves none" in err
+
+
+# -- explain --log-to-run and the run's tracking URI ----------------------------------------------
+
+
+def _copy_run(run_dir: Path, tmp: Path, tracking_uri: str) -> Path:
+    """The run under `tmp` (same id) with its config.yaml recording `tracking_uri`."""
+    copy = tmp / "runs" / run_dir.name
+    shutil.copytree(run_dir, copy)
+    cfg = yaml.safe_load((copy / "config.yaml").read_text())
+    cfg["mlflow"]["tracking_uri"] = tracking_uri
+    (copy / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("uri", "needle", "fix"),
+    [
+        (  # what a run trained with a literal password records: the password is gone
+            "postgresql://nla:***@127.0.0.1:1/mlflow",
+            "was written with its password masked",
+            "write the password as ${VAR} in mlflow.tracking_uri",
+        ),
+        (
+            "postgresql://nla:${NLA_TEST_UNSET_PASSWORD}@127.0.0.1:1/mlflow",
+            "uses ${NLA_TEST_UNSET_PASSWORD}, which is not set",
+            "export NLA_TEST_UNSET_PASSWORD",
+        ),
+    ],
+)
+def test_log_to_run_with_an_unusable_tracking_uri_fails_before_any_work(
+    inputs, capsys, run_dir, monkeypatch, uri, needle, fix
+):
+    """It used to explain everything first and then fail to authenticate (a long traceback)."""
+    monkeypatch.delenv("NLA_TEST_UNSET_PASSWORD", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run = _copy_run(run_dir, inputs, uri)
+    out = inputs / "out.jsonl"
+    argv = ["explain", str(run), "--text", TEXT, "--out", str(out), "--log-to-run"]
+    err = run_bad([*argv, "--device", "cpu", "-q"], capsys, inputs, run_dir)
+    assert needle in err and f"(fix: {fix}" in err
+    assert not out.exists()
+
+
+def test_log_to_run_reuses_a_tracking_uri_written_as_an_env_reference(
+    inputs, capsys, run_dir, monkeypatch
+):
+    """A URI written with `${VAR}` is kept as written and expanded only where it is used."""
+    monkeypatch.setenv("NLA_TEST_MLFLOW_DIR", str(run_dir.parent.parent))
+    run = _copy_run(run_dir, inputs, "sqlite:///${NLA_TEST_MLFLOW_DIR}/mlflow.db")
+    argv = ["explain", str(run), "--text", TEXT, "--positions", "0", "--log-to-run"]
+    assert main([*argv, "--max-new-tokens", "8", "--device", "cpu", "-q"]) == 0
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{run_dir.parent.parent}/mlflow.db")
+    assert [Path(a.path).name for a in client.list_artifacts(run.name, "explain")] == [
+        "explanations.jsonl"
+    ]
+
+
+# -- messages that name the right thing ------------------------------------------------------------
+
+
+def test_a_missing_diff_model_is_named_as_such(inputs, capsys, run_dir):
+    err = run_bad(
+        ["explain", str(run_dir), "--text", TEXT, "--diff-model", str(inputs / "no-model")],
+        capsys,
+        inputs,
+        run_dir,
+    )
+    assert f"--diff-model '{inputs / 'no-model'}' does not exist" in err
+    assert "target.model" not in err
+    config = edited(inputs, "prepare.yaml", "p.yaml", "target.diff_model", "/no/such/model")
+    err = run_bad(["prepare", config], capsys, inputs)
+    assert "target.diff_model '/no/such/model' does not exist" in err
+    assert "target.model '" not in err
+
+
+def test_a_config_path_that_is_a_directory_says_so(inputs, capsys):
+    (inputs / "configs").mkdir()
+    for command in ("prepare", "train", "finetune", "sweep"):
+        err = run_bad([command, str(inputs / "configs")], capsys, inputs)
+        assert f"{inputs / 'configs'} is a directory" in err and "YAML file" in err
+    sweep = write(inputs, "sweep.yaml", {"name": "s", "base": "configs", "n_trials": 1})
+    err = run_bad(["sweep", sweep], capsys, inputs)
+    assert f"sweep base config {inputs / 'configs'} is a directory" in err
+
+
+# -- every command has its bad input ----------------------------------------------------------------
+
+
+def test_compare_of_something_that_is_no_sweep(inputs, capsys):
+    err = run_bad(["compare", str(inputs / "no-sweep")], capsys, inputs)
+    assert "no-sweep is neither a sweep config nor a sweep directory" in err
+
+
+def test_export_refuses_contradicting_flags_before_loading(inputs, capsys, run_dir, monkeypatch):
+    from nla_variants import loading
+
+    monkeypatch.setattr(loading, "load", lambda *a, **k: pytest.fail("weights were loaded"))
+    out = inputs / "export"
+    argv = ["export", str(run_dir), str(out), "--layout", "public", "--lora", "adapter"]
+    err = run_bad(argv, capsys, inputs, run_dir)
+    assert "--lora adapter with --layout public" in err and not out.exists()
+
+
+def test_evaluate_with_too_few_samples(inputs, capsys, run_dir):
+    err = run_bad(["evaluate", str(run_dir), "--samples", "1"], capsys, inputs, run_dir)
+    assert "--samples 1 is below 2" in err
+
+
+# one bad-input test through `main([...])` per command (one line, exit 2, nothing written)
+BAD_INPUT_TEST_OF = {
+    "prepare": test_a_config_that_is_not_utf8,
+    "train": test_values_the_target_rules_out_fail_before_any_dataset_or_run,
+    "finetune": test_paths_under_a_regular_file,
+    "sweep": test_a_sweep_choice_that_would_fail_every_trial_stops_the_sweep_first,
+    "compare": test_compare_of_something_that_is_no_sweep,
+    "explain": test_a_missing_diff_model_is_named_as_such,
+    "evaluate": test_evaluate_with_too_few_samples,
+    "export": test_export_refuses_contradicting_flags_before_loading,
+}
+
+
+def test_every_command_has_a_bad_input_test():
+    """A new `nla` subcommand needs its bad-input test here (and an entry above)."""
+    (sub,) = [a for a in build_parser()._actions if a.dest == "command"]
+    assert set(sub.choices) == set(BAD_INPUT_TEST_OF)

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from nla_variants.cli import main
-from nla_variants.config import TrialConfig, load_config
+from nla_variants.config import TrialConfig, get_dotted, load_config
 from nla_variants.sweeps import runner as sweep_mod
 from nla_variants.sweeps.report import rows, to_csv
 from nla_variants.sweeps.runner import SweepRunner, aggregate
@@ -123,36 +123,69 @@ def test_rerunning_a_finished_sweep_repeats_nothing(swept, study_of):
     assert [(t.number, t.values) for t in study_of(tmp).trials] == before
 
 
+def failing_for(monkeypatch, key: str, value) -> None:
+    """Trials whose config has `key` (dotted) == `value` fail inside run_trial, as a failure no
+    check before the trial can foresee (a value the target rules out is refused up front)."""
+    real = sweep_mod.run_trial
+
+    def run_trial(cfg, *args, **kwargs):
+        if get_dotted(cfg.model_dump(mode="json"), key) == value:
+            raise RuntimeError(f"boom: {key}={value} broke mid-trial")
+        return real(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_mod, "run_trial", run_trial)
+
+
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(
-    tmp_path, tiny_model_dir, study_of, sweep_yaml
+    tmp_path, tiny_model_dir, study_of, sweep_yaml, monkeypatch
 ):
+    failing_for(monkeypatch, "train.rl.kl_coef", 0.5)
     path = sweep_yaml(
         tmp_path,
         tiny_model_dir,
-        space={"data.target.layer": {"choices": [2, 99]}},
+        space={"train.rl.kl_coef": {"choices": [0.05, 0.5]}},
         sampler={"kind": "grid"},
         n_trials=None,
     )
     assert main(["sweep", str(path), "-q"]) == 0
     assert len(study_of(tmp_path).trials) == 2  # a failure counts: no endless resampling
-    trials = {t.params["data.target.layer"]: t for t in study_of(tmp_path).trials}
-    assert trials[2].state == TrialState.COMPLETE
-    assert trials[99].state == TrialState.FAIL
-    assert "layer" in trials[99].user_attrs["error"]
+    trials = {t.params["train.rl.kl_coef"]: t for t in study_of(tmp_path).trials}
+    assert trials[0.05].state == TrialState.COMPLETE
+    assert trials[0.5].state == TrialState.FAIL
+    assert "boom" in trials[0.5].user_attrs["error"]
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    run = MlflowClient().get_run(trials[99].user_attrs["mlflow_run_ids"][0])
+    run = MlflowClient().get_run(trials[0.5].user_attrs["mlflow_run_ids"][0])
     assert run.info.status == "FAILED"
-    assert run.data.tags["nla.state"] == "FAILED" and "layer" in run.data.tags["nla.error"]
+    assert run.data.tags["nla.state"] == "FAILED" and "boom" in run.data.tags["nla.error"]
 
     # after "fixing" the cause, --retry-failed queues the failed configuration once more
     assert main(["sweep", str(path), "-q", "--retry-failed"]) == 0
     trials = study_of(tmp_path).trials
     assert len(trials) == 3
-    assert trials[2].params == {"data.target.layer": 99}
+    assert trials[2].params == {"train.rl.kl_coef": 0.5}
     failed = next(t for t in trials[:2] if t.state == TrialState.FAIL)
     assert trials[2].user_attrs["retry_of"] == failed.number
     assert main(["sweep", str(path), "-q"]) == 0  # nothing left to do: nothing new runs
     assert len(study_of(tmp_path).trials) == 3
+
+
+def test_a_sweep_where_no_trial_finished_claims_no_best_config(
+    tmp_path, tiny_model_dir, study_of, sweep_yaml, monkeypatch, capsys
+):
+    """Every trial failed: no best.yaml exists, so none is named; one line and exit 1."""
+
+    def run_trial(cfg, *args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sweep_mod, "run_trial", run_trial)
+    path = sweep_yaml(tmp_path, tiny_model_dir)
+    assert main(["sweep", str(path), "-q"]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()[-1]
+    assert err.startswith("nla: error: study tiny-sweep: no trial finished (2 fail)")
+    assert "RuntimeError: boom" in err and "--retry-failed" in err
+    assert "best" not in captured.out and not (tmp_path / "sweep" / "best.yaml").exists()
+    assert [t.state for t in study_of(tmp_path).trials] == [TrialState.FAIL] * 2
 
 
 class PruneFromStepOne(optuna.pruners.BasePruner):

@@ -324,6 +324,11 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
     base: dict[str, Any] = {}
     if cfg.base:
         base_path = source.parent / cfg.base  # an absolute `base` stays absolute
+        if base_path.is_dir():
+            raise NLAError(
+                f"sweep base config {base_path} is a directory",
+                "set `base:` to a trial config's YAML file, relative to the sweep file",
+            )
         if not base_path.is_file():
             raise NLAError(
                 f"sweep base config {base_path} does not exist",
