@@ -128,25 +128,25 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     study = runner.run()
     states = [t.state.name for t in study.trials]
     counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
-    if "COMPLETE" not in states:  # nothing to compare and no best.yaml: say why, exit non-zero
-        print(f"nla: error: {_no_trial_finished(study, counts)}", file=sys.stderr)
+    if states and set(states) == {"FAIL"}:  # every trial failed: say why, claim no best.yaml
+        print(f"nla: error: {_every_trial_failed(study, counts)}", file=sys.stderr)
         return 1
-    Console().print(f"study {study.study_name}: {counts}; best config: {runner.dir / 'best.yaml'}")
+    best = runner.dir / "best.yaml"
+    found = f"best config: {best}" if "COMPLETE" in states else "no trial finished: no best config"
+    Console().print(f"study {study.study_name}: {counts}; {found}")
     _print_comparison(study, runner.dir, runner.parent_id)
     return 0
 
 
-def _no_trial_finished(study, counts: str) -> str:
-    """One line for a sweep without a finished trial: the counts and the last trial's error."""
+def _every_trial_failed(study, counts: str) -> str:
+    """One line for a sweep whose trials all failed: the counts and the last trial's error."""
     failed = [t for t in study.trials if t.state.name == "FAIL" and t.user_attrs.get("error")]
     last = f"; trial {failed[-1].number}: {failed[-1].user_attrs['error']}" if failed else ""
+    summary = f"study {study.study_name}: no trial finished ({counts}){last}"
     fix = (
-        "fix the cause (each failed trial's error is its MLflow run's nla.error tag), then rerun "
-        "with --retry-failed"
-        if failed
-        else "give the sweep a larger budget (n_trials, timeout_minutes) or a laxer pruner"
+        "fix the cause (each failed trial's error is also its MLflow run's nla.error tag), "
+        "then rerun with --retry-failed"
     )
-    summary = f"study {study.study_name}: no trial finished ({counts or 'no trials'}){last}"
     return mask(f"{' '.join(summary.split())[:600]} (fix: {fix})")
 
 
