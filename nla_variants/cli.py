@@ -153,7 +153,7 @@ def _every_trial_failed(study, counts: str) -> str:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from nla_variants.sweeps.report import open_sweep
 
-    study, sweep_dir, parent = open_sweep(args.sweep, args.storage)
+    study, sweep_dir, parent = open_sweep(args.sweep, args.storage, args.tracking_uri)
     _print_comparison(study, sweep_dir, parent)
     return 0
 
@@ -368,6 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("sweep", help="the sweep config (YAML) or its directory (.nla/sweeps/NAME)")
     p.add_argument("--storage", help="the study database URL, for a shared-database sweep")
+    p.add_argument(
+        "--tracking-uri",
+        help="the MLflow store the sweep logged to (default: the one it recorded), where the "
+        "report is logged; without that store the report is written to files only",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no info logs")
     p.set_defaults(func=_cmd_compare)
 

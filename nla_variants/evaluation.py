@@ -27,7 +27,7 @@ Metrics (all FVEs against the predict-the-training-mean baseline, on normalised 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -46,6 +46,30 @@ from nla_variants.rollouts import ar_predict, batches, score_rollouts
 if TYPE_CHECKING:  # Lightning (imported by training.data) costs seconds that nla explain skips
     from nla_variants.faithfulness import Faithfulness
     from nla_variants.training.data import SplitRows
+
+# The names `evaluate` returns, defined once: it builds its metrics from these, and
+# `metric_names` lists them for what must be known before a trial runs (a sweep's report and
+# objectives).
+ROUNDTRIP = ("roundtrip_fve", "roundtrip_shuffled_fve", "roundtrip_gap", "roundtrip_fve_raw")
+OUTPUT = ("tag_failure_rate", "schema_violation_rate", "quote_rate", "length_mean")
+ROWS, TEXT_ONLY = "eval_rows", "ar_text_only_fve"
+ALWAYS = (ROWS, TEXT_ONLY, *ROUNDTRIP, *OUTPUT)
+# only where the scored rows have teacher explanations (the dataset's teacher explained `eval`)
+AR_TEACHER = ("ar_teacher_fve", "ar_teacher_shuffled_fve", "ar_teacher_gap", "ar_teacher_fve_raw")
+NLL_GAP = (
+    "av_nll_real",
+    "av_nll_shuffled",
+    "av_nll_gap",
+    "av_nll_gap_per_explanation",
+    "av_nll_win_rate",
+)
+
+
+def metric_names(teacher: bool, faithfulness: Iterable[str] = ()) -> list[str]:
+    """The metric names `evaluate` can return: with `teacher` (eval rows have teacher
+    explanations) the AR-on-teacher and NLL-gap scores; `faithfulness` adds those names
+    (`faithfulness.metric_names`)."""
+    return [*ALWAYS, *((*AR_TEACHER, *NLL_GAP) if teacher else ()), *faithfulness]
 
 
 def text_only_fve(
@@ -87,13 +111,9 @@ def nll_gap_scores(rows: torch.Tensor) -> dict[str, float]:
     `av_nll_win_rate`, the share of rows whose own vector gives the lower NLL (0.5 by chance).
     From `nll_rows`."""
     real, shuf, tokens = rows.sum(0).tolist()
-    return {
-        "av_nll_real": real / tokens,
-        "av_nll_shuffled": shuf / tokens,
-        "av_nll_gap": (shuf - real) / tokens,
-        "av_nll_gap_per_explanation": (shuf - real) / len(rows),
-        "av_nll_win_rate": float((rows[:, 0] < rows[:, 1]).float().mean()),
-    }
+    win_rate = float((rows[:, 0] < rows[:, 1]).float().mean())
+    values = (real / tokens, shuf / tokens, (shuf - real) / tokens, (shuf - real) / len(rows))
+    return dict(zip(NLL_GAP, (*values, win_rate), strict=True))
 
 
 def av_nll_gap(
@@ -155,7 +175,7 @@ def evaluate(
     perm = derangement(n, seed)
     mean = train_mean.float()
     ctx = autocast or contextlib.nullcontext()
-    metrics: dict[str, float] = {"eval_rows": float(n)}
+    metrics: dict[str, float] = {ROWS: float(n)}
 
     with ctx:
         # the AR alone, on teacher explanations
@@ -168,17 +188,13 @@ def evaluate(
             real, shuf = _fves(
                 normalized_mse(pred, tv), tv, mean, tperm, normalized_mse(pred, tv[tperm])
             )
-            metrics.update(
-                ar_teacher_fve=real,
-                ar_teacher_shuffled_fve=shuf,
-                ar_teacher_gap=real - shuf,
-                ar_teacher_fve_raw=fve(normalized_mse(pred, tv), raw_baseline_mse(tv, mean)),
-            )
+            raw = fve(normalized_mse(pred, tv), raw_baseline_mse(tv, mean))
+            metrics.update(zip(AR_TEACHER, (real, shuf, real - shuf, raw), strict=True))
             gap = av_nll_gap(av, tv, [teacher[i] for i in have], seed=seed, batch_size=batch_size)
             metrics.update(gap)
 
         # the AR from the text alone (empty explanation)
-        metrics["ar_text_only_fve"] = text_only_fve(ar, prefixes, vectors, mean, batch_size)
+        metrics[TEXT_ONLY] = text_only_fve(ar, prefixes, vectors, mean, batch_size)
 
         # the round trip: the same scorer as RL's reward (rollouts.py)
         bar = "evaluation: AV explanations" if progress else None
@@ -195,13 +211,15 @@ def evaluate(
     texts, explained, failed = ro.texts, ro.explanations, ~ro.ok
     rt_mse = ro.mse
     real, shuf = _fves(rt_mse, vectors, mean, perm, ro.mse_against(vectors[perm]))
-    metrics.update(roundtrip_fve=real, roundtrip_shuffled_fve=shuf, roundtrip_gap=real - shuf)
-    metrics["roundtrip_fve_raw"] = fve(rt_mse, raw_baseline_mse(vectors, mean))
-    metrics["tag_failure_rate"] = float(failed.float().mean())
-    # closed tag, rejected by the AV's output format (always 0 for a free-text AV)
-    metrics["schema_violation_rate"] = ro.schema_violation_rate()
-    metrics["quote_rate"] = ro.quote_rate(quote_ngram)
-    metrics["length_mean"] = length_stats([explained[i] for i in ro.closed])["mean"]
+    raw = fve(rt_mse, raw_baseline_mse(vectors, mean))
+    metrics.update(zip(ROUNDTRIP, (real, shuf, real - shuf, raw), strict=True))
+    output = (
+        float(failed.float().mean()),
+        ro.schema_violation_rate(),  # closed tag, rejected by the AV's output format
+        ro.quote_rate(quote_ngram),
+        length_stats([explained[i] for i in ro.closed])["mean"],
+    )
+    metrics.update(zip(OUTPUT, output, strict=True))
     if faithfulness is not None:  # an unclosed generation states nothing
         ids = rows.example_ids[:n]
         metrics.update(faithfulness.metrics(ids, vectors, explained, teacher, perm))

@@ -45,8 +45,10 @@ from nla_variants.core.vectors import mean_direction
 from nla_variants.data.prepare import prepare
 from nla_variants.data.store import StoredDataset
 from nla_variants.errors import TrialStopped, one_line
-from nla_variants.evaluation import evaluate
-from nla_variants.faithfulness import Faithfulness
+from nla_variants.evaluation import NLL_GAP, evaluate
+from nla_variants.evaluation import metric_names as eval_metric_names
+from nla_variants.faithfulness import Faithfulness, needs_text_only
+from nla_variants.faithfulness import metric_names as faithfulness_metric_names
 from nla_variants.interfaces import PrintsFlowchart, VerifiesInjection
 from nla_variants.io import write_text_atomic, write_yaml_atomic
 from nla_variants.large_models import (
@@ -63,7 +65,7 @@ from nla_variants.target import autocast_context, resolve_model, resolve_precisi
 from nla_variants.training.data import NLADataModule, SplitRows, load_split
 from nla_variants.training.finetune import with_built_diff_model
 from nla_variants.training.progress import StepBar
-from nla_variants.training.readout import head_features, refit_head
+from nla_variants.training.readout import READOUT_FIGURES, head_features, refit_head
 from nla_variants.training.rl import (
     STATE,
     RLCheckpoint,
@@ -89,6 +91,19 @@ EVAL_CURVE = (
     "quote_rate",
     "length_mean",
 )
+# The names of what each stage reports (beside evaluation.metric_names): the figures are built
+# from them, and `metric_names` lists them before a trial runs (a sweep's report, objectives).
+FIT_FIGURES = ("steps", "tokens", "tokens_per_s", "final_loss")
+RL_FIGURES = (
+    "steps",
+    "wall_s",
+    "skipped_steps",
+    "step_generate_s",
+    "step_score_s",
+    "step_train_s",
+)
+RL_STEP_PARTS = ("generate", "score", "train")  # RL_FIGURES' step_PART_s
+EVAL_WALL, TRIAL_WALL = "eval/wall_s", "trial/wall_s"
 # Called with (RL step, intermediate eval metrics); may raise TrialStopped (a sweep's pruner).
 Reporter = Callable[[int, dict[str, float]], None]
 # Called with each stage's name as it starts (STAGES), so a sweep can say where it is.
@@ -325,12 +340,13 @@ def _start(
 
 def _fit_figures(trainer: L.Trainer, module: WarmStart) -> dict[str, float]:
     tokens = distributed.total(module.tokens)  # every rank's
-    return {
-        "steps": float(module.step_offset + trainer.global_step),
-        "tokens": float(tokens),
-        "tokens_per_s": tokens / max(module.train_seconds, 1e-9),
-        "final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
-    }
+    figures = (
+        float(module.step_offset + trainer.global_step),
+        float(tokens),
+        tokens / max(module.train_seconds, 1e-9),
+        float(trainer.callback_metrics.get("train/loss", float("nan"))),
+    )
+    return dict(zip(FIT_FIGURES, figures, strict=True))
 
 
 def _keep(
@@ -627,13 +643,9 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
             save_rl_checkpoint(ckpt_dir, module, t.ctx, reference_dir, t.leader)
             t.checkpoints["rl_checkpoint"] = ckpt_dir
         hist = module.history
-        figures = {
-            "steps": float(module.step_no),
-            "wall_s": time.perf_counter() - begin,
-            "skipped_steps": float(module.skipped),
-        }
-        for part in ("generate", "score", "train"):
-            figures[f"step_{part}_s"] = float(np.mean([h[f"time/{part}_s"] for h in hist]))
+        parts = [float(np.mean([h[f"time/{p}_s"] for h in hist])) for p in RL_STEP_PARTS]
+        steps, wall = float(module.step_no), time.perf_counter() - begin
+        figures = dict(zip(RL_FIGURES, (steps, wall, float(module.skipped), *parts), strict=True))
     av.eval()
     ar.eval()
     return av, ar, {f"rl/{k}": v for k, v in figures.items()}
@@ -803,6 +815,33 @@ def _stages(t: _Trial, stage: StageHook) -> tuple[dict[str, Any], list[dict], to
     t_eval = time.perf_counter()
     scores, table = t.evaluate(av, ar, cfg.eval.max_samples)
     metrics.update({f"eval/{k}": v for k, v in scores.items()})
-    metrics["eval/wall_s"] = time.perf_counter() - t_eval
-    metrics["trial/wall_s"] = time.perf_counter() - t0
+    metrics[EVAL_WALL] = time.perf_counter() - t_eval
+    metrics[TRIAL_WALL] = time.perf_counter() - t0
     return metrics, table, ar
+
+
+def metric_names(cfg: TrialConfig) -> list[str]:
+    """The metric names `run_trial` returns for `cfg` (beside `run_id`), known before it runs:
+    a sweep refuses a report column or objective that no trial produces. A score that depends
+    on the data (a property the eval rows lack, a probe that could not be fitted) may still be
+    missing from a given trial."""
+    teacher = cfg.data.teacher
+    explained = "eval" in teacher.splits
+    text_only = needs_text_only(teacher.kind, teacher.splits)
+    scores = eval_metric_names(explained, faithfulness_metric_names(explained, text_only))
+    names = [f"eval/{n}" for n in scores] + [EVAL_WALL, TRIAL_WALL]
+    train = cfg.train
+    if not train.rl.resume_from:  # a resumed RL run has its warm starts inside its checkpoint
+        av = [*FIT_FIGURES, "wall_s"]
+        if train.av_sft.eval_every:
+            av += [f"val_{n.removeprefix('av_')}" for n in NLL_GAP]
+            av += ["best_nll_gap", "best_step"] if train.av_sft.keep_best else []
+        ar = ["steps", "wall_s"] + (list(FIT_FIGURES) if train.ar_sft.steps else [])
+        ar += ["av_text_rows"] if train.ar_sft.av_text else []
+        ar += list(READOUT_FIGURES) if train.ar_sft.ridge else []
+        hit = ["cache_hit"] if train.reuse_warm_start else []
+        names += [f"av_sft/{n}" for n in dict.fromkeys([*av, *hit])]
+        names += [f"ar_sft/{n}" for n in dict.fromkeys([*ar, *hit])]
+    if train.rl.steps:
+        names += [f"rl/{n}" for n in RL_FIGURES]
+    return names

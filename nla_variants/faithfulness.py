@@ -448,7 +448,8 @@ class Faithfulness:
         names = [n for n in evaluation.present() if n in table.present()]
         probes, standardise = fit_probes(vectors[keep], table, names, seed)
         baseline = None
-        if text_only and _needs_text_only(dataset.sidecar):
+        teacher = dataset.sidecar.get("teacher") or {}
+        if text_only and needs_text_only(teacher.get("kind"), teacher.get("splits") or []):
             baseline = _heuristic_explanations(dataset, seed)
         return cls(evaluation, probes, standardise, baseline)
 
@@ -478,6 +479,7 @@ class Faithfulness:
             readers["_text_only"] = lambda n: [stated(n, e) for e in texts]
         out: dict[str, float] = {}
         own: dict[str, Score] = {}
+        faithful, contradict = _KEYS
         for name in truth.present():
             truths = truth.values[name]
             if all(not defined(name, t) for t in truths):
@@ -488,31 +490,51 @@ class Faithfulness:
                 s = score(name, truths, reader(name))
                 if s is None:
                     continue
-                out[f"faithful_{name}{suffix}"] = s.faithful
-                out[f"contradict_{name}{suffix}"] = s.contradict
+                out[faithful.format(name, suffix)] = s.faithful
+                out[contradict.format(name, suffix)] = s.contradict
                 if suffix == "":
                     own[name] = s
-                    out[f"faithful_{name}_n"] = float(s.n)
+                    out[faithful.format(name, "_n")] = float(s.n)
             probe = self.probes.get(name)
             if probe is not None:
                 predicted = probe.predict(x)
                 flag = BY_NAME[name].kind == FLAG
                 s = score(name, truths, [p or None for p in predicted] if flag else predicted)
                 if s is not None:
-                    out[f"faithful_{name}_probe"] = s.faithful
-                    out[f"contradict_{name}_probe"] = s.contradict
-                    out[f"probe_{name}"] = _accuracy(name, truths, predicted)
+                    out[faithful.format(name, "_probe")] = s.faithful
+                    out[contradict.format(name, "_probe")] = s.contradict
+                    out[_PROBE.format(name)] = _accuracy(name, truths, predicted)
         if own:
-            out["faithful_mean"] = float(np.mean([s.faithful for s in own.values()]))
-            out["contradict_mean"] = float(np.mean([s.contradict for s in own.values()]))
+            out[faithful.format("mean", "")] = float(np.mean([s.faithful for s in own.values()]))
+            out[contradict.format("mean", "")] = float(
+                np.mean([s.contradict for s in own.values()])
+            )
         return out
 
 
-def _needs_text_only(sidecar: dict) -> bool:
+# The names `Faithfulness.metrics` writes (property, reader suffix), and `metric_names` lists.
+_KEYS = ("faithful_{}{}", "contradict_{}{}")
+_PROBE = "probe_{}"
+
+
+def metric_names(teacher: bool, text_only: bool) -> list[str]:
+    """Every name `Faithfulness.metrics` can return (a property absent from the rows is left
+    out then): `teacher`, the eval rows have teacher explanations; `text_only`, the heuristic
+    baseline is scored (`needs_text_only`)."""
+    readers = [
+        r for r in READERS if (r != "_teacher" or teacher) and (r != "_text_only" or text_only)
+    ]
+    out = [key.format("mean", "") for key in _KEYS]
+    for p in PROPERTIES:
+        out += [key.format(p.name, r) for r in readers for key in _KEYS]
+        out += [_KEYS[0].format(p.name, "_n"), _PROBE.format(p.name)]
+    return out
+
+
+def needs_text_only(teacher_kind: str | None, teacher_splits: Sequence[str]) -> bool:
     """A text-only heuristic baseline adds something unless the stored eval explanations are
     already the heuristic teacher's."""
-    teacher = sidecar.get("teacher") or {}
-    return teacher.get("kind") != "heuristic" or "eval" not in (teacher.get("splits") or [])
+    return teacher_kind != "heuristic" or "eval" not in teacher_splits
 
 
 def _heuristic_explanations(dataset, seed: int) -> dict[str, str | None]:

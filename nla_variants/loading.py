@@ -30,6 +30,7 @@ from nla_variants.pair import NLA, NLARef
 from nla_variants.registry import BuildContext
 from nla_variants.runs import read_run_record
 from nla_variants.target import resolve_model
+from nla_variants.tracking import tracking_store_exists
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,19 @@ def _best_run_dir(sweep: Path) -> Path:
             f"sweep {sweep}: trial {top.number} left no run to read", "rerun `nla sweep`"
         )
     output_dir = Path(read_yaml_mapping(best, "best config").get("output_dir", ".nla/runs"))
+    run_dir = output_dir.expanduser() / run_ids[0]
+    if not run_dir.is_absolute() and not run_dir.is_dir():
+        # an older best.yaml: output_dir relative to where the sweep ran, which is usually a
+        # directory above the sweep's own (.nla/sweeps/NAME)
+        found = (base / run_dir for base in sweep_dir.resolve().parents)
+        run_dir = next((d for d in found if d.is_dir()), run_dir)
+    if not run_dir.is_dir():
+        raise NLAError(
+            f"sweep {sweep}: the run of its best trial ({run_dir}) is not there",
+            "run this from the directory the sweep ran in, or copy that run directory there",
+        )
     log.info("sweep %s: best trial %d, run %s", study.study_name, top.number, run_ids[0])
-    return output_dir / run_ids[0]
+    return run_dir
 
 
 # -- runs ---------------------------------------------------------------------------------------
@@ -167,20 +179,6 @@ def _finished(directory: Path | None) -> bool:
     return directory is not None and (directory / SIDECAR).is_file()
 
 
-def _existing_store(uri: str) -> bool:
-    """A tracking store that is already there (opening a local one would create it)."""
-    from urllib.parse import urlsplit
-
-    scheme = urlsplit(uri).scheme.split("+")[0]
-    if scheme == "sqlite":
-        from sqlalchemy.engine import make_url
-
-        return Path(make_url(uri).database or "").is_file()
-    if scheme in ("", "file"):
-        return Path(urlsplit(uri).path if scheme else uri).is_dir()
-    return True
-
-
 def _cache_tags(run_id: str, cfg: RunConfig) -> dict[str, Path]:
     """Warm starts of a run written before run records existed: its MLflow cache tags."""
     import os
@@ -189,7 +187,7 @@ def _cache_tags(run_id: str, cfg: RunConfig) -> dict[str, Path]:
 
     uri = os.path.expandvars(cfg.mlflow.tracking_uri or "") or mlflow.get_tracking_uri()
     try:
-        if not _existing_store(uri):
+        if not tracking_store_exists(uri):
             return {}
         tags = mlflow.MlflowClient(uri).get_run(run_id).data.tags
     except Exception:  # no store, no run: nothing recorded there

@@ -225,3 +225,217 @@ def test_a_txt_corpus_file_that_is_not_utf8(inputs, capsys):
     err = run_bad(["prepare", str(inputs / "prepare.yaml")], capsys, inputs)
     offset = text.encode("latin-1").index("é".encode("latin-1"))
     assert f"latin1.txt is not UTF-8 text (byte {offset})" in err and "save it as UTF-8" in err
+
+
+# -- 3. report and objective metrics no trial produces ------------------------------------------
+
+
+def _sweep(tmp: Path, base: Path, **top: Any) -> str:
+    cfg = {
+        "name": "metrics",
+        "base": str(base),
+        "space": {"train.av_sft.lr": {"low": 1e-4, "high": 1e-3, "log": True}},
+        "n_trials": 1,
+        "directory": str(tmp / "sweep"),
+        **top,
+    }
+    (tmp / "sweep.yaml").write_text(yaml.safe_dump(cfg))
+    return str(tmp / "sweep.yaml")
+
+
+@pytest.mark.parametrize(
+    ("top", "needles"),
+    [
+        (
+            {"report": ["eval/roundtrip_fve", "eval/roundtrip_fev"]},
+            [
+                "report metric 'eval/roundtrip_fev' is not produced by any trial",
+                "did you mean eval/roundtrip_fve",
+            ],
+        ),
+        (  # RL is off in the base and in the space: no trial has RL figures
+            {"objectives": [{"metric": "rl/wall_s", "direction": "minimize"}]},
+            ["objective metric 'rl/wall_s' is not produced by any trial", "eval/roundtrip_fve"],
+        ),
+        (  # the dataset's teacher does not explain the eval split: no AR-on-teacher score
+            {
+                "trial": {"data": {"teacher": {"splits": ["av_sft", "ar_sft"]}}},
+                "report": ["eval/ar_teacher_fve"],
+            },
+            ["report metric 'eval/ar_teacher_fve' is not produced by any trial"],
+        ),
+        (  # RL only in some trials: an RL figure cannot be every trial's objective
+            {
+                "space": {"train.rl.steps": {"choices": [0, 2]}},
+                "objectives": [{"metric": "rl/steps", "direction": "maximize"}],
+            },
+            [
+                "objective metric 'rl/steps' is not produced by every trial",
+                "(not by one with train.rl.steps=0)",
+            ],
+        ),
+    ],
+)
+def test_a_metric_no_trial_produces_is_refused_before_the_first_trial(inputs, capsys, top, needles):
+    err = run_bad(["sweep", _sweep(inputs, inputs / "trial.yaml", **top)], capsys, inputs)
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_metrics_some_trial_produces_pass_the_check(inputs):
+    from nla_variants.sweeps.metrics import check_sweep_metrics
+    from nla_variants.sweeps.spec import load_sweep
+
+    top = {
+        "space": {"train.rl.steps": {"choices": [0, 2]}},
+        "report": ["rl/wall_s", "eval/faithful_mean", "eval/faithful_in_quote", "trial/wall_s"],
+        "objectives": [{"metric": "eval/roundtrip_fve"}, {"metric": "eval/contradict_mean"}],
+        "pruner": {"kind": "none"},
+    }
+    check_sweep_metrics(load_sweep(_sweep(inputs, inputs / "trial.yaml", **top)))
+
+
+# -- a finished sweep, run in its own directory with relative paths -----------------------------
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory, tiny_model_dir, trial_config) -> Iterator[Path]:
+    """One finished trial of a sweep run from its own directory (the returned one), whose runs,
+    sweep directory and MLflow store are relative to it. The trial uses the optional stages
+    (RL with evaluations, the AV's held-out check, the AR's ridge readout and AV text) so its
+    metric names cover them."""
+    import mlflow
+
+    work = tmp_path_factory.mktemp("sweep-work")
+    overrides = {
+        "output_dir": "runs",
+        "mlflow.tracking_uri": "sqlite:///mlflow.db",
+        "train.rl.steps": 2,
+        "train.rl.batch_size": 2,
+        "train.rl.group_size": 2,
+        "train.rl.eval_every": 1,
+        "train.rl.eval_samples": 4,
+        "train.rl.max_response_tokens": 8,
+        "train.av_sft.eval_every": 2,
+        "train.av_sft.eval_samples": 4,
+        "train.av_sft.keep_best": True,
+        "train.ar_sft.ridge": 1.0,
+        "train.ar_sft.ridge_rows": 8,
+        "train.ar_sft.av_text": 0.5,
+        "train.ar_sft.av_text_rows": 4,
+        "mlflow.log_checkpoints": False,
+    }
+    trial_config(work, tiny_model_dir, **overrides)
+    sweep = {
+        "name": "moved",
+        "base": "trial.yaml",
+        "space": {"train.rl.kl_coef": {"choices": [0.05]}},
+        "n_trials": 1,
+        "sampler": {"kind": "random", "seed": 0},
+        "pruner": {"kind": "none"},
+        "directory": "sweep",
+    }
+    (work / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)
+        assert main(["sweep", "sweep.yaml", "-q"]) == 0
+    mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")  # not relative to later cwds
+    yield work
+
+
+def _study(sweep_dir: Path):
+    import optuna
+
+    return optuna.load_study(study_name="moved", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
+
+
+def test_trial_metric_names_cover_every_metric_a_trial_reports(finished_sweep, monkeypatch):
+    from nla_variants.experiment import metric_names
+    from nla_variants.sweeps.spec import load_sweep
+
+    monkeypatch.chdir(finished_sweep)
+    sweep = load_sweep("sweep.yaml")
+    (trial,) = _study(finished_sweep / "sweep").trials
+    (reported,) = trial.user_attrs["seed_metrics"].values()
+    names = set(metric_names(sweep.trial_config(trial.params)))
+    assert set(reported) - names == set()
+    for stage in ("rl/steps", "av_sft/val_nll_gap", "av_sft/best_nll_gap", "ar_sft/ridge_rows"):
+        assert stage in reported, stage  # the optional stages did run
+    assert {"ar_sft/av_text_rows", "eval/roundtrip_fve", "eval/faithful_mean"} <= set(reported)
+
+
+# -- 4. a sweep directory read from another working directory -----------------------------------
+
+
+def test_explain_and_export_a_sweep_from_another_directory(finished_sweep, tmp_path, monkeypatch):
+    sweep_dir = finished_sweep / "sweep"
+    best = yaml.safe_load((sweep_dir / "best.yaml").read_text())
+    assert Path(best["output_dir"]) == finished_sweep / "runs"  # absolute
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "explained.jsonl"
+    argv = ["explain", str(sweep_dir), "--text", "The cat sat on the", "--positions", "-1"]
+    assert main([*argv, "--max-new-tokens", "8", "--out", str(out), "-q"]) == 0
+    assert out.read_text().strip()
+    assert main(["export", str(sweep_dir), str(tmp_path / "export"), "-q"]) == 0
+    assert (tmp_path / "export" / "nla.yaml").is_file()
+
+
+def test_an_older_best_yaml_with_a_relative_output_dir_still_reads(
+    finished_sweep, tmp_path, monkeypatch
+):
+    from nla_variants.loading import locate
+
+    best = finished_sweep / "sweep" / "best.yaml"
+    original = best.read_text()
+    data = yaml.safe_load(original)
+    data["output_dir"] = "runs"  # as a sweep wrote it before: relative to where it ran
+    best.write_text(yaml.safe_dump(data))
+    try:
+        monkeypatch.chdir(tmp_path)
+        ref = locate(finished_sweep / "sweep")
+    finally:
+        best.write_text(original)
+    assert ref.path.parent == finished_sweep / "runs"
+
+
+# -- 5. compare on a copied sweep directory -----------------------------------------------------
+
+
+def test_compare_on_a_copied_sweep_creates_no_tracking_store(
+    finished_sweep, tmp_path, monkeypatch, capsys, caplog
+):
+    import shutil
+
+    import mlflow
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_sweep / "sweep", copy)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    caplog.set_level("WARNING")
+    assert main(["compare", str(copy)]) == 0, capsys.readouterr().err
+    assert list((tmp_path / "elsewhere").iterdir()) == []  # no stray mlflow.db
+    assert (copy / "report" / "comparison.csv").is_file()  # the table, from the study on disk
+    assert "trial" in capsys.readouterr().out
+    warning = caplog.text
+    assert "the report is in files only" in warning and "sqlite:///mlflow.db" in warning
+    assert "--tracking-uri" in warning
+
+    # with the store the sweep logged to, the report is logged to its parent run
+    store = f"sqlite:///{finished_sweep / 'mlflow.db'}"
+    assert main(["compare", str(copy), "--tracking-uri", store, "-q"]) == 0
+    parent = yaml.safe_load((copy / "sweep.yaml").read_text())["parent_run_id"]
+    logged = mlflow.MlflowClient(store).list_artifacts(parent, "compare")
+    assert "compare/comparison.csv" in {a.path for a in logged}
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+# -- 6. a trial config given where a sweep is expected -----------------------------------------
+
+
+def test_compare_on_a_trial_config_says_it_is_not_a_sweep(inputs, capsys):
+    err = run_bad(["compare", str(inputs / "trial.yaml")], capsys, inputs)
+    assert "trial.yaml is a trial config, not a sweep config" in err
+    assert "sweep directory" in err and "nla train" in err and "unknown key" not in err
+    err = run_bad(["compare", str(inputs / "prepare.yaml")], capsys, inputs)
+    assert "prepare.yaml is a prepare config, not a sweep config" in err

@@ -315,20 +315,73 @@ def compare(
     for p in plots(study, table, out_dir / "plots"):
         files[p.stem] = p
     if parent_run_id:
-        import mlflow
-
-        client = mlflow.MlflowClient()
-        for path in files.values():
-            where = "compare/plots" if path.suffix == ".png" else "compare"
-            client.log_artifact(parent_run_id, str(path), where)
+        _log_report(parent_run_id, files)
     return table, metrics, files
 
 
-def open_sweep(target: str, storage: str | None = None) -> tuple[optuna.Study, Path, str | None]:
-    """A sweep config file or a sweep directory -> (study, directory, MLflow parent run id)."""
+def _log_report(parent_run_id: str, files: dict[str, Path]) -> None:
+    """Log the report to the sweep's MLflow parent run when that run can be found; else keep
+    it in files only and say where it looked. Never creates a tracking store: a sweep directory
+    copied elsewhere (or read from another directory) carries a tracking URI that may point
+    nowhere, and opening a local one would leave an empty store behind."""
+    import mlflow
+
+    from nla_variants.masking import mask
+    from nla_variants.tracking import tracking_store_exists
+
+    uri = mlflow.get_tracking_uri()
+    found = tracking_store_exists(uri)
+    client = mlflow.MlflowClient(uri) if found else None
+    if client is not None:
+        try:
+            client.get_run(parent_run_id)
+        except Exception:  # another store, or a run deleted since
+            client = None
+    if client is None:
+        log.warning(
+            "the report is in files only: the sweep's MLflow run %s is not in %s (to log it "
+            "there, pass --tracking-uri with the store the sweep logged to)",
+            parent_run_id,
+            mask(uri) if found else f"{mask(uri)}, which does not exist",
+        )
+        return
+    for path in files.values():
+        where = "compare/plots" if path.suffix == ".png" else "compare"
+        client.log_artifact(parent_run_id, str(path), where)
+
+
+def _check_sweep_config(path: Path) -> None:
+    """A trial or prepare config passed for a sweep: say so, instead of its first key that a
+    sweep config does not have."""
+    from nla_variants.config import PrepareConfig, TrialConfig, read_yaml_mapping
+    from nla_variants.errors import NLAError
+    from nla_variants.sweeps.spec import SweepConfig
+
+    keys = set(read_yaml_mapping(path, "sweep config"))
+    if "space" in keys:
+        return
+    sweep_keys = set(SweepConfig.model_fields)
+    for what, command, model in (
+        ("trial", "train", TrialConfig),
+        ("prepare", "prepare", PrepareConfig),
+    ):
+        if keys & (set(model.model_fields) - sweep_keys):
+            raise NLAError(
+                f"{path} is a {what} config, not a sweep config",
+                "pass a sweep config (a base trial and a space:, e.g. ablations/quickstart.yaml) "
+                f"or a sweep directory (.nla/sweeps/NAME); a {what} config runs with nla {command}",
+            )
+
+
+def open_sweep(
+    target: str, storage: str | None = None, tracking_uri: str | None = None
+) -> tuple[optuna.Study, Path, str | None]:
+    """A sweep config file or a sweep directory -> (study, directory, MLflow parent run id).
+    `tracking_uri` replaces the one the sweep recorded (a copied sweep directory)."""
     import mlflow
     import yaml
 
+    from nla_variants.checks import check_tracking_uri
     from nla_variants.errors import NLAError
     from nla_variants.masking import MASK
     from nla_variants.sweeps.runner import STATE_FILE
@@ -336,6 +389,8 @@ def open_sweep(target: str, storage: str | None = None) -> tuple[optuna.Study, P
     from nla_variants.sweeps.storage import check_url, local_url, open_storage
 
     path = Path(target)
+    if path.is_file():
+        _check_sweep_config(path)
     sweep = load_sweep(path) if path.is_file() else None
     config = sweep.cfg if sweep is not None else None
     if config is not None:
@@ -367,7 +422,10 @@ def open_sweep(target: str, storage: str | None = None) -> tuple[optuna.Study, P
         raise NLAError(
             f"no study named {state['name']!r} in {state['storage']}", "check the storage URL"
         ) from None
-    tracking_uri = sweep.tracking_uri if sweep is not None else state.get("tracking_uri")
+    if tracking_uri is None:
+        tracking_uri = sweep.tracking_uri if sweep is not None else state.get("tracking_uri")
+    else:
+        check_tracking_uri(tracking_uri, "--tracking-uri")
     if tracking_uri and MASK in tracking_uri:  # the state file never holds a password
         raise NLAError(
             f"sweep {state['name']} logs to an MLflow store with a password ({tracking_uri})",

@@ -37,6 +37,7 @@ from nla_variants.errors import DiskFull, NLAError, TrialStopped, is_disk_full, 
 from nla_variants.experiment import run_trial
 from nla_variants.io import write_yaml_atomic
 from nla_variants.masking import mask, mask_tree
+from nla_variants.sweeps.metrics import check_sweep_metrics
 from nla_variants.sweeps.progress import SweepClock
 from nla_variants.sweeps.spec import Sweep
 from nla_variants.sweeps.storage import (
@@ -510,6 +511,7 @@ class SweepRunner:
 
     def run(self) -> optuna.Study:
         self.sweep.validate_space(against_target=True)  # every choice, before anything is written
+        check_sweep_metrics(self.sweep)  # report and objectives: names some trial produces
         check_tracking_uri(self.tracking_uri)
         if self.tracking_uri:
             mlflow.set_tracking_uri(os.path.expandvars(self.tracking_uri))
@@ -578,4 +580,6 @@ class SweepRunner:
         cfg = self.sweep.trial_config(t.params, name=f"{self.cfg.name}-best-t{t.number}")
         data = cfg.model_dump(mode="json", exclude_defaults=False)
         data["mlflow"]["experiment"] = f"{self.cfg.name}-best"
+        # where the trial's runs are: `nla explain/export SWEEP_DIR` read them from any directory
+        data["output_dir"] = str(Path(data["output_dir"]).expanduser().resolve())
         return mask_tree(data)  # a password in a URL setting stays out (use ${VAR} in URLs)

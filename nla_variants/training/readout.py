@@ -86,6 +86,9 @@ def fit_head(head: nn.Linear, feats: torch.Tensor, vectors: torch.Tensor, penalt
     return fve(normalized_mse(pred, vectors), baseline_mse(vectors, mean_direction(vectors)))
 
 
+READOUT_FIGURES = ("ridge_rows", "ridge_train_fve")  # what refit_head reports
+
+
 @torch.no_grad()
 def refit_head(
     ar: nn.Module,
@@ -102,4 +105,4 @@ def refit_head(
     head = linear_head(ar)
     feats = head_features(ar, explanations, sources, batch_size, autocast, bar)
     train_fve = fit_head(head, feats, vectors, penalty)
-    return {"ridge_rows": float(len(explanations)), "ridge_train_fve": train_fve}
+    return dict(zip(READOUT_FIGURES, (float(len(explanations)), train_fve), strict=True))
