@@ -71,7 +71,8 @@ def saved_tracking_uri(uri: str | None, setting: str) -> str | None:
         if from_env and mask(from_env) == uri:
             return from_env
         raise NLAError(
-            f"{setting} {uri} was written with its password masked, so it cannot be used again",
+            f"{setting} {mask(uri)} was written with its password masked, so it cannot be used "
+            "again",
             "write the password as ${VAR} in mlflow.tracking_uri (e.g. "
             "postgresql://user:${PGPASSWORD}@host/db) for new runs; for this one, set "
             "MLFLOW_TRACKING_URI to the full URI",

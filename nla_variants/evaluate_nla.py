@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nla_variants.checks import check_device
 from nla_variants.errors import NLAError
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def check_settings(s: EvaluateSettings) -> None:
     for flag, value in (("--max-new-tokens", s.max_new_tokens), ("--batch-size", s.batch_size)):
         if value is not None and value < 1:
             raise NLAError(f"{flag} {value} is below 1", f"pass a positive {flag}")
+    check_device(s.device, "--device")  # torch would say so only once weights move there
 
 
 def _dataset_path(ref, dataset: str | None) -> Path:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from nla_variants.checks import check_device
 from nla_variants.core.text import quote_rate
 from nla_variants.core.vectors import (
     ORTHOGONAL_MSE,
@@ -222,6 +223,7 @@ def check_settings(s: ExplainSettings) -> None:
         raise NLAError("--max-new-tokens must be at least 8", "pass e.g. 96")
     if s.baseline not in ("auto", "teacher", "none"):
         raise NLAError(f"--baseline {s.baseline!r}", "use auto, teacher or none")
+    check_device(s.device, "--device")  # torch would say so only once weights move there
 
 
 # -- the models -------------------------------------------------------------------------------

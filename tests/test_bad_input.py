@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nla_variants.checks import check_tracking_uri, preflight
+from nla_variants.checks import check_tracking_uri, preflight, saved_tracking_uri
 from nla_variants.cli import build_parser, main
 from nla_variants.config import TrialConfig, set_dotted
 from nla_variants.errors import NLAError, one_line
@@ -155,6 +155,10 @@ def test_paths_under_a_regular_file(inputs, capsys, tiny_model_dir):
         (f"mlflow.tracking_uri=bogus://nla:{SECRET}@db/x", "bogus://nla:***@db/x"),
         ("train.av_sft.resume_from=/no/ckpt", "train.av_sft.resume_from: /no/ckpt is not a"),
         ("train.rl.resume_from=/no/rl", "train.rl.resume_from: /no/rl is not a checkpoint"),
+        (
+            "mlflow.tracking_uri=postgresql://nla:${NLA_TEST_UNSET_PASSWORD}@db/x",
+            "uses ${NLA_TEST_UNSET_PASSWORD}, which is not set",
+        ),
     ],
 )
 def test_urls_and_checkpoints_fail_before_any_stage(inputs, capsys, override, needle):
@@ -415,6 +419,20 @@ def test_log_to_run_with_an_unusable_tracking_uri_fails_before_any_work(
     err = run_bad([*argv, "--device", "cpu", "-q"], capsys, inputs, run_dir)
     assert needle in err and f"(fix: {fix}" in err
     assert not out.exists()
+
+
+def test_a_saved_uri_with_a_masked_password_is_usable_only_from_the_environment(monkeypatch):
+    saved = mask(f"postgresql://nla:{SECRET}@db/x")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"postgresql://nla:{SECRET}@db/x")
+    assert saved_tracking_uri(saved, "uri") == f"postgresql://nla:{SECRET}@db/x"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"postgresql://other:{SECRET}@db/x")
+    with pytest.raises(NLAError, match="masked") as err:
+        saved_tracking_uri(saved, "uri")
+    assert SECRET not in str(err.value)
+    monkeypatch.setenv("NLA_TEST_PASSWORD", SECRET)
+    assert saved_tracking_uri("postgresql://nla:${NLA_TEST_PASSWORD}@db/x", "uri") == (
+        f"postgresql://nla:{SECRET}@db/x"
+    )
 
 
 def test_log_to_run_reuses_a_tracking_uri_written_as_an_env_reference(
