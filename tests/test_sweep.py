@@ -406,17 +406,18 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(
     completed_before: dict[int, tuple] = {}
     while True:  # no wall-clock deadline: a busy machine is slow, not wrong (pytest-timeout)
         time.sleep(0.5)
-        if db.is_file():
-            try:
-                trials = study_of(tmp_path).trials
-            except Exception:  # the study is still being created
-                continue
-            done = [t for t in trials if t.state == TrialState.COMPLETE]
-            running = [t for t in trials if t.state == TrialState.RUNNING]
-            if done and running:
-                completed_before = {t.number: (t.params, t.values) for t in done}
-                break
-        assert proc.poll() is None, proc.stderr.read().decode()
+        assert proc.poll() is None, proc.stderr.read().decode()  # a dead sweep fails, never hangs
+        if not db.is_file():
+            continue
+        try:
+            trials = study_of(tmp_path).trials
+        except Exception:  # the study is still being created
+            continue
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        if done and running:
+            completed_before = {t.number: (t.params, t.values) for t in done}
+            break
     assert completed_before, "the sweep never had a finished and a running trial"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
