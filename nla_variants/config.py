@@ -408,10 +408,11 @@ class TrainConfig(Strict):
     av_sft: AVSFTConfig = Field(default_factory=AVSFTConfig)
     ar_sft: ARSFTConfig = Field(default_factory=ARSFTConfig)
     rl: RLConfig = Field(default_factory=RLConfig)
-    save_checkpoints: bool = Field(
+    save_checkpoints: bool | Literal["weights"] = Field(
         True,
         description="keep the final RL checkpoint (both models, both optimisers: ~3 GB at 135M) "
-        "in the run dir; sweeps turn it off unless their base sets it",
+        "in the run dir; `weights`: the trained weights alone (what `nla explain` and `nla "
+        "export` read, not resumable), a sweep's default",
     )
     reuse_warm_start: bool = Field(
         True, description="reuse a cached warm start whose configuration is identical"

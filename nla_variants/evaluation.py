@@ -10,10 +10,15 @@ Metrics (all FVEs against the predict-the-training-mean baseline, on normalised 
   unit vectors), lower than the FVE above; other NLA work reports this one.
 - `av_nll_gap`: teacher-forced NLL of the teacher explanations with shuffled minus matching
   vectors (nats/token) and `av_nll_win_rate`: the AV's own test that it reads the vector.
-- `ar_text_only_fve`: the AR reading an empty explanation (with the source prefix, for an AR
-  that reads it): how much of the vector the text alone gives. A constant prediction for an AR
-  that does not read the prefix (FVE <= 0, 0 for the mean direction); for a full-context AR, the
-  part of its score the AV's explanation did not add.
+- `prompt_fve`: the text-only reading, the bar an NLA must clear: the same AR reading the
+  teacher's explanation written from the prefix alone (every teacher today reads only the text;
+  one that reads the model must pass its text-only explanations as `prompt`).
+- `beats_prompt` = `roundtrip_fve` - `prompt_fve` on the same rows, with its paired 95% bootstrap
+  interval over rows (`beats_prompt_low`, `beats_prompt_high`): above zero, the AV's explanation
+  of the vector carries more than a reading of the text alone.
+- `ar_empty_fve`: the AR reading an empty explanation (with the source prefix, for an AR that
+  reads it). A constant prediction for an AR that does not read the prefix (FVE <= 0, 0 for the
+  mean direction); for a full-context AR, the part of its score the explanation did not add.
 - `quote_rate` (share of explanation n-grams found in the source prefix), `length_mean` (words),
   `tag_failure_rate` (no closed tag, or an output the AV's `extract` rejects), and of those
   `schema_violation_rate` (closed tag but invalid format: the structured AV's schema).
@@ -27,11 +32,12 @@ Metrics (all FVEs against the predict-the-training-mean baseline, on normalised 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import torch
 
+from nla_variants.core.intervals import paired_fve_difference
 from nla_variants.core.text import length_stats
 from nla_variants.core.vectors import (
     baseline_mse,
@@ -52,10 +58,11 @@ if TYPE_CHECKING:  # Lightning (imported by training.data) costs seconds that nl
 # objectives).
 ROUNDTRIP = ("roundtrip_fve", "roundtrip_shuffled_fve", "roundtrip_gap", "roundtrip_fve_raw")
 OUTPUT = ("tag_failure_rate", "schema_violation_rate", "quote_rate", "length_mean")
-ROWS, TEXT_ONLY = "eval_rows", "ar_text_only_fve"
-ALWAYS = (ROWS, TEXT_ONLY, *ROUNDTRIP, *OUTPUT)
+ROWS, EMPTY = "eval_rows", "ar_empty_fve"
+ALWAYS = (ROWS, EMPTY, *ROUNDTRIP, *OUTPUT)
 # only where the scored rows have teacher explanations (the dataset's teacher explained `eval`)
 AR_TEACHER = ("ar_teacher_fve", "ar_teacher_shuffled_fve", "ar_teacher_gap", "ar_teacher_fve_raw")
+PROMPT = ("prompt_fve", "beats_prompt", "beats_prompt_low", "beats_prompt_high")
 NLL_GAP = (
     "av_nll_real",
     "av_nll_shuffled",
@@ -69,13 +76,13 @@ def metric_names(teacher: bool, faithfulness: Iterable[str] = ()) -> list[str]:
     """The metric names `evaluate` can return: with `teacher` (eval rows have teacher
     explanations) the AR-on-teacher and NLL-gap scores; `faithfulness` adds those names
     (`faithfulness.metric_names`)."""
-    return [*ALWAYS, *((*AR_TEACHER, *NLL_GAP) if teacher else ()), *faithfulness]
+    return [*ALWAYS, *((*AR_TEACHER, *PROMPT, *NLL_GAP) if teacher else ()), *faithfulness]
 
 
-def text_only_fve(
+def empty_fve(
     ar, prefixes: Sequence[str], vectors: torch.Tensor, mean: torch.Tensor, batch_size: int
 ) -> float:
-    """FVE of the AR given an empty explanation and the source prefixes (text-only baseline)."""
+    """FVE of the AR given an empty explanation and the source prefixes."""
     return fve_of(ar_predict(ar, [""] * len(prefixes), list(prefixes), batch_size), vectors, mean)
 
 
@@ -162,16 +169,20 @@ def evaluate(
     seed: int = 0,
     autocast: contextlib.AbstractContextManager | None = None,
     faithfulness: Faithfulness | None = None,
+    prompt: Mapping[str, str | None] | None = None,
     progress: bool = False,
 ) -> tuple[dict[str, float], list[dict]]:
     """Score the AV/AR pair on `rows` (the eval split). Returns (metrics, sample table rows).
-    `faithfulness` (built for the rows' dataset) adds the faithfulness scores; `progress`: a
-    bar over the AV's generations."""
+    `faithfulness` (built for the rows' dataset) adds the faithfulness scores; `prompt`: the
+    text-only explanation by example id (default: the teacher's, written from the prefix
+    alone); `progress`: a bar over the AV's generations."""
     rows = scored_rows(rows, max_samples)
     n = len(rows)
     vectors = torch.tensor(rows.vectors[:n])  # a copy: arrow-backed arrays are read-only
     prefixes = rows.prefixes[:n]
     teacher = rows.explanations[:n]
+    ids = rows.example_ids[:n]
+    prompts = teacher if prompt is None else [prompt.get(e) for e in ids]
     perm = derangement(n, seed)
     mean = train_mean.float()
     ctx = autocast or contextlib.nullcontext()
@@ -180,21 +191,29 @@ def evaluate(
     with ctx:
         # the AR alone, on teacher explanations
         have = [i for i in range(n) if teacher[i] is not None]
+        teacher_mse = None
         if have:
             rendered = [av.render_target(teacher[i]) for i in have]  # the AV's output format
             pred = ar_predict(ar, rendered, [prefixes[i] for i in have], batch_size)
             tv = vectors[have]
             tperm = derangement(len(have), seed)
-            real, shuf = _fves(
-                normalized_mse(pred, tv), tv, mean, tperm, normalized_mse(pred, tv[tperm])
-            )
+            teacher_mse = normalized_mse(pred, tv)
+            real, shuf = _fves(teacher_mse, tv, mean, tperm, normalized_mse(pred, tv[tperm]))
             raw = fve(normalized_mse(pred, tv), raw_baseline_mse(tv, mean))
             metrics.update(zip(AR_TEACHER, (real, shuf, real - shuf, raw), strict=True))
             gap = av_nll_gap(av, tv, [teacher[i] for i in have], seed=seed, batch_size=batch_size)
             metrics.update(gap)
 
-        # the AR from the text alone (empty explanation)
-        metrics[TEXT_ONLY] = text_only_fve(ar, prefixes, vectors, mean, batch_size)
+        # the text-only reading the NLA must beat: the AR on explanations of the prefix alone
+        said = [i for i in range(n) if prompts[i] is not None]
+        prompt_mse = teacher_mse if prompt is None else None
+        if said and prompt is not None:
+            rendered = [av.render_target(prompts[i]) for i in said]
+            pred = ar_predict(ar, rendered, [prefixes[i] for i in said], batch_size)
+            prompt_mse = normalized_mse(pred, vectors[said])
+
+        # the AR given an empty explanation
+        metrics[EMPTY] = empty_fve(ar, prefixes, vectors, mean, batch_size)
 
         # the round trip: the same scorer as RL's reward (rollouts.py)
         bar = "evaluation: AV explanations" if progress else None
@@ -213,6 +232,10 @@ def evaluate(
     real, shuf = _fves(rt_mse, vectors, mean, perm, ro.mse_against(vectors[perm]))
     raw = fve(rt_mse, raw_baseline_mse(vectors, mean))
     metrics.update(zip(ROUNDTRIP, (real, shuf, real - shuf, raw), strict=True))
+    if said and prompt_mse is not None:
+        base = baseline_mse(vectors[said], mean)
+        beats = paired_fve_difference(rt_mse[said], prompt_mse, base)  # FVE(rt) - FVE(prompt)
+        metrics.update(zip(PROMPT, (fve(prompt_mse, base), *beats), strict=True))
     output = (
         float(failed.float().mean()),
         ro.schema_violation_rate(),  # closed tag, rejected by the AV's output format
@@ -221,7 +244,6 @@ def evaluate(
     )
     metrics.update(zip(OUTPUT, output, strict=True))
     if faithfulness is not None:  # an unclosed generation states nothing
-        ids = rows.example_ids[:n]
         metrics.update(faithfulness.metrics(ids, vectors, explained, teacher, perm))
 
     base = baseline_mse(vectors, mean)

@@ -73,6 +73,7 @@ from nla_variants.training.rl import (
     load_ridge_rows,
     load_rl_checkpoint,
     save_rl_checkpoint,
+    save_rl_weights,
     steps_loader,
 )
 from nla_variants.training.strategy import lightning_strategy, world_size
@@ -87,7 +88,11 @@ EVAL_CURVE = (
     "roundtrip_gap",
     "tag_failure_rate",
     "schema_violation_rate",
-    "ar_text_only_fve",
+    "ar_empty_fve",
+    "prompt_fve",
+    "beats_prompt",
+    "beats_prompt_low",
+    "beats_prompt_high",
     "quote_rate",
     "length_mean",
 )
@@ -639,8 +644,13 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
         trainer = t.trainer("", -1, rl.max_minutes, callbacks)
         begin = time.perf_counter()
         trainer.fit(module, steps_loader(start, rl.steps))
-        if t.cfg.train.save_checkpoints or rl.checkpoint_every:
+        keep = t.cfg.train.save_checkpoints
+        if keep is True or rl.checkpoint_every:
             save_rl_checkpoint(ckpt_dir, module, t.ctx, reference_dir, t.leader)
+            t.checkpoints["rl_checkpoint"] = ckpt_dir
+        elif keep == "weights":  # the NLA the evaluation scores, for explain and export
+            if t.leader:
+                save_rl_weights(ckpt_dir, module, t.ctx)
             t.checkpoints["rl_checkpoint"] = ckpt_dir
         hist = module.history
         parts = [float(np.mean([h[f"time/{p}_s"] for h in hist])) for p in RL_STEP_PARTS]

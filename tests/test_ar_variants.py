@@ -291,28 +291,51 @@ class _StubAV(torch.nn.Module):
         return torch.full(shape, -1.0), torch.ones(shape)
 
 
-def test_evaluate_reports_text_only_fve_from_the_prefixes(ctx):
-    from nla_variants.evaluation import evaluate, text_only_fve
+def test_evaluate_reports_empty_fve_from_the_prefixes(ctx):
+    from nla_variants.evaluation import empty_fve, evaluate
 
     rows = SplitRows(vectors(3).numpy(), list(EXPLANATIONS), list(SOURCES), ["a", "b", "c"])
     mean = torch.randn(64)
     context = build("ar", {"variant": "context"}, ctx).eval()
     metrics, _ = evaluate(_StubAV(), context, rows, mean, max_new_tokens=8, batch_size=2)
-    assert "ar_text_only_fve" in metrics
+    assert "ar_empty_fve" in metrics
     assert metrics["av_nll_gap"] == 0.0  # an AV blind to its vector: no NLL gap
-    want = text_only_fve(context, SOURCES, torch.from_numpy(rows.vectors), mean, 3)
-    assert metrics["ar_text_only_fve"] == pytest.approx(want, abs=1e-6)
-    other = text_only_fve(context, SOURCES[::-1], torch.from_numpy(rows.vectors), mean, 3)
+    want = empty_fve(context, SOURCES, torch.from_numpy(rows.vectors), mean, 3)
+    assert metrics["ar_empty_fve"] == pytest.approx(want, abs=1e-6)
+    other = empty_fve(context, SOURCES[::-1], torch.from_numpy(rows.vectors), mean, 3)
     assert other != pytest.approx(want, abs=1e-6)  # the prefixes matter
     # a non-context AR's text-only prediction is one constant vector
     base = build("ar", {"variant": "baseline"}, ctx).eval()
     with torch.no_grad():
         pred = base([""] * 3, SOURCES)
     torch.testing.assert_close(pred[0], pred[2])
-    got = text_only_fve(base, SOURCES, torch.from_numpy(rows.vectors), mean, 2)
+    got = empty_fve(base, SOURCES, torch.from_numpy(rows.vectors), mean, 2)
     t = torch.from_numpy(rows.vectors)
     want_base = 1 - normalized_mse(pred, t).mean() / normalized_mse(mean.expand_as(t), t).mean()
     assert got == pytest.approx(float(want_base), abs=1e-5)
+
+
+def test_beats_prompt_is_the_round_trip_minus_the_text_only_reading_on_the_same_rows(ctx):
+    from nla_variants.evaluation import evaluate
+
+    rows = SplitRows(vectors(3).numpy(), list(EXPLANATIONS), list(SOURCES), ["a", "b", "c"])
+    mean = torch.randn(64)
+    ar = build("ar", {"variant": "context"}, ctx).eval()
+    m, _ = evaluate(_StubAV(), ar, rows, mean, max_new_tokens=8, batch_size=2)
+    # by default the text-only reading is the teacher's explanation of the prefix alone
+    assert m["prompt_fve"] == pytest.approx(m["ar_teacher_fve"], abs=1e-6)
+    assert m["beats_prompt"] == pytest.approx(m["roundtrip_fve"] - m["prompt_fve"], abs=1e-6)
+    assert m["beats_prompt_low"] <= m["beats_prompt"] <= m["beats_prompt_high"]
+    assert m["beats_prompt_low"] < m["beats_prompt_high"]  # 3 rows: a wide interval
+    # a prompt reading that writes what the AV writes ties it exactly, on every resample
+    same = {e: "A story about a harbor" for e in ("a", "b", "c")}
+    tie, _ = evaluate(_StubAV(), ar, rows, mean, max_new_tokens=8, batch_size=2, prompt=same)
+    assert tie["prompt_fve"] == pytest.approx(tie["roundtrip_fve"], abs=1e-6)
+    assert tie["beats_prompt"] == tie["beats_prompt_low"] == tie["beats_prompt_high"] == 0.0
+    # only rows with a prompt reading are paired
+    one = {"b": EXPLANATIONS[1]}
+    part, _ = evaluate(_StubAV(), ar, rows, mean, max_new_tokens=8, batch_size=2, prompt=one)
+    assert part["beats_prompt_low"] != part["beats_prompt_low"]  # one row: no interval (nan)
 
 
 def test_rl_rollout_scores_with_each_samples_prefix(ctx, monkeypatch):

@@ -94,7 +94,14 @@ def test_explain_and_export_read_the_best_trials_run(swept, capsys, study_of):
     for target in (tmp / "sweep", path):  # the sweep's directory or its config
         ref = locate(target)
         assert ref.kind == "run" and ref.path.name == best.user_attrs["mlflow_run_ids"][1]
-        assert ref.detail["weights"] == "warm start (the RL weights were not kept)"
+        assert ref.detail["weights"] == "after RL"  # the NLA the trial's evaluation scored
+    # the weights alone, after both RL steps: no optimiser states
+    from nla_variants.checkpoint import OPTIMIZER, SIDECAR, WEIGHTS
+
+    for kind in ("av", "ar"):
+        kept = locate(tmp / "sweep").path / "rl_checkpoint" / kind
+        assert (kept / WEIGHTS).is_file() and not (kept / OPTIMIZER).exists()
+        assert yaml.safe_load((kept / SIDECAR).read_text())["step"] == 2
     out = tmp / "best.jsonl"
     args = ["--positions", "0", "--max-new-tokens", "8", "--precision", "fp32", "-q"]
     code = main(["explain", str(tmp / "sweep"), "--text", "A harbor.", "--out", str(out), *args])

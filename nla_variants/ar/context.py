@@ -1,7 +1,7 @@
 """The full-context AR: it reads the source prefix the activation came from as well as the
 explanation, so the reward (-MSE of its prediction) only pays the AV for what the text alone does
 not give (docs/method.md, "the AR is too smart": a quoting AV gains nothing the prefix did not
-already supply). Report it beside `ar_text_only_fve`: the same AR with an empty explanation.
+already supply). Report it beside `ar_empty_fve`: the same AR with an empty explanation.
 
 Everything of the small AR (n_layers, dropout, head, finetune) applies; the defaults are the
 baseline's full AR. The template holds `{source}` and `{explanation}` once each, in either order;

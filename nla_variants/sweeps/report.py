@@ -140,8 +140,10 @@ def to_markdown(table: list[Row], metrics: list[str]) -> str:
 SHORT = {
     "eval/roundtrip_fve": "FVE",
     "eval/roundtrip_gap": "gap",
-    "eval/ar_teacher_fve": "prompt FVE",
-    "eval/ar_text_only_fve": "text FVE",
+    "eval/prompt_fve": "prompt FVE",
+    "eval/beats_prompt": "beats prompt",
+    "eval/ar_teacher_fve": "teacher FVE",
+    "eval/ar_empty_fve": "empty FVE",
     "eval/quote_rate": "quote",
     "eval/length_mean": "length",
     "eval/tag_failure_rate": "tag fail",

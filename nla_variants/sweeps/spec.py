@@ -44,8 +44,9 @@ METRIC_PATTERN = re.compile(r"^(eval|trial|rl|av_sft|ar_sft)/[A-Za-z0-9_./]+$")
 DEFAULT_REPORT = [
     "eval/roundtrip_fve",
     "eval/roundtrip_gap",
-    "eval/ar_teacher_fve",  # the prompting baseline: teacher text from the input alone -> AR
-    "eval/ar_text_only_fve",  # the AR with an empty explanation: what the text alone gives
+    "eval/prompt_fve",  # the bar: the AR reading an explanation of the input text alone
+    "eval/beats_prompt",  # round trip minus prompt on the same rows (paired interval in MLflow)
+    "eval/ar_empty_fve",  # the AR with an empty explanation
     "eval/quote_rate",
     "eval/length_mean",
     "eval/tag_failure_rate",
@@ -337,9 +338,10 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
         base = read_config(base_path, "sweep base config")
     base = merge(base, cfg.trial)
     base.setdefault("name", cfg.name)
-    # a sweep runs many trials: no ~3 GB final RL checkpoint each unless the base asks for it
+    # a sweep runs many trials: each keeps its RL weights (what its evaluation scored, for
+    # explain and export), not the ~3 GB resumable checkpoint, unless the base asks for it
     if isinstance(base.setdefault("train", {}), dict):  # (not a mapping: validation says so)
-        base["train"].setdefault("save_checkpoints", False)
+        base["train"].setdefault("save_checkpoints", "weights")
     try:
         validate_trial(base)
     except NLAError as e:

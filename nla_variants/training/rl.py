@@ -450,6 +450,13 @@ def save_rl_checkpoint(
     distributed.barrier()
 
 
+def save_rl_weights(directory: Path, module: RLModule, ctx: BuildContext) -> None:
+    """The AV's and AR's trained weights after RL, without optimisers, RNG or step state: the NLA
+    a sweep's evaluation scored, kept for `nla explain` and `nla export` (not resumable)."""
+    for kind, component in (("av", module.av), ("ar", module.ar)):
+        save_checkpoint(directory / kind, component, kind, ctx, step=module.step_no)
+
+
 def load_rl_checkpoint(directory: Path, ctx: BuildContext) -> tuple[nn.Module, nn.Module, dict]:
     """(av, ar, state) from an RL checkpoint; the RNG states are applied by `restore_rng`."""
     state = yaml.safe_load((Path(directory) / STATE).read_text())
