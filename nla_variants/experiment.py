@@ -93,6 +93,7 @@ EVAL_CURVE = (
     "beats_prompt",
     "beats_prompt_low",
     "beats_prompt_high",
+    "av_nll_gap",
     "quote_rate",
     "length_mean",
 )
@@ -661,6 +662,20 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
     return av, ar, {f"rl/{k}": v for k, v in figures.items()}
 
 
+def _log_learning_curve(t: _Trial) -> None:
+    """The trial's learning curves against wall minutes (training/curves.py), as a picture."""
+    from nla_variants.training.curves import plot_curves, read_curves
+
+    fig = plot_curves(
+        read_curves(mlflow.MlflowClient(), t.run_id), f"{t.cfg.name}, seed {t.cfg.seed}"
+    )
+    if fig is not None:
+        import matplotlib.pyplot as plt
+
+        mlflow.log_figure(fig, "curves/learning_curve.png")
+        plt.close(fig)
+
+
 def trial_device(cfg: TrialConfig) -> torch.device:
     return torch.device(cfg.train.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
@@ -791,6 +806,7 @@ def _run(t: _Trial, dataset_name: str, tags: dict[str, str], stage: StageHook) -
         mlflow.log_table({k: [r[k] for r in table] for k in table[0]}, "samples.json")
     if isinstance(ar, PrintsFlowchart):  # an inspectable AR: its decision structure as text
         mlflow.log_text(ar.flowchart(t.train_mean), "flowchart.txt")
+    _log_learning_curve(t)
     if cfg.mlflow.log_checkpoints:
         for name, directory in t.checkpoints.items():
             mlflow.log_artifacts(str(directory), f"checkpoints/{name}")

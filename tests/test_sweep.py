@@ -74,6 +74,9 @@ def test_mlflow_has_a_parent_run_trial_children_and_seed_grandchildren(swept):
         assert sorted(r.data.tags["sweep.seed"] for r in seeds) == ["0", "1"]
         assert all(r.data.tags["sweep.study"] == "tiny-sweep" for r in seeds)
         assert all(r.data.tags["nla.state"] == "FINISHED" for r in seeds)
+        for r in seeds:  # the learning curves, from the run's own RL evaluations
+            pictures = {a.path for a in client.list_artifacts(r.info.run_id, "curves")}
+            assert pictures == {"curves/learning_curve.png"}
     art = {a.path for a in client.list_artifacts(parent, "compare")}
     assert "compare/comparison.csv" in art
 
