@@ -48,10 +48,14 @@ def hashed_counts(texts: Sequence[str], dims: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def next_tokens(target: TargetModel, prefixes: Sequence[str], top: int) -> list[str]:
-    """The target's `top` most likely next tokens after each prefix, as one line of text."""
+def next_tokens(
+    target: TargetModel, prefixes: Sequence[str], top: int
+) -> tuple[list[str], torch.Tensor]:
+    """The target's `top` most likely next tokens after each prefix, as one line of text, and
+    the top-1 token ids [n]."""
     ids = target.tokenize(prefixes, max_tokens=512)
     out: list[str] = [""] * len(ids)
+    first = torch.zeros(len(ids), dtype=torch.long)
     pad = target.tokenizer.pad_token_id or 0
     backbone, head = target.model.model, target.model.lm_head
     for batch in length_buckets([len(x) for x in ids], 8192):
@@ -66,9 +70,19 @@ def next_tokens(target: TargetModel, prefixes: Sequence[str], top: int) -> list[
             last = hidden[torch.arange(len(batch)), mask.sum(1) - 1]
             best = head(last).float().topk(top, dim=-1).indices
         for r, i in enumerate(batch):
+            first[i] = best[r, 0]
             words = [target.tokenizer.decode([t]).strip() or "(space)" for t in best[r].tolist()]
             out[i] = "the model expects next: " + ", ".join(words)
-    return out
+    return out, first
+
+
+@torch.inference_mode()
+def lens_agreement(target: TargetModel, vectors: torch.Tensor, first: torch.Tensor) -> float:
+    """Share of rows whose residual, read through the final norm and the LM head (the logit
+    lens), already gives the model's own top next token: how plainly the vector states it."""
+    lm = target.model
+    logits = lm.lm_head(lm.model.norm(vectors.float())).float()
+    return float((logits.argmax(-1) == first).float().mean())
 
 
 def main() -> None:
@@ -87,14 +101,17 @@ def main() -> None:
         splits[split] = {
             "prefix": table.column("prefix").to_pylist(),
             "teacher": [e or "" for e in table.column("explanation").to_pylist()],
-            "vectors": normalize(torch.from_numpy(ds.vectors(split).copy())),
+            "raw": torch.from_numpy(ds.vectors(split).copy()),
         }
     target = TargetModel(cfg.target.model, cfg.target.precision)
     for s in splits.values():
-        s["model"] = next_tokens(target, s["prefix"], args.top)
+        s["model"], s["top1"] = next_tokens(target, s["prefix"], args.top)
         s["last words"] = [" ".join(WORD.findall(p)[-3:]) for p in s["prefix"]]
         s["teacher + model"] = [f"{t} {m}" for t, m in zip(s["teacher"], s["model"], strict=True)]
+    for s in splits.values():
+        s["vectors"] = normalize(s["raw"])
     train, test = splits["ar_sft"], splits["eval"]
+    lens = lens_agreement(target, test["raw"], test["top1"])
     mean = mean_direction(train["vectors"])
     base = baseline_mse(test["vectors"], mean)
     mse = {}
@@ -110,6 +127,7 @@ def main() -> None:
         diff, lo, hi = paired_fve_difference(m, mse["teacher"], base)
         fve = 1 - float(m.mean() / base.mean())
         print(f"| {reading} | {fve:.3f} | {diff:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
+    print(f"logit lens at layer {cfg.target.layer}: the model's top next token for {lens:.0%}")
     print(f"example: {test['model'][0]!r}; wall {time.perf_counter() - begin:.0f} s")
 
 

@@ -293,7 +293,8 @@ def test_metrics_some_trial_produces_pass_the_check(inputs):
         "pruner": {"kind": "none"},
     }
     check_sweep_metrics(load_sweep(_sweep(inputs, inputs / "trial.yaml", **top)))
-    # the default report names eval/ar_teacher_fve: a column such a sweep leaves empty
+    # the default report names eval/prompt_fve and eval/beats_prompt: columns such a sweep
+    # (no teacher text on eval) leaves empty
     top = {"trial": {"data": {"teacher": {"splits": ["av_sft", "ar_sft"]}}}}
     check_sweep_metrics(load_sweep(_sweep(inputs, inputs / "trial.yaml", **top)))
 
