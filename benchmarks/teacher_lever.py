@@ -27,6 +27,7 @@ import torch
 
 from nla_variants.config import PrepareConfig, load_config
 from nla_variants.core.intervals import paired_fve_difference
+from nla_variants.core.padding import pad_right
 from nla_variants.core.ridge import Ridge
 from nla_variants.core.vectors import baseline_mse, mean_direction, normalize, normalized_mse
 from nla_variants.data.prepare import prepare
@@ -59,12 +60,7 @@ def next_tokens(
     pad = target.tokenizer.pad_token_id or 0
     backbone, head = target.model.model, target.model.lm_head
     for batch in length_buckets([len(x) for x in ids], 8192):
-        width = max(len(ids[i]) for i in batch)
-        padded = torch.full((len(batch), width), pad)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for r, i in enumerate(batch):
-            padded[r, : len(ids[i])] = torch.tensor(ids[i])
-            mask[r, : len(ids[i])] = 1
+        padded, mask = pad_right([ids[i] for i in batch], pad)
         with target.autocast():
             hidden = backbone(input_ids=padded, attention_mask=mask).last_hidden_state
             last = hidden[torch.arange(len(batch)), mask.sum(1) - 1]
@@ -103,13 +99,12 @@ def main() -> None:
             "teacher": [e or "" for e in table.column("explanation").to_pylist()],
             "raw": torch.from_numpy(ds.vectors(split).copy()),
         }
+        splits[split]["vectors"] = normalize(splits[split]["raw"])
     target = TargetModel(cfg.target.model, cfg.target.precision)
     for s in splits.values():
         s["model"], s["top1"] = next_tokens(target, s["prefix"], args.top)
         s["last words"] = [" ".join(WORD.findall(p)[-3:]) for p in s["prefix"]]
         s["teacher + model"] = [f"{t} {m}" for t, m in zip(s["teacher"], s["model"], strict=True)]
-    for s in splits.values():
-        s["vectors"] = normalize(s["raw"])
     train, test = splits["ar_sft"], splits["eval"]
     lens = lens_agreement(target, test["raw"], test["top1"])
     mean = mean_direction(train["vectors"])

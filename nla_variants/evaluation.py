@@ -199,7 +199,7 @@ def evaluate(
             tperm = derangement(len(have), seed)
             teacher_mse = normalized_mse(pred, tv)
             real, shuf = _fves(teacher_mse, tv, mean, tperm, normalized_mse(pred, tv[tperm]))
-            raw = fve(normalized_mse(pred, tv), raw_baseline_mse(tv, mean))
+            raw = fve(teacher_mse, raw_baseline_mse(tv, mean))
             metrics.update(zip(AR_TEACHER, (real, shuf, real - shuf, raw), strict=True))
             gap = av_nll_gap(av, tv, [teacher[i] for i in have], seed=seed, batch_size=batch_size)
             metrics.update(gap)
@@ -232,7 +232,7 @@ def evaluate(
     real, shuf = _fves(rt_mse, vectors, mean, perm, ro.mse_against(vectors[perm]))
     raw = fve(rt_mse, raw_baseline_mse(vectors, mean))
     metrics.update(zip(ROUNDTRIP, (real, shuf, real - shuf, raw), strict=True))
-    if said and prompt_mse is not None:
+    if said:
         base = baseline_mse(vectors[said], mean)
         beats = paired_fve_difference(rt_mse[said], prompt_mse, base)  # FVE(rt) - FVE(prompt)
         metrics.update(zip(PROMPT, (fve(prompt_mse, base), *beats), strict=True))
