@@ -141,6 +141,14 @@ class TeacherConfig(Strict):
     splits: list[str] = Field(default_factory=lambda: ["av_sft", "ar_sft", "eval"])
     anthropic: AnthropicTeacherConfig = Field(default_factory=AnthropicTeacherConfig)
     local: LocalTeacherConfig = Field(default_factory=LocalTeacherConfig)
+    next_tokens: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="add a last line naming the target's own N most likely next tokens (read from"
+        " its logits, a fact about the model the text alone does not give); the text-only"
+        " explanation is kept as the prompt the NLA is scored against. 0: off",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TeacherConfig:
@@ -165,6 +173,15 @@ class PrepareConfig(Strict):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> PrepareConfig:
+        if self.teacher.next_tokens and self.target.diff_model:
+            raise ValueError(
+                "teacher.next_tokens reads one model's predictions, and a diff dataset's vectors"
+                " belong to two; set teacher.next_tokens: 0 or drop target.diff_model"
+            )
+        return self
 
 
 def get_dotted(data: dict, key: str) -> Any:

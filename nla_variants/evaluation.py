@@ -11,8 +11,9 @@ Metrics (all FVEs against the predict-the-training-mean baseline, on normalised 
 - `av_nll_gap`: teacher-forced NLL of the teacher explanations with shuffled minus matching
   vectors (nats/token) and `av_nll_win_rate`: the AV's own test that it reads the vector.
 - `prompt_fve`: the text-only reading, the bar an NLA must clear: the same AR reading the
-  teacher's explanation written from the prefix alone (every teacher today reads only the text;
-  one that reads the model must pass its text-only explanations as `prompt`).
+  teacher's explanation written from the prefix alone (where the teacher also stated what it read
+  from the model, `teacher.next_tokens`, its text-only explanation the dataset kept; or the
+  `prompt` a caller passes).
 - `beats_prompt` = `roundtrip_fve` - `prompt_fve` on the same rows, with its paired 95% bootstrap
   interval over rows (`beats_prompt_low`, `beats_prompt_high`): above zero, the AV's explanation
   of the vector carries more than a reading of the text alone.
@@ -182,6 +183,8 @@ def evaluate(
     prefixes = rows.prefixes[:n]
     teacher = rows.explanations[:n]
     ids = rows.example_ids[:n]
+    if prompt is None and rows.prompts is not None:  # the teacher's text-only explanations
+        prompt = dict(zip(rows.example_ids, rows.prompts, strict=True))
     prompts = teacher if prompt is None else [prompt.get(e) for e in ids]
     perm = derangement(n, seed)
     mean = train_mean.float()

@@ -476,6 +476,7 @@ def _warm_start_ar(t: _Trial, av) -> tuple[torch.nn.Module, dict[str, float]]:
                 extra=av_rows,
                 extra_share=sft.av_text,
                 skip_batches=offset,
+                prompts=True,  # the AR reads the prompt as well as the teacher
             )
             trainer.fit(module, datamodule=data)
             figures = _fit_figures(trainer, module)
@@ -490,10 +491,12 @@ def _warm_start_ar(t: _Trial, av) -> tuple[torch.nn.Module, dict[str, float]]:
 
 def _teacher_rows(t: _Trial, n: int, render) -> tuple[list[str], np.ndarray, list[str]]:
     """`n` random ar_sft teacher rows (chosen by the seed), in the AV's output format: the rows
-    every closed-form AR readout fits on (texts, vectors, source prefixes)."""
+    every closed-form AR readout fits on (texts, vectors, source prefixes). Where the teacher
+    also stated what it read from the model, each row's text-only explanation is one more row
+    (`SplitRows.with_prompts`)."""
     rows = load_split(t.dataset, "ar_sft").with_explanations()
     g = torch.Generator().manual_seed(t.cfg.seed)
-    rows = rows.take(torch.randperm(len(rows), generator=g)[:n].tolist())
+    rows = rows.take(torch.randperm(len(rows), generator=g)[:n].tolist()).with_prompts()
     texts = [render(e) for e in rows.explanations] if render else list(rows.explanations)
     return texts, rows.vectors, list(rows.prefixes)
 

@@ -359,28 +359,73 @@ class TargetModel:
         """
         check_layer(layer, self.num_layers, self.source.spec)
         backbone = truncated_backbone(self.model, layer)
-        out: list[np.ndarray | None] = [None] * len(token_ids)
+
+        def pick(ids: torch.Tensor, mask: torch.Tensor, at: tuple) -> list[torch.Tensor]:
+            hidden = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+            return [hidden[at].float()]
+
+        (vectors,) = self._at_positions(token_ids, positions, max_batch_tokens, on_batch, pick, 1)
+        return vectors
+
+    @torch.inference_mode()
+    def residuals_and_predictions(
+        self,
+        token_ids: Sequence[Sequence[int]],
+        layer: int,
+        positions: Sequence[Sequence[int]],
+        top_k: int,
+        max_batch_tokens: int = 8192,
+        on_batch: Callable[[int], object] | None = None,
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """`residuals`, and from the same full forward the model's `top_k` most likely next
+        tokens at each position (int64 [len(positions[i]), top_k], most likely first): a fact
+        about the model that its text alone does not give (the `teacher.next_tokens` option)."""
+        check_layer(layer, self.num_layers, self.source.spec)
+        lm = self.model
+
+        def pick(ids: torch.Tensor, mask: torch.Tensor, at: tuple) -> list[torch.Tensor]:
+            out = lm.get_decoder()(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+            logits = lm.get_output_embeddings()(out.last_hidden_state[at]).float()
+            return [out.hidden_states[layer][at].float(), logits.topk(top_k, dim=-1).indices]
+
+        vectors, top = self._at_positions(token_ids, positions, max_batch_tokens, on_batch, pick, 2)
+        return vectors, top
+
+    def _at_positions(
+        self,
+        token_ids: Sequence[Sequence[int]],
+        positions: Sequence[Sequence[int]],
+        max_batch_tokens: int,
+        on_batch: Callable[[int], object] | None,
+        pick: Callable[[torch.Tensor, torch.Tensor, tuple], list[torch.Tensor]],
+        n_out: int,
+    ) -> list[list[np.ndarray]]:
+        """Length-bucketed forwards over each sequence up to its last wanted position; `pick`
+        runs the model on a padded batch and returns `n_out` tensors indexed by `at` (the
+        wanted (row, column) pairs). Returns, per output, one array per sequence."""
+        out: list[list] = [[None] * len(token_ids) for _ in range(n_out)]
         lengths = [max(p) + 1 if len(p) else 0 for p in positions]
         pad = self.tokenizer.pad_token_id or 0
-        for batch in length_buckets(lengths, max_batch_tokens):
-            width = max(lengths[i] for i in batch)
-            if width == 0:
-                for i in batch:
-                    out[i] = np.zeros((0, self.d_model), np.float32)
-                continue
+        wanted = [i for i, n in enumerate(lengths) if n > 0]
+        for batch in length_buckets([lengths[i] for i in wanted], max_batch_tokens):
+            batch = [wanted[b] for b in batch]
             ids, mask = pad_right([token_ids[i][: lengths[i]] for i in batch], pad)
-            with self.autocast():
-                hidden = backbone(
-                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
-                ).last_hidden_state
             rows = torch.cat([torch.full((len(positions[i]),), r) for r, i in enumerate(batch)])
             cols = torch.cat([torch.as_tensor(list(positions[i])) for i in batch])
-            picked = hidden[rows.to(self.device), cols.to(self.device)].float().cpu().numpy()
-            offset = 0
-            for i in batch:
-                k = len(positions[i])
-                out[i] = picked[offset : offset + k]
-                offset += k
+            at = (rows.to(self.device), cols.to(self.device))
+            with self.autocast():
+                picked = pick(ids.to(self.device), mask.to(self.device), at)
+            for o, values in zip(out, picked, strict=True):
+                values = values.cpu().numpy()
+                offset = 0
+                for i in batch:
+                    o[i] = values[offset : offset + len(positions[i])]
+                    offset += len(positions[i])
             if on_batch is not None:
                 on_batch(int(mask.sum()))
-        return out  # type: ignore[return-value]
+        for o in out:  # sequences with no wanted position: empty arrays of the same width
+            template = next(
+                (a for a in o if a is not None), np.zeros((0, self.d_model), np.float32)
+            )
+            o[:] = [a if a is not None else template[:0] for a in o]
+        return out

@@ -336,6 +336,12 @@ def test_beats_prompt_is_the_round_trip_minus_the_text_only_reading_on_the_same_
     one = {"b": EXPLANATIONS[1]}
     part, _ = evaluate(_StubAV(), ar, rows, mean, max_new_tokens=8, batch_size=2, prompt=one)
     assert part["beats_prompt_low"] != part["beats_prompt_low"]  # one row: no interval (nan)
+    # a dataset whose teacher added what it read from the model keeps its text-only prompts
+    kept = SplitRows(rows.vectors, rows.explanations, rows.prefixes, rows.example_ids)
+    kept.prompts = ["A story about a harbor"] * 3
+    own, _ = evaluate(_StubAV(), ar, kept, mean, max_new_tokens=8, batch_size=2)
+    assert own["prompt_fve"] == pytest.approx(tie["prompt_fve"], abs=1e-6)
+    assert own["ar_teacher_fve"] == pytest.approx(m["ar_teacher_fve"], abs=1e-6)
 
 
 def test_rl_rollout_scores_with_each_samples_prefix(ctx, monkeypatch):

@@ -28,3 +28,18 @@ def test_a_sample_spreads_over_the_split_and_is_the_same_for_every_call():
 def test_a_small_split_is_scored_whole():
     rows = _split(10)
     assert scored_rows(rows, 64).example_ids == rows.example_ids
+
+
+def test_rows_that_kept_their_prompts_carry_them_through_a_sample_and_into_the_ars_rows():
+    rows = _split(10)
+    rows.explanations = [f"teacher {i}\nThe model expects next: x" for i in range(10)]
+    rows.prompts = [f"teacher {i}" if i != 3 else None for i in range(10)]
+    picked = scored_rows(rows, 4)
+    assert picked.prompts == [rows.prompts[int(i.split("-")[1])] for i in picked.example_ids]
+    both = rows.with_prompts()  # each explained row, then its text-only explanation as a row
+    assert len(both) == 19 and both.prompts is None
+    assert both.explanations[10:] == [p for p in rows.prompts if p is not None]
+    kept = [e for e, p in zip(rows.example_ids, rows.prompts, strict=True) if p is not None]
+    assert both.example_ids[10:] == kept
+    assert both.vectors.shape == (19, 4)
+    assert _split(3).with_prompts().example_ids == _split(3).example_ids  # nothing kept: as is

@@ -13,11 +13,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from nla_variants.cli import main
 from nla_variants.config import PrepareConfig, load_config
 from nla_variants.data.prepare import prepare
 from nla_variants.data.store import StoredDataset
+from nla_variants.data.teachers.predictions import prediction_line
+from nla_variants.errors import NLAError
 from nla_variants.target import TargetModel
 
 
@@ -211,3 +214,34 @@ def test_a_full_disk_is_one_line_and_a_rerun_keeps_every_finished_shard(
     for a, b in zip(got, want, strict=True):
         assert a["example_id"] == b["example_id"] and a["explanation"] == b["explanation"]
         np.testing.assert_array_equal(a["vector"], b["vector"])
+
+
+def test_next_tokens_adds_the_models_own_guess_and_keeps_the_text_only_prompt(
+    tmp_path, tiny_model_dir, write_config
+):
+    path = write_config(tmp_path, tiny_model_dir)
+    plain = StoredDataset.open(prepare(load_config(path, PrepareConfig), progress=False).path)
+    cfg = load_config(path, PrepareConfig, ["teacher.next_tokens=3"])
+    ds = StoredDataset.open(prepare(cfg, progress=False).path)
+    assert ds.path != plain.path and ds.sidecar["teacher"]["next_tokens"] == 3
+    assert ds.has_column("prompt") and not plain.has_column("prompt")
+    np.testing.assert_array_equal(ds.vectors(), plain.vectors())  # the same residuals
+    target = TargetModel(str(tiny_model_dir), "fp32", "cpu")
+    rows = ds.table().to_pylist()
+    before = {r["example_id"]: r["explanation"] for r in plain.table().to_pylist()}
+    explained = [r for r in rows if r["prompt"] is not None]
+    assert len(explained) == sum(e is not None for e in before.values()) > 0
+    for r in rows:
+        assert r["prompt"] == before[r["example_id"]]  # the teacher's text, untouched
+    for r in explained[:6]:
+        ids = target.tokenize([r["prefix"]])[0]
+        with torch.inference_mode():
+            logits = target.model(input_ids=torch.tensor([ids])).logits[0, -1]
+        top = [target.tokenizer.decode([t]) for t in logits.topk(3).indices.tolist()]
+        assert r["explanation"] == f"{r['prompt']}\n{prediction_line(top)}"
+
+
+def test_next_tokens_refuses_a_diff_dataset(tmp_path, tiny_model_dir, write_config):
+    path = write_config(tmp_path, tiny_model_dir)
+    with pytest.raises(NLAError, match="teacher.next_tokens reads one model"):
+        load_config(path, PrepareConfig, ["teacher.next_tokens=3", f"target.diff_model={path}"])

@@ -56,6 +56,7 @@ from nla_variants.data.store import (
 )
 from nla_variants.data.teachers.base import Teacher
 from nla_variants.data.teachers.factory import make_teacher
+from nla_variants.data.teachers.predictions import prediction_line
 from nla_variants.errors import NLAError
 from nla_variants.hashing import hash_obj
 from nla_variants.io import write_yaml_atomic
@@ -103,6 +104,8 @@ def dataset_address(
             "corpus": manifest,
             "sampling": cfg.sampling.model_dump(),
             "teacher": teacher_fp,
+            # only when set, so the addresses of datasets without it do not move
+            **({"next_tokens": cfg.teacher.next_tokens} if cfg.teacher.next_tokens else {}),
             "teacher_splits": sorted(cfg.teacher.splits),
             "shard_docs": cfg.store.shard_docs,
         }
@@ -160,9 +163,13 @@ def _build_shard(
 ) -> tuple[dict, np.ndarray]:
     ids = [token_ids[p.doc.doc_id] for p in plans]
     positions = [[n - 1 for n in p.prefix_lengths] for p in plans]
-    vectors = target.residuals(
-        ids, cfg.target.layer, positions, cfg.target.max_batch_tokens, on_batch=bar.update
-    )
+    layer, budget, top_k = cfg.target.layer, cfg.target.max_batch_tokens, cfg.teacher.next_tokens
+    if top_k:  # the same forward, run to the logits
+        vectors, predicted = target.residuals_and_predictions(
+            ids, layer, positions, top_k, budget, on_batch=bar.update
+        )
+    else:
+        vectors = target.residuals(ids, layer, positions, budget, on_batch=bar.update)
     rows: dict[str, list] = {
         k: []
         for k in (
@@ -203,6 +210,13 @@ def _build_shard(
             raise _unanswered(teacher, len(wanted))
         for i, answer in zip(wanted, answers, strict=True):
             rows["explanation"][i] = answer
+    if top_k:  # the teacher's text stays the prompt; the explanation adds the model's guess
+        rows["prompt"] = list(rows["explanation"])
+        guesses = np.concatenate(predicted)
+        for i, answer in enumerate(rows["prompt"]):
+            if answer is not None:
+                line = prediction_line([decode([t]) for t in guesses[i].tolist()])
+                rows["explanation"][i] = f"{answer}\n{line}"
     return rows, np.concatenate(vectors)
 
 
@@ -370,6 +384,7 @@ def _build(
         "teacher": {
             "kind": cfg.teacher.kind,
             "fingerprint": teacher.fingerprint(),
+            "next_tokens": cfg.teacher.next_tokens,
             "splits": list(cfg.teacher.splits),
             "last_run_stats": teacher.stats.as_dict(),
         },

@@ -39,8 +39,10 @@ def shard_name(index: int) -> str:
 PROPERTY_FIELDS = [(n, pa.string() if BY_NAME[n].kind == LABEL else pa.bool_()) for n in STORED]
 
 
-def schema(d_model: int, properties: bool = True) -> pa.Schema:
-    """The shard schema; `properties: False` is the layout written before property columns."""
+def schema(d_model: int, properties: bool = True, prompt: bool = False) -> pa.Schema:
+    """The shard schema; `properties: False` is the layout written before property columns;
+    `prompt`: a teacher that adds what it read from the model (`teacher.next_tokens`) keeps its
+    text-only explanation, the prompt reading the NLA is scored against."""
     return pa.schema(
         [
             ("example_id", pa.string()),
@@ -51,6 +53,7 @@ def schema(d_model: int, properties: bool = True) -> pa.Schema:
             ("next_token_id", pa.int32()),  # the token after the prefix, -1 at document end
             ("prefix", pa.string()),
             ("explanation", pa.string()),  # null where no teacher ran or the answer was dropped
+            *([("prompt", pa.string())] if prompt else []),
             *(PROPERTY_FIELDS if properties else []),
             ("vector", pa.list_(pa.float32(), d_model)),
         ]
@@ -64,7 +67,7 @@ def write_shard(path: Path, rows: dict[str, Sequence], vectors: np.ndarray) -> N
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
     columns = dict(rows)
     columns["vector"] = pa.FixedSizeListArray.from_arrays(flat, d)
-    table = pa.Table.from_pydict(columns, schema=schema(d, "token" in rows))
+    table = pa.Table.from_pydict(columns, schema=schema(d, "token" in rows, "prompt" in rows))
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 
@@ -114,6 +117,10 @@ class StoredDataset:
         filters = [("split", "=", split)] if split else None
         tables = [pq.read_table(s, columns=columns, filters=filters) for s in self.shards]
         return pa.concat_tables(tables, promote_options="default")  # old shards: nulls
+
+    def has_column(self, name: str) -> bool:
+        """Do the shards hold column `name` (e.g. the optional `prompt`)?"""
+        return bool(self.shards) and name in pq.ParquetFile(self.shards[0]).schema_arrow.names
 
     def vectors(self, split: str | None = None) -> np.ndarray:
         """Raw fp32 vectors [n, d_model] of a split (all rows when split is None)."""

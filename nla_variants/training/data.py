@@ -32,6 +32,9 @@ class SplitRows:
     prefixes: list[str]
     example_ids: list[str]
     rendered: bool = False  # the explanations are the AV's own text (already in its format)
+    # the text-only explanations the NLA is scored against, where the teacher added what it read
+    # from the model (`teacher.next_tokens`); None: the explanations themselves are text-only
+    prompts: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.prefixes)
@@ -43,19 +46,38 @@ class SplitRows:
             [self.prefixes[i] for i in index],
             [self.example_ids[i] for i in index],
             self.rendered,
+            None if self.prompts is None else [self.prompts[i] for i in index],
         )
 
     def with_explanations(self) -> SplitRows:
         return self.take([i for i, e in enumerate(self.explanations) if e is not None])
 
+    def with_prompts(self) -> SplitRows:
+        """These rows, then each row's text-only explanation as one more row (where the teacher
+        also stated what it read from the model). An AR fit on both reads the prompt as well as
+        it reads the teacher, so the prompt it is compared with is not a weakened one."""
+        if self.prompts is None:
+            return self
+        more = [i for i, p in enumerate(self.prompts) if p is not None]
+        return SplitRows(
+            np.concatenate([self.vectors, self.vectors[more]]),
+            self.explanations + [self.prompts[i] for i in more],
+            self.prefixes + [self.prefixes[i] for i in more],
+            self.example_ids + [self.example_ids[i] for i in more],
+            self.rendered,
+        )
+
 
 def load_split(dataset: StoredDataset, split: str) -> SplitRows:
-    table = dataset.table(split, ["example_id", "prefix", "explanation", "vector"])
+    prompt = dataset.has_column("prompt")
+    columns = ["example_id", "prefix", "explanation", "vector", *(["prompt"] if prompt else [])]
+    table = dataset.table(split, columns)
     return SplitRows(
         vectors=vector_matrix(table),
         explanations=table.column("explanation").to_pylist(),
         prefixes=table.column("prefix").to_pylist(),
         example_ids=table.column("example_id").to_pylist(),
+        prompts=table.column("prompt").to_pylist() if prompt else None,
     )
 
 
@@ -135,7 +157,9 @@ class NLADataModule(L.LightningDataModule):
     first `val_samples` explained rows of `val_split` as a held-out set whose rows carry a
     shuffled partner vector (the AV's NLL-gap check). `extra` rows (the AV's own explanations
     for the AR) are mixed in at `extra_share` of the training samples. `skip_batches`: a
-    resumed warm start continues the data order where its checkpoint stopped."""
+    resumed warm start continues the data order where its checkpoint stopped. `prompts`: the
+    training rows also carry the teacher's text-only explanations (`SplitRows.with_prompts`,
+    for the AR)."""
 
     def __init__(
         self,
@@ -149,8 +173,10 @@ class NLADataModule(L.LightningDataModule):
         extra: SplitRows | None = None,
         extra_share: float = 0.0,
         skip_batches: int = 0,
+        prompts: bool = False,
     ) -> None:
         super().__init__()
+        self.prompts = prompts
         self.dataset = dataset
         self.train_split = train_split
         self.batch_size = batch_size
@@ -164,7 +190,8 @@ class NLADataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.rows is None:
             rows = load_split(self.dataset, self.train_split)
-            self.rows = rows.with_explanations() if self.require_explanations else rows
+            rows = rows.with_explanations() if self.require_explanations else rows
+            self.rows = rows.with_prompts() if self.prompts else rows
 
     def _ranks(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
