@@ -36,6 +36,7 @@ import torch
 
 from nla_variants.core.ridge import Ridge
 from nla_variants.data.properties import BY_NAME, FLAG, PROPERTIES, PropertyTable
+from nla_variants.data.teachers.predictions import without_prediction
 
 # -- reading an explanation -------------------------------------------------------------------
 
@@ -239,7 +240,9 @@ def _next_token(text: str) -> str | None:
 def stated(name: str, text: str | None) -> Any:
     """The value `text` states for property `name`, or None when it is silent. Tokens come back
     as the quoted or named text (compared by `matches`); binary properties as True/False; flags
-    as True (asserted) or None."""
+    as True (asserted) or None. A line naming the model's own guess (`teacher.next_tokens`) is
+    about the model, not the text: no property is read from it."""
+    text = without_prediction(text) if text else text
     if not text:
         return None
     if name in ("genre", "tuned_genre"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nla_variants.data.teachers import parse_explanation
-from nla_variants.data.teachers.predictions import prediction_line, show_token
+from nla_variants.data.teachers.predictions import prediction_line, show_token, without_prediction
 
 
 def test_tokens_are_quoted_and_whitespace_is_said_in_words():
@@ -30,3 +30,13 @@ def test_the_line_lists_the_guesses_in_order_without_repeats():
 def test_markup_never_reaches_the_explanation_format(token):
     line = prediction_line([token, " b"])
     assert parse_explanation(f"A feature\n{line}") == f"A feature\n{line}"
+
+
+def test_faithfulness_reads_nothing_about_the_text_from_the_models_guess():
+    from nla_variants.faithfulness import stated
+
+    teacher = 'Python source code\nThe text stops after "return"'
+    line = prediction_line([" x", " table", "("])
+    assert stated("token", f"{teacher}\n{line}") == stated("token", teacher) == "return"
+    assert stated("genre", f"Some text\n{line}") is None  # "table" is the model's guess
+    assert without_prediction(f"{teacher}\n{line}") == teacher

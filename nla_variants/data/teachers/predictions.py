@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 
 MAX_TOKEN_CHARS = 16
+LEAD = "The model expects next:"
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f"`*#<>_]')
 _NAMES = {'"': "a quote mark", "`": "a backtick", "*": "an asterisk", "#": "a hash sign"}
 _NAMES |= {"<": "an angle bracket", ">": "an angle bracket", "_": "an underscore"}
@@ -39,4 +40,9 @@ def prediction_line(tokens: Sequence[str]) -> str:
     if not shown:
         raise ValueError("prediction_line needs at least one token")
     listed = shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
-    return f"The model expects next: {listed}"
+    return f"{LEAD} {listed}"
+
+
+def without_prediction(text: str) -> str:
+    """`text` without its prediction lines: what it says about the text itself."""
+    return "\n".join(ln for ln in text.split("\n") if not ln.strip().startswith(LEAD))
