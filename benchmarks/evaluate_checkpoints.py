@@ -39,7 +39,7 @@ def main() -> None:
     mean = mean_direction(
         torch.from_numpy(np.concatenate([ds.vectors("av_sft"), ds.vectors("ar_sft")]))
     )
-    scores, table = evaluate(
+    scores, table, _ = evaluate(
         av.eval(),
         ar.eval(),
         load_split(ds, "eval"),

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -105,15 +106,22 @@ def _per_property(key: str) -> bool:
     return name.startswith(("faithful_", "contradict_", "probe_")) and not name.endswith("_mean")
 
 
-def _print_comparison(study, sweep_dir, parent_run_id) -> None:
+def _print_comparison(
+    study, sweep_dir, parent_run_id, reference: str | None = None, resolve: float | None = None
+) -> None:
     from rich.console import Console
 
-    from nla_variants.sweeps.report import compare, rich_table
+    from nla_variants.sweeps.report import compare, power_lines, rich_table, versus_table
 
-    table, metrics, files = compare(study, sweep_dir / "report", parent_run_id)
+    table, metrics, files, found = compare(study, sweep_dir / "report", parent_run_id, reference)
     console = Console()
     title = f"sweep {study.study_name}: best first"
     console.print(rich_table(table, metrics, title, width=console.width))
+    console.print(f"{found.note()}.")
+    if found.reference is not None:
+        console.print(versus_table(table, metrics, found.reference, width=console.width))
+    for line in power_lines(table, metrics, resolve):
+        console.print(line, highlight=False)
     console.print(f"written: {', '.join(str(p) for p in files.values())}")
 
 
@@ -153,8 +161,10 @@ def _every_trial_failed(study, counts: str) -> str:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from nla_variants.sweeps.report import open_sweep
 
+    if args.resolve is not None and not (math.isfinite(args.resolve) and args.resolve > 0):
+        raise NLAError(f"--resolve {args.resolve} is not a positive difference", "pass e.g. 0.02")
     study, sweep_dir, parent = open_sweep(args.sweep, args.storage, args.tracking_uri)
-    _print_comparison(study, sweep_dir, parent)
+    _print_comparison(study, sweep_dir, parent, args.reference, args.resolve)
     return 0
 
 
@@ -253,9 +263,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     out = _output_path(args.out, "--out")
     # evaluate_nla checks the settings before any weight loads
-    report = evaluate_nla(args.nla, settings, args.dataset, args.target)
+    report, per_row = evaluate_nla(args.nla, settings, args.dataset, args.target)
     if out is not None:
-        write_report(out, report)
+        rows = write_report(out, report, per_row)
+        log.info("report: %s; per-row scores: %s", out, rows)
     print_report(report)
     return 0
 
@@ -372,6 +383,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--tracking-uri",
         help="the MLflow store the sweep logged to (default: the one it recorded), where the "
         "report is logged; without that store the report is written to files only",
+    )
+    p.add_argument(
+        "--reference",
+        metavar="PRESET",
+        help="a preset name or trial number: each other preset's paired difference from it, its "
+        "95%% interval and a Holm-corrected verdict (better, worse, unresolved)",
+    )
+    p.add_argument(
+        "--resolve",
+        type=float,
+        metavar="DELTA",
+        help="how many seeds or eval rows would resolve a true difference of DELTA",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no info logs")
     p.set_defaults(func=_cmd_compare)

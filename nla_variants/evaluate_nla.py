@@ -19,6 +19,8 @@ import torch
 
 from nla_variants.checks import check_device
 from nla_variants.errors import NLAError
+from nla_variants.row_scores import FILE as ROW_SCORES
+from nla_variants.row_scores import RowScores
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +94,10 @@ def evaluate_nla(
     s: EvaluateSettings,
     dataset: str | None = None,
     target: str | None = None,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], RowScores]:
     """Evaluate the NLA at `nla_path` on a dataset's eval split: returns the report (settings,
-    metrics, faithfulness table). Every input is checked before weights load."""
+    metrics, faithfulness table) and the per-row scores. Every input is checked before weights
+    load."""
     from nla_variants.core.vectors import mean_direction
     from nla_variants.data.store import StoredDataset
     from nla_variants.evaluation import evaluate
@@ -121,7 +124,7 @@ def evaluate_nla(
     faithfulness = Faithfulness.from_dataset(ds, s.seed)
     max_new_tokens = s.max_new_tokens or _eval_setting(ref, "max_new_tokens", 96)
     batch_size = s.batch_size or _eval_setting(ref, "batch_size", 32)
-    metrics, table = evaluate(
+    metrics, table, per_row = evaluate(
         nla.av,
         nla.ar,
         rows,
@@ -143,13 +146,17 @@ def evaluate_nla(
         "metrics": metrics,
         "faithfulness": table_rows(metrics),
         "samples": table,
-    }
+    }, per_row
 
 
-def write_report(path: Path, report: dict[str, Any]) -> None:
+def write_report(path: Path, report: dict[str, Any], per_row: RowScores) -> Path:
+    """The report as JSON at `path`, and its per-row scores beside it (`NAME.eval_rows.parquet`,
+    the file a trial writes as eval_rows.parquet); returns the latter's path."""
     from nla_variants.io import write_text_atomic
 
+    rows = per_row.write(path.with_name(f"{path.stem}.{ROW_SCORES}"))
     write_text_atomic(path, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    return rows
 
 
 HEADLINE = (

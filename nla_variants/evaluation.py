@@ -49,6 +49,7 @@ from nla_variants.core.vectors import (
     raw_baseline_mse,
 )
 from nla_variants.rollouts import ar_predict, batches, score_rollouts
+from nla_variants.row_scores import RowScores
 
 if TYPE_CHECKING:  # Lightning (imported by training.data) costs seconds that nla explain skips
     from nla_variants.faithfulness import Faithfulness
@@ -134,12 +135,21 @@ def av_nll_gap(
 ) -> dict[str, float]:
     """Does the AV read its vector? `nll_gap_scores` of the teacher explanations, each scored
     with its own vector and with a derangement of them."""
+    rows = av_nll_rows(av, vectors, explanations, seed=seed, batch_size=batch_size)
+    return nll_gap_scores(rows) if rows is not None else {}
+
+
+def av_nll_rows(
+    av, vectors: torch.Tensor, explanations: Sequence[str], *, seed: int = 0, batch_size: int = 32
+) -> torch.Tensor | None:
+    """`nll_rows` of the explanations with their own vectors and a derangement of them (None
+    under two rows, which cannot be deranged)."""
     n = len(explanations)
     if n < 2:
-        return {}
+        return None
     shuffled = vectors[derangement(n, seed)]
     rows = [nll_rows(av, vectors[s], shuffled[s], explanations[s]) for s in batches(n, batch_size)]
-    return nll_gap_scores(torch.cat(rows))
+    return torch.cat(rows)
 
 
 EVAL_ROWS_SEED = 0
@@ -172,11 +182,12 @@ def evaluate(
     faithfulness: Faithfulness | None = None,
     prompt: Mapping[str, str | None] | None = None,
     progress: bool = False,
-) -> tuple[dict[str, float], list[dict]]:
-    """Score the AV/AR pair on `rows` (the eval split). Returns (metrics, sample table rows).
-    `faithfulness` (built for the rows' dataset) adds the faithfulness scores; `prompt`: the
-    text-only explanation by example id (default: the teacher's, written from the prefix
-    alone); `progress`: a bar over the AV's generations."""
+) -> tuple[dict[str, float], list[dict], RowScores]:
+    """Score the AV/AR pair on `rows` (the eval split). Returns (metrics, sample table rows,
+    the per-row scores the metrics are means of). `faithfulness` (built for the rows' dataset)
+    adds the faithfulness scores; `prompt`: the text-only explanation by example id (default:
+    the teacher's, written from the prefix alone); `progress`: a bar over the AV's
+    generations."""
     rows = scored_rows(rows, max_samples)
     n = len(rows)
     vectors = torch.tensor(rows.vectors[:n])  # a copy: arrow-backed arrays are read-only
@@ -190,6 +201,7 @@ def evaluate(
     mean = train_mean.float()
     ctx = autocast or contextlib.nullcontext()
     metrics: dict[str, float] = {ROWS: float(n)}
+    per_row = RowScores(ids)
 
     with ctx:
         # the AR alone, on teacher explanations
@@ -204,8 +216,11 @@ def evaluate(
             real, shuf = _fves(teacher_mse, tv, mean, tperm, normalized_mse(pred, tv[tperm]))
             raw = fve(teacher_mse, raw_baseline_mse(tv, mean))
             metrics.update(zip(AR_TEACHER, (real, shuf, real - shuf, raw), strict=True))
-            gap = av_nll_gap(av, tv, [teacher[i] for i in have], seed=seed, batch_size=batch_size)
-            metrics.update(gap)
+            per_row.put("teacher_mse", have, teacher_mse)
+            nll = av_nll_rows(av, tv, [teacher[i] for i in have], seed=seed, batch_size=batch_size)
+            if nll is not None:
+                metrics.update(nll_gap_scores(nll))
+                per_row.put_nll(have, nll)
 
         # the text-only reading the NLA must beat: the AR on explanations of the prefix alone
         said = [i for i in range(n) if prompts[i] is not None]
@@ -232,13 +247,19 @@ def evaluate(
         )
     texts, explained, failed = ro.texts, ro.explanations, ~ro.ok
     rt_mse = ro.mse
-    real, shuf = _fves(rt_mse, vectors, mean, perm, ro.mse_against(vectors[perm]))
+    shuffled_mse = ro.mse_against(vectors[perm])
+    real, shuf = _fves(rt_mse, vectors, mean, perm, shuffled_mse)
     raw = fve(rt_mse, raw_baseline_mse(vectors, mean))
     metrics.update(zip(ROUNDTRIP, (real, shuf, real - shuf, raw), strict=True))
     if said:
         base = baseline_mse(vectors[said], mean)
         beats = paired_fve_difference(rt_mse[said], prompt_mse, base)  # FVE(rt) - FVE(prompt)
         metrics.update(zip(PROMPT, (fve(prompt_mse, base), *beats), strict=True))
+        per_row.put("prompt_mse", said, prompt_mse)
+    per_row.put("base_mse", range(n), baseline_mse(vectors, mean))
+    per_row.put("roundtrip_mse", range(n), rt_mse)
+    per_row.put("roundtrip_shuffled_mse", range(n), shuffled_mse)
+    per_row.flags["tag_failure"] = failed.tolist()
     output = (
         float(failed.float().mean()),
         ro.schema_violation_rate(),  # closed tag, rejected by the AV's output format
@@ -248,6 +269,7 @@ def evaluate(
     metrics.update(zip(OUTPUT, output, strict=True))
     if faithfulness is not None:  # an unclosed generation states nothing
         metrics.update(faithfulness.metrics(ids, vectors, explained, teacher, perm))
+        per_row.flags.update(faithfulness.row_flags(ids, explained))
 
     base = baseline_mse(vectors, mean)
     per_sample = 1.0 - rt_mse / base.mean()
@@ -262,4 +284,4 @@ def evaluate(
         }
         for i in range(min(n, table_rows))
     ]
-    return metrics, table
+    return metrics, table, per_row

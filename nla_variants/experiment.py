@@ -60,6 +60,8 @@ from nla_variants.masking import SECRET_WORDS, mask, mask_tree
 from nla_variants.memory import check_fits, estimate_for_trial
 from nla_variants.registry import BuildContext, Kind, VariantSection
 from nla_variants.rollouts import explain
+from nla_variants.row_scores import FILE as ROW_SCORES
+from nla_variants.row_scores import RowScores
 from nla_variants.runs import write_run_record
 from nla_variants.target import autocast_context, resolve_model, resolve_precision
 from nla_variants.training.data import NLADataModule, SplitRows, load_split
@@ -269,7 +271,7 @@ class _Trial:
         """Progress bars: the leader's only, so N ranks draw one."""
         return self.progress and self.leader
 
-    def evaluate(self, av, ar, max_samples: int) -> tuple[dict[str, float], list[dict]]:
+    def evaluate(self, av, ar, max_samples: int) -> tuple[dict[str, float], list[dict], RowScores]:
         e = self.cfg.eval
         if self.faithfulness is None:  # probes and properties: the dataset's, not the models'
             self.faithfulness = Faithfulness.from_dataset(self.dataset, self.cfg.seed)
@@ -616,7 +618,7 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
     def on_eval(step: int) -> dict[str, float]:
         av.eval()
         ar.eval()
-        scores, _ = t.evaluate(av, ar, t.cfg.train.rl.eval_samples)
+        scores, *_ = t.evaluate(av, ar, t.cfg.train.rl.eval_samples)
         av.train()
         ar.train()
         picked = {k: scores[k] for k in EVAL_CURVE if k in scores}
@@ -842,8 +844,10 @@ def _stages(t: _Trial, stage: StageHook) -> tuple[dict[str, Any], list[dict], to
 
     stage("evaluation")
     t_eval = time.perf_counter()
-    scores, table = t.evaluate(av, ar, cfg.eval.max_samples)
+    scores, table, per_row = t.evaluate(av, ar, cfg.eval.max_samples)
     metrics.update({f"eval/{k}": v for k, v in scores.items()})
+    if t.leader:  # the rows the means are over: `nla compare` pairs presets on them
+        mlflow.log_artifact(str(per_row.write(t.run_dir / ROW_SCORES)))
     metrics[EVAL_WALL] = time.perf_counter() - t_eval
     metrics[TRIAL_WALL] = time.perf_counter() - t0
     return metrics, table, ar

@@ -297,6 +297,29 @@ def score(name: str, truths: Sequence[Any], said: Sequence[Any]) -> Score | None
     return Score(float(np.mean(right)), float(np.mean(wrong)), len(rows))
 
 
+def row_verdicts(
+    name: str, truths: Sequence[Any], said: Sequence[Any]
+) -> tuple[list[bool | None], list[bool | None]]:
+    """Per row, the (faithful, contradict) flags whose means `score` reports: None on rows the
+    property is not scored on. A flag is faithful on rows in the state (asserted) and
+    contradicts on the rest (asserted anyway)."""
+    faithful: list[bool | None] = []
+    contradict: list[bool | None] = []
+    flag = BY_NAME[name].kind == FLAG
+    for t, s in zip(truths, said, strict=True):
+        if not defined(name, t):
+            faithful.append(None)
+            contradict.append(None)
+        elif flag:
+            faithful.append((s is True) if t else None)
+            contradict.append(None if t else (s is True))
+        else:
+            right = s is not None and matches(name, s, t)
+            faithful.append(right)
+            contradict.append(s is not None and not right)
+    return faithful, contradict
+
+
 def _flag_score(truths: Sequence[bool], asserted: Sequence[bool]) -> Score | None:
     """Recall on the rows in the state, false alarms on the rest (None without both)."""
     pos = [a for t, a in zip(truths, asserted, strict=True) if t]
@@ -512,6 +535,23 @@ class Faithfulness:
             out[contradict.format("mean", "")] = float(
                 np.mean([s.contradict for s in own.values()])
             )
+        return out
+
+    def row_flags(
+        self, example_ids: Sequence[str], explanations: Sequence[str | None]
+    ) -> dict[str, list]:
+        """Per row: `genre` (the truth, where known) and the AV's `faithful_P` / `contradict_P`
+        flags (`row_verdicts`) for every property the rows have: the per-row record behind
+        `faithful_P` and `contradict_P` (nla_variants/row_scores.py)."""
+        truth = self.properties.take(example_ids)
+        out: dict[str, list] = {}
+        if "genre" in truth.values:
+            out["genre"] = list(truth.values["genre"])
+        faithful, contradict = _KEYS
+        for name in truth.present():
+            said = [stated(name, e) for e in explanations]
+            yes, no = row_verdicts(name, truth.values[name], said)
+            out[faithful.format(name, "")], out[contradict.format(name, "")] = yes, no
         return out
 
 

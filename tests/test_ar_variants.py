@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -297,7 +298,7 @@ def test_evaluate_reports_empty_fve_from_the_prefixes(ctx):
     rows = SplitRows(vectors(3).numpy(), list(EXPLANATIONS), list(SOURCES), ["a", "b", "c"])
     mean = torch.randn(64)
     context = build("ar", {"variant": "context"}, ctx).eval()
-    metrics, _ = evaluate(_StubAV(), context, rows, mean, max_new_tokens=8, batch_size=2)
+    metrics, *_ = evaluate(_StubAV(), context, rows, mean, max_new_tokens=8, batch_size=2)
     assert "ar_empty_fve" in metrics
     assert metrics["av_nll_gap"] == 0.0  # an AV blind to its vector: no NLL gap
     want = empty_fve(context, SOURCES, torch.from_numpy(rows.vectors), mean, 3)
@@ -321,7 +322,18 @@ def test_beats_prompt_is_the_round_trip_minus_the_text_only_reading_on_the_same_
     rows = SplitRows(vectors(3).numpy(), list(EXPLANATIONS), list(SOURCES), ["a", "b", "c"])
     mean = torch.randn(64)
     ar = build("ar", {"variant": "context"}, ctx).eval()
-    m, _ = evaluate(_StubAV(), ar, rows, mean, max_new_tokens=8, batch_size=2)
+    m, _, per_row = evaluate(_StubAV(), ar, rows, mean, max_new_tokens=8, batch_size=2)
+    # every FVE is the mean of its rows' shares, and the NLL gap their pooled difference
+    record = per_row.table().to_pydict()
+    assert record["example_id"] == ["a", "b", "c"]
+    for reading, metric in (("roundtrip", "roundtrip_fve"), ("prompt", "prompt_fve")):
+        assert np.mean(record[f"{reading}_fve"]) == pytest.approx(m[metric], abs=1e-5)
+    assert np.mean(record["teacher_fve"]) == pytest.approx(m["ar_teacher_fve"], abs=1e-5)
+    shuffled = 1 - np.mean(record["roundtrip_shuffled_mse"]) / np.mean(record["base_mse"])
+    assert shuffled == pytest.approx(m["roundtrip_shuffled_fve"], abs=1e-5)
+    nll = (sum(record["nll_shuffled"]) - sum(record["nll_real"])) / sum(record["nll_tokens"])
+    assert nll == pytest.approx(m["av_nll_gap"], abs=1e-5)
+    assert record["tag_failure"] == [False] * 3
     # by default the text-only reading is the teacher's explanation of the prefix alone
     assert m["prompt_fve"] == pytest.approx(m["ar_teacher_fve"], abs=1e-6)
     assert m["beats_prompt"] == pytest.approx(m["roundtrip_fve"] - m["prompt_fve"], abs=1e-6)
@@ -329,17 +341,17 @@ def test_beats_prompt_is_the_round_trip_minus_the_text_only_reading_on_the_same_
     assert m["beats_prompt_low"] < m["beats_prompt_high"]  # 3 rows: a wide interval
     # a prompt reading that writes what the AV writes ties it exactly, on every resample
     same = {e: "A story about a harbor" for e in ("a", "b", "c")}
-    tie, _ = evaluate(_StubAV(), ar, rows, mean, max_new_tokens=8, batch_size=2, prompt=same)
+    tie, *_ = evaluate(_StubAV(), ar, rows, mean, max_new_tokens=8, batch_size=2, prompt=same)
     assert tie["prompt_fve"] == pytest.approx(tie["roundtrip_fve"], abs=1e-6)
     assert tie["beats_prompt"] == tie["beats_prompt_low"] == tie["beats_prompt_high"] == 0.0
     # only rows with a prompt reading are paired
     one = {"b": EXPLANATIONS[1]}
-    part, _ = evaluate(_StubAV(), ar, rows, mean, max_new_tokens=8, batch_size=2, prompt=one)
+    part, *_ = evaluate(_StubAV(), ar, rows, mean, max_new_tokens=8, batch_size=2, prompt=one)
     assert part["beats_prompt_low"] != part["beats_prompt_low"]  # one row: no interval (nan)
     # a dataset whose teacher added what it read from the model keeps its text-only prompts
     kept = SplitRows(rows.vectors, rows.explanations, rows.prefixes, rows.example_ids)
     kept.prompts = ["A story about a harbor"] * 3
-    own, _ = evaluate(_StubAV(), ar, kept, mean, max_new_tokens=8, batch_size=2)
+    own, *_ = evaluate(_StubAV(), ar, kept, mean, max_new_tokens=8, batch_size=2)
     assert own["prompt_fve"] == pytest.approx(tie["prompt_fve"], abs=1e-6)
     assert own["ar_teacher_fve"] == pytest.approx(m["ar_teacher_fve"], abs=1e-6)
 

@@ -336,7 +336,7 @@ def test_evaluation_counts_schema_violations_and_renders_teacher_text(ctx):
         ["a harbor story and the word the"] * 8,
         [str(i) for i in range(8)],
     )
-    metrics, table = evaluate(av, ar, rows, torch.zeros(D), batch_size=4, max_samples=8)
+    metrics, table, _ = evaluate(av, ar, rows, torch.zeros(D), batch_size=4, max_samples=8)
     assert metrics["tag_failure_rate"] == pytest.approx(0.5)
     assert metrics["schema_violation_rate"] == pytest.approx(0.25)
     assert ar.seen[:8] == [av.render_target(EXPLANATIONS[0])] * 8, "teacher text rendered"
@@ -344,7 +344,7 @@ def test_evaluation_counts_schema_violations_and_renders_teacher_text(ctx):
 
     base = make(ctx, "baseline")
     scripted(base, [BAD, OPEN])
-    metrics, _ = evaluate(base, RecordingAR(), rows, torch.zeros(D), batch_size=4, max_samples=8)
+    metrics, *_ = evaluate(base, RecordingAR(), rows, torch.zeros(D), batch_size=4, max_samples=8)
     assert metrics["schema_violation_rate"] == 0.0 and metrics["tag_failure_rate"] == 0.5
 
 

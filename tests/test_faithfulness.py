@@ -286,8 +286,15 @@ def test_evaluate_reports_av_probe_teacher_and_chance_side_by_side(corpus_rows, 
     own = LookupAV(v, rows.explanations, list(range(n)))
     other = LookupAV(v, rows.explanations, derangement(n, 7).tolist())
     kw = {"max_samples": n, "max_new_tokens": 8, "batch_size": 64, "faithfulness": faith}
-    m_own, _ = evaluate(own, _ar, rows, torch.ones(24), **kw)
-    m_other, _ = evaluate(other, _ar, rows, torch.ones(24), **kw)
+    m_own, _, per_row = evaluate(own, _ar, rows, torch.ones(24), **kw)
+    m_other, *_ = evaluate(other, _ar, rows, torch.ones(24), **kw)
+    record = per_row.table().to_pydict()
+    assert record["genre"] == held.values["genre"]
+    for key in ("faithful", "contradict"):  # each property's share is the mean of its row flags
+        for name in STATED:
+            flags = [f for f in record.get(f"{key}_{name}", []) if f is not None]
+            if f"{key}_{name}" in m_own:
+                assert np.mean(flags) == pytest.approx(m_own[f"{key}_{name}"]), (key, name)
     for name in STATED:
         truths = held.values[name]
         if F.score(name, truths, truths) is None:  # a flag with no positive in this half

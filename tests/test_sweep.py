@@ -126,6 +126,57 @@ def test_compare_writes_table_csv_markdown_and_plots(swept, capsys, monkeypatch)
     assert (report / "plots" / "metric_by_variant.png").stat().st_size > 1000
 
 
+def test_compare_pairs_trials_row_by_row_with_intervals_verdicts_and_power(
+    swept, study_of, capsys, monkeypatch
+):
+    import csv
+
+    monkeypatch.setenv("COLUMNS", "200")
+    tmp, path = swept
+    trials = sorted(study_of(tmp).trials, key=lambda t: t.number)
+    for t in trials:  # each seed's per-row scores, where the trial's run wrote them
+        assert sorted(t.user_attrs["seed_rows"]) == ["0", "1"]
+        assert all(Path(p).is_file() for p in t.user_attrs["seed_rows"].values())
+    reference = str(trials[0].number)
+    argv = ["compare", str(tmp / "sweep"), "--reference", reference, "--resolve", "0.01"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "paired eval rows and 2 seeds" in out and "minus kl_coef=" not in out
+    assert f"minus {trials[0].params['train.rl.kl_coef']:.3g}" in out
+    assert "(paired; verdicts Holm-corrected)" in out and "resolves differences of" in out
+    with open(tmp / "sweep" / "report" / "comparison.csv") as fh:
+        lines = {r["trial"]: r for r in csv.DictReader(fh)}
+    other = lines[str(trials[1].number)]
+    per_seed = [trials[i].user_attrs["seed_metrics"] for i in (0, 1)]
+    want = (
+        sum(
+            per_seed[1][s]["eval/roundtrip_fve"] - per_seed[0][s]["eval/roundtrip_fve"]
+            for s in ("0", "1")
+        )
+        / 2
+    )
+    assert float(other["eval/roundtrip_fve.diff"]) == pytest.approx(want, abs=1e-4)
+    low, high = (
+        float(other["eval/roundtrip_fve.diff_low"]),
+        float(other["eval/roundtrip_fve.diff_high"]),
+    )
+    assert low <= want <= high
+    assert other["eval/roundtrip_fve.verdict"] in {"better", "worse", "unresolved"}
+    assert 0 <= float(other["eval/roundtrip_fve.p_holm"]) <= 1
+    mine = lines[reference]
+    assert mine["eval/roundtrip_fve.diff"] == "" and mine["eval/roundtrip_fve.low"] != ""
+    # the per-row files gone (a copied study): intervals from seeds, and the output says so
+    files = [Path(p) for t in trials for p in t.user_attrs["seed_rows"].values()]
+    for f in files:
+        f.rename(f.with_suffix(".away"))
+    try:
+        assert main(["compare", str(tmp / "sweep")]) == 0
+        assert "from seeds alone" in capsys.readouterr().out
+    finally:
+        for f in files:
+            f.with_suffix(".away").rename(f)
+
+
 def test_rerunning_a_finished_sweep_repeats_nothing(swept, study_of):
     tmp, path = swept
     before = [(t.number, t.values) for t in study_of(tmp).trials]
@@ -393,12 +444,24 @@ def test_compare_on_a_synthetic_study(tmp_path, capsys, monkeypatch):
     assert [r.variant for r in table] == ["multi/baseline", "baseline/baseline"]
     assert table[0].stats["eval/roundtrip_fve"] == pytest.approx({"mean": 0.5, "std": 0.1, "n": 3})
     csv_lines = to_csv(table, ["eval/roundtrip_fve"]).splitlines()
-    assert csv_lines[1].split(",")[-2:] == ["0.5", "0.1"]
-    assert main(["compare", str(tmp_path)]) == 0
+    head = csv_lines[0].split(",")
+    first = dict(zip(head, csv_lines[1].split(","), strict=True))
+    assert (first["eval/roundtrip_fve.mean"], first["eval/roundtrip_fve.std"]) == ("0.5", "0.1")
+    # a study from before the per-row files: intervals from seeds alone, and it says so
+    assert main(["compare", str(tmp_path), "--reference", "baseline", "--resolve", "0.1"]) == 0
     out = capsys.readouterr().out
     assert out.index("0.500") < out.index("0.200")  # best first
-    assert "±0.100" in out and "mean ± sample std over" in out
-    assert (tmp_path / "report" / "plots" / "metric_by_variant.png").is_file()
+    half = 4.302653 * 0.1 / 3**0.5  # t(2) over the three seeds of "multi"
+    assert f"[{0.5 - half:.3f}," in out and "from seeds alone" in out
+    assert "minus baseline" in out and "+0.300" in out  # seeds 0 and 1 paired: 0.4-0.1, 0.6-0.3
+    assert "seeds" in out.split("needs")[-1]  # what --resolve 0.1 would take
+    report = tmp_path / "report"
+    assert "from seeds alone" in (report / "comparison.md").read_text()
+    assert (report / "plots" / "metric_by_variant.png").is_file()
+    assert main(["compare", str(tmp_path), "--reference", "nothing"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--reference nothing" in err[0] and "baseline" in err[0]
+    assert main(["compare", str(tmp_path), "--resolve", "-1"]) == 2
 
 
 # -- resume after a real kill -------------------------------------------------------------------

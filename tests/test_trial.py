@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
@@ -69,6 +71,13 @@ def test_the_mlflow_run_holds_params_step_metrics_tags_and_artifacts(finished):
     local = Path(client.download_artifacts(m["run_id"], "samples.json", str(tmp)))
     samples = yaml.safe_load(local.read_text())
     assert set(samples["columns"]) >= {"prefix_end", "teacher_explanation", "av_explanation", "fve"}
+    # the per-row scores the means are over, in MLflow and beside the run record
+    assert "eval_rows.parquet" in names
+    rows = pq.read_table(client.download_artifacts(m["run_id"], "eval_rows.parquet", str(tmp)))
+    assert rows.num_rows == m["eval/eval_rows"] == 6
+    shares = rows.column("roundtrip_fve").to_numpy()
+    assert shares.mean() == pytest.approx(m["eval/roundtrip_fve"], abs=1e-5)
+    assert rows.equals(pq.read_table(Path(cfg.output_dir) / m["run_id"] / "eval_rows.parquet"))
 
 
 def test_no_secret_reaches_params_or_artifacts(finished):
@@ -246,6 +255,12 @@ def test_nla_evaluate_rescores_a_run_as_its_trial_did(finished, tmp_path, capsys
         assert report["metrics"][key] == pytest.approx(m[f"eval/{key}"], abs=1e-5), key
     assert any(r["property"] == "token" for r in report["faithfulness"])
     assert "faithful / contradict" in capsys.readouterr().out
+    again = pq.read_table(tmp_path / "report.eval_rows.parquet")  # the trial's file, again
+    trial = pq.read_table(run_dir / "eval_rows.parquet")
+    assert again.column("example_id").equals(trial.column("example_id"))
+    np.testing.assert_allclose(
+        again.column("roundtrip_mse").to_numpy(), trial.column("roundtrip_mse").to_numpy(), 1e-4
+    )
     assert main(["evaluate", str(run_dir), "--samples", "1"]) == 2
     assert main(["evaluate", str(run_dir), "--dataset", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

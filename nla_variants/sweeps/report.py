@@ -1,9 +1,13 @@
-"""`nla compare`: a variant x metric table of a sweep (mean, spread over seeds, n) sorted by the
-objective, as a rich table, CSV and Markdown, plus plots (optimisation history, parameter
-importances, Pareto front, metric by variant) saved as files and logged to the sweep's MLflow run.
+"""`nla compare`: a variant x metric table of a sweep (mean [95% interval], spread over seeds, n)
+sorted by the objective, as a rich table, CSV and Markdown, plus plots (optimisation history,
+parameter importances, Pareto front, metric by variant) saved as files and logged to the sweep's
+MLflow run. With a reference preset, each preset's paired difference from it, its interval and a
+Holm-corrected verdict (better, worse, unresolved), and what the study can resolve.
 
-Reads the Optuna study (per-seed metrics are stored on each trial), so it works on any study
-that `nla sweep` wrote, including one assembled by hand.
+Reads the Optuna study (per-seed metrics are stored on each trial, and the paths of the per-seed
+per-row score files in `seed_rows`), so it works on any study that `nla sweep` wrote, including
+one assembled by hand or written before the per-row files: its intervals then come from seeds
+alone, and the table says so (nla_variants/sweeps/confidence.py).
 """
 
 from __future__ import annotations
@@ -12,17 +16,21 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nla_variants.errors import NLAError
 from nla_variants.io import write_text_atomic
+from nla_variants.row_scores import read_row_scores
+from nla_variants.sweeps import confidence as C
 from nla_variants.sweeps.runner import aggregate
 from nla_variants.sweeps.spec import DEFAULT_REPORT
 
@@ -37,9 +45,23 @@ class Row:
     variant: str
     params: dict[str, Any]
     stats: dict[str, dict[str, float]]  # metric -> mean, std, n
+    seed_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    seed_rows: dict[str, str] = field(default_factory=dict)  # seed -> per-row score file
+    intervals: dict[str, C.Estimate] = field(default_factory=dict)  # metric -> estimate
+    versus: dict[str, C.Estimate] = field(default_factory=dict)  # metric -> minus the reference
 
     def label(self) -> str:
         return ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in self.params.items())
+
+    def name(self) -> str:
+        """How a table names it: a preset's (or the one parameter's) value, else its label."""
+        if len(self.params) == 1:
+            return _short(next(iter(self.params.values())))
+        return self.label() or str(self.number)
+
+    def names(self) -> set[str]:
+        """What `--reference` may call this row: its trial number, preset name or label."""
+        return {str(self.number), self.label(), *(str(v) for v in self.params.values())}
 
 
 def _short(v: Any) -> str:
@@ -70,7 +92,9 @@ def rows(study: optuna.Study) -> list[Row]:
         state = t.state.name
         if t.state == TrialState.PRUNED and t.intermediate_values:
             state += f"@{max(t.intermediate_values)}"  # the RL step it was stopped at
-        out.append(Row(t.number, state, _variant(t), dict(t.params), stats))
+        row = Row(t.number, state, _variant(t), dict(t.params), stats, per_seed)
+        row.seed_rows = dict(t.user_attrs.get("seed_rows") or {})
+        out.append(row)
     sign = -1.0 if direction == "maximize" else 1.0
 
     def order(r: Row) -> tuple:
@@ -78,6 +102,182 @@ def rows(study: optuna.Study) -> list[Row]:
         return (r.state != "COMPLETE", m is None, sign * m["mean"] if m else 0.0, r.number)
 
     return sorted(out, key=order)
+
+
+# -- intervals, differences and verdicts (nla_variants/sweeps/confidence.py) ----------------------
+
+LOWER_IS_BETTER = re.compile(
+    r"contradict|tag_failure|schema_violation|quote_rate|wall_s$|shuffled_fve$|^eval/ar_empty_fve$"
+)
+
+
+def higher_is_better(metric: str) -> bool:
+    return not LOWER_IS_BETTER.search(metric)
+
+
+@dataclass
+class Confidence:
+    """How `add_confidence` made the intervals: from per-row files over how many common rows
+    (0: seeds alone), how many seeds, and the reference row (None without one)."""
+
+    rows: int
+    seeds: int
+    reference: Row | None
+    missing: int  # trial seeds without a per-row file (their intervals come from seeds alone)
+
+    def note(self) -> str:
+        if self.rows and not self.missing:
+            basis = f"95% intervals over {self.rows} paired eval rows"
+        elif self.rows:
+            basis = (
+                f"95% intervals over {self.rows} paired eval rows; {self.missing} trial seeds "
+                "have no per-row file, their trials' intervals come from seeds alone"
+            )
+        else:
+            basis = "95% intervals from seeds alone (no per-row score files to pair rows on)"
+        if self.seeds > 1:
+            basis += f" and {self.seeds} seeds"
+        elif self.rows:
+            basis += " and one seed: training noise is not in them"
+        return basis
+
+
+def _reference(table: list[Row], name: str) -> Row:
+    for r in table:
+        if name in r.names() and r.seed_metrics:
+            return r
+    known = ", ".join(sorted({str(next(iter(r.params.values()), r.number)) for r in table}))
+    raise NLAError(
+        f"--reference {name} names no finished trial of this sweep",
+        f"pass a preset name or trial number (here: {known})",
+    )
+
+
+def _aligned(table: list[Row]) -> tuple[dict[tuple[int, str], dict], list[str]]:
+    """Every finished seed's per-row arrays, on the eval rows all of them share (same order)."""
+    found: dict[tuple[int, str], dict] = {}
+    for r in table:
+        for seed, path in r.seed_rows.items():
+            if seed in r.seed_metrics and Path(path).is_file():
+                found[(r.number, seed)] = read_row_scores(path).to_pydict()
+    if not found:
+        return {}, []
+    ids = [set(t["example_id"]) for t in found.values()]
+    common = [e for e in next(iter(found.values()))["example_id"] if all(e in i for i in ids)]
+    if len(common) < 2:  # other eval rows (another dataset): nothing to pair on
+        log.warning(
+            "the trials' per-row files share %d eval rows: intervals from seeds", len(common)
+        )
+        return {}, []
+    arrays = {}
+    for key, t in found.items():
+        where = {e: i for i, e in enumerate(t["example_id"])}
+        order = [where[e] for e in common]
+        arrays[key] = C.row_arrays({k: [v[i] for i in order] for k, v in t.items()})
+    columns = set.intersection(*(set(t) for t in found.values()))
+    return arrays, sorted(columns)
+
+
+def add_confidence(table: list[Row], metrics: list[str], reference: str | None) -> Confidence:
+    """Fill each row's `intervals` (and, against `reference`, `versus` with Holm verdicts over
+    every (preset, eval metric) difference): paired on the same rows and seeds where the per-row
+    files exist, from the per-seed means otherwise."""
+    arrays, columns = _aligned(table)
+    specs = C.metric_specs(columns) if arrays else {}
+    n_rows = len(next(iter(arrays.values()))["one"]) if arrays else 0
+    ref = _reference(table, reference) if reference is not None else None
+    missing = 0
+
+    def estimate(r: Row, m: str, seeds: list[str], against: Row | None) -> C.Estimate | None:
+        rows_ok = m in specs and all(
+            (x.number, s) in arrays for x in (r, against) if x for s in seeds
+        )
+        if rows_ok and seeds:
+            mine = [arrays[(r.number, s)] for s in seeds]
+            theirs = [arrays[(against.number, s)] for s in seeds] if against else None
+            return C.row_estimate(specs[m], mine, theirs)
+        values = [r.seed_metrics[s].get(m) for s in seeds]
+        base = [against.seed_metrics[s].get(m) for s in seeds] if against else None
+        keep = [
+            i
+            for i, v in enumerate(values)
+            if v is not None and (base is None or base[i] is not None)
+        ]
+        if not keep:
+            return None
+        return C.seed_estimate([values[i] for i in keep], [base[i] for i in keep] if base else None)
+
+    for r in table:
+        seeds = sorted(r.seed_metrics)
+        missing += sum((r.number, s) not in arrays for s in seeds)
+        for m in metrics:
+            e = estimate(r, m, seeds, None)
+            if e is not None:
+                r.intervals[m] = e
+    if ref is not None:
+        keys, diffs = [], []
+        for r in table:
+            seeds = sorted(set(r.seed_metrics) & set(ref.seed_metrics))
+            if r is ref or not seeds:
+                continue
+            for m in metrics:
+                d = estimate(r, m, seeds, ref)
+                if d is not None:
+                    r.versus[m] = d
+                    if m.startswith("eval/"):
+                        keys.append((r, m))
+                        diffs.append(d)
+        judged = C.verdicts(diffs, [higher_is_better(m) for _, m in keys])
+        for (r, m), d in zip(keys, judged, strict=True):
+            r.versus[m] = d
+    seeds = max((len(r.seed_metrics) for r in table), default=0)
+    return Confidence(n_rows, seeds, ref, missing)
+
+
+def power_lines(table: list[Row], metrics: list[str], resolve: float | None = None) -> list[str]:
+    """Per metric: the smallest difference the study resolves (80% power, 5% two-sided) for a
+    paired comparison of two presets, and with `resolve` the seeds or rows that would resolve
+    that difference. From the differences against the reference where there is one, else from
+    the first two finished presets."""
+    pairs = [r.versus for r in table if r.versus]
+    if not pairs:
+        done = [r for r in table if r.seed_metrics]
+        if len(done) < 2:
+            return []
+        arrays, columns = _aligned(done[:2])
+        specs = C.metric_specs(columns) if arrays else {}
+        first, second = done[0], done[1]
+        seeds = sorted(set(first.seed_metrics) & set(second.seed_metrics))
+        pair: dict[str, C.Estimate] = {}
+        for m in metrics:
+            if m in specs and all((x.number, s) in arrays for x in (first, second) for s in seeds):
+                pair[m] = C.row_estimate(
+                    specs[m],
+                    [arrays[(first.number, s)] for s in seeds],
+                    [arrays[(second.number, s)] for s in seeds],
+                )
+        pairs = [pair]
+    lines = []
+    for m in metrics:
+        if FAITHFUL.match(m) and not m.endswith("_mean"):  # per property: in the CSV only
+            continue
+        found = [p[m] for p in pairs if m in p and math.isfinite(p[m].resolvable())]
+        if not found:
+            continue
+        e = min(found, key=lambda x: x.resolvable())
+        line = f"{m}: resolves differences of {e.resolvable():.3f} or more"
+        line += f" ({e.rows} rows, {e.seeds} seed{'s' * (e.seeds != 1)})"
+        if not e.seeds_measured:
+            line += ", training noise not measured"
+        if resolve is not None:
+            need = C.needed(e, resolve)
+            parts = [f"{need[k]} {k}" for k in ("seeds", "rows") if need[k]]
+            said = " or ".join(parts) or "neither more seeds nor more rows alone"
+            if not e.seeds_measured:
+                said = "a study of 2 or more seeds to say (one seed measures no training noise)"
+            line += f"; {resolve:g} needs {said}"
+        lines.append(line)
+    return lines
 
 
 FAITHFUL = re.compile(r"^eval/(?:faithful|contradict)_[a-z_]+$")
@@ -99,41 +299,85 @@ def metric_names(study: optuna.Study) -> list[str]:
     return names + faithful
 
 
-def _cell(stats: dict[str, float] | None) -> str:
+def _cell(r: Row, m: str) -> str:
+    stats, e = r.stats.get(m), r.intervals.get(m)
     if stats is None:
         return "-"
+    if e is not None and math.isfinite(e.low):
+        return f"{_fmt(m, stats['mean'])} [{_fmt(m, e.low)}, {_fmt(m, e.high)}]"
     if stats["n"] > 1:
         return f"{stats['mean']:.3f} ± {stats['std']:.3f}"
     return f"{stats['mean']:.3f}"
 
 
+def _versus_cell(r: Row, m: str) -> str:
+    d = r.versus.get(m)
+    if d is None:
+        return "-"
+    interval = f" [{_fmt(m, d.low, '+')}, {_fmt(m, d.high, '+')}]" if math.isfinite(d.low) else ""
+    return f"{_fmt(m, d.mean, '+')}{interval} {d.verdict}".rstrip()
+
+
+def _num(v: float) -> str:
+    return f"{v:.6g}" if math.isfinite(v) else ""
+
+
 def to_csv(table: list[Row], metrics: list[str]) -> str:
+    """One line per trial: per metric its mean, sample std over seeds and 95% interval, and
+    against a reference its paired difference, interval, Holm-corrected p and verdict."""
     buf = io.StringIO()
     w = csv.writer(buf)
+    versus = any(r.versus for r in table)
     head = ["trial", "state", "variant", "params", "n_seeds"]
     for m in metrics:
-        head += [f"{m}.mean", f"{m}.std"]
+        head += [f"{m}.mean", f"{m}.std", f"{m}.low", f"{m}.high"]
+        if versus:
+            head += [f"{m}.diff", f"{m}.diff_low", f"{m}.diff_high", f"{m}.p_holm", f"{m}.verdict"]
     w.writerow(head)
     for r in table:
         n = max((s["n"] for s in r.stats.values()), default=0)
         line = [r.number, r.state, r.variant, json.dumps(r.params, sort_keys=True), int(n)]
         for m in metrics:
-            s = r.stats.get(m)
+            s, e, d = r.stats.get(m), r.intervals.get(m), r.versus.get(m)
             line += [f"{s['mean']:.6g}", f"{s['std']:.6g}"] if s else ["", ""]
+            line += [_num(e.low), _num(e.high)] if e else ["", ""]
+            if versus:
+                line += (
+                    [_num(d.mean), _num(d.low), _num(d.high), _num(d.p), d.verdict]
+                    if d
+                    else [""] * 5
+                )
         w.writerow(line)
     return buf.getvalue()
 
 
-def to_markdown(table: list[Row], metrics: list[str]) -> str:
+def to_markdown(table: list[Row], metrics: list[str], found: Confidence | None = None) -> str:
+    """The table with mean [95% interval] cells, how the intervals were made, and against a
+    reference a second table of paired differences with their verdicts."""
     head = ["trial", "variant", "params", "n", *metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
         n = max((s["n"] for s in r.stats.values()), default=0)
         state = "" if r.state == "COMPLETE" else f" ({r.state.lower()})"
         cells = [f"{r.number}{state}", r.variant, r.label() or "-", str(int(n))]
-        cells += [_cell(r.stats.get(m)) for m in metrics]
+        cells += [_cell(r, m) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    out = "\n".join(lines) + "\n"
+    if found is not None:
+        out += f"\n{found.note()}.\n"
+    reference = found.reference if found is not None else None
+    if reference is not None:
+        out += f"\n### Minus {reference.name()} (paired; Holm-corrected)\n\n"
+        lines = [
+            "| " + " | ".join(["trial", "params", *metrics]) + " |",
+            "|" + "---|" * (2 + len(metrics)),
+        ]
+        for r in table:
+            if r.versus:
+                cells = [str(r.number), r.label() or "-", *(_versus_cell(r, m) for m in metrics)]
+                lines.append("| " + " | ".join(cells) + " |")
+        out += "\n".join(lines) + "\n"
+    return out
 
 
 # Short headers for the terminal table (the CSV and Markdown keep the full metric names).
@@ -155,11 +399,11 @@ SHORT = {
 
 
 def _fmt(metric: str, value: float, sign: str = "") -> str:
-    if metric.endswith("wall_s"):
-        return f"{sign}{value:.0f}"
-    if metric.endswith("length_mean"):
-        return f"{sign}{value:.1f}"
-    return f"{sign}{value:.3f}"
+    """`sign`: a prefix ("±"), or "+" for a signed difference."""
+    digits = 0 if metric.endswith("wall_s") else 1 if metric.endswith("length_mean") else 3
+    if sign == "+":
+        return f"{value:+.{digits}f}"
+    return f"{sign}{value:.{digits}f}"
 
 
 def _header(metric: str) -> str:
@@ -204,21 +448,60 @@ def rich_table(table: list[Row], metrics: list[str], title: str, width: int | No
         else:
             cells.append("\n".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in r.params.items()))
         for m in shown:
-            st = r.stats.get(m)
+            st, e = r.stats.get(m), r.intervals.get(m)
             if st is None:
                 cells.append("-")
+            elif e is not None and math.isfinite(e.low):
+                cells.append(f"{_fmt(m, st['mean'])}\n[{_fmt(m, e.low)},\n{_fmt(m, e.high)}]")
             elif st["n"] > 1:
                 cells.append(f"{_fmt(m, st['mean'])}\n{_fmt(m, st['std'], '±')}")
             else:
                 cells.append(_fmt(m, st["mean"]))
         t.add_row(*cells)
     n = max((s["n"] for r in table for s in r.stats.values()), default=0)
-    notes = [f"mean ± sample std over {int(n)} seeds"] if n > 1 else []
+    with_interval = any(math.isfinite(e.low) for r in table for e in r.intervals.values())
+    notes = [f"mean ± sample std over {int(n)} seeds"] if n > 1 and not with_interval else []
+    notes += ["mean [95% interval]"] if with_interval else []
     if len(shown) < len(metrics):
         notes.append(f"{len(metrics) - len(shown)} more columns in comparison.md (wider terminal)")
     t.caption = "; ".join(notes) or None
     if len({r.variant for r in table}) == 1 and table:
         t.title = f"{title} (av/ar: {table[0].variant})"
+    return t
+
+
+def versus_table(table: list[Row], metrics: list[str], reference: Row, width: int | None = None):
+    """Each preset minus the reference: paired difference [95% interval] and verdict."""
+    from rich import box
+    from rich.table import Table
+
+    shown = metrics if width is None else _fitting(metrics, width)
+    t = Table(
+        title=f"minus {reference.name()} (paired; verdicts Holm-corrected)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    t.add_column("trial", no_wrap=True)
+    t.add_column("config", overflow="fold")
+    for m in shown:
+        t.add_column(_header(m), justify="right", no_wrap=True)
+    for r in table:
+        if not r.versus:
+            continue
+        cells = [str(r.number), r.name()]
+        for m in shown:
+            d = r.versus.get(m)
+            if d is None:
+                cells.append("-")
+                continue
+            interval = (
+                f"\n[{_fmt(m, d.low, '+')},\n{_fmt(m, d.high, '+')}]"
+                if math.isfinite(d.low)
+                else ""
+            )
+            cells.append(f"{_fmt(m, d.mean, '+')}{interval}\n{d.verdict}".rstrip())
+        t.add_row(*cells)
     return t
 
 
@@ -302,23 +585,28 @@ def _by_variant(study: optuna.Study, table: list[Row], metric: str):
 
 
 def compare(
-    study: optuna.Study, out_dir: Path, parent_run_id: str | None = None
-) -> tuple[list[Row], list[str], dict[str, Path]]:
-    """Build the table, write CSV/Markdown/plots under out_dir, log them to the parent run."""
+    study: optuna.Study,
+    out_dir: Path,
+    parent_run_id: str | None = None,
+    reference: str | None = None,
+) -> tuple[list[Row], list[str], dict[str, Path], Confidence]:
+    """Build the table (with intervals, and paired verdicts against `reference`), write
+    CSV/Markdown/plots under out_dir, log them to the parent run."""
     table = rows(study)
     metrics = metric_names(study)
+    found = add_confidence(table, metrics, reference)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
         "csv": out_dir / "comparison.csv",
         "markdown": out_dir / "comparison.md",
     }
     write_text_atomic(files["csv"], to_csv(table, metrics))
-    write_text_atomic(files["markdown"], to_markdown(table, metrics))
+    write_text_atomic(files["markdown"], to_markdown(table, metrics, found))
     for p in plots(study, table, out_dir / "plots"):
         files[p.stem] = p
     if parent_run_id:
         _log_report(parent_run_id, files)
-    return table, metrics, files
+    return table, metrics, files, found
 
 
 def _log_report(parent_run_id: str, files: dict[str, Path]) -> None:

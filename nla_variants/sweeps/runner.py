@@ -37,6 +37,7 @@ from nla_variants.errors import DiskFull, NLAError, TrialStopped, is_disk_full, 
 from nla_variants.experiment import run_trial
 from nla_variants.io import write_yaml_atomic
 from nla_variants.masking import mask, mask_tree
+from nla_variants.row_scores import FILE as ROW_SCORES
 from nla_variants.sweeps.metrics import check_sweep_metrics
 from nla_variants.sweeps.progress import SweepClock
 from nla_variants.sweeps.spec import Sweep
@@ -384,6 +385,7 @@ class SweepRunner:
         run_ids = [run.info.run_id]
         trial.set_user_attr("mlflow_run_ids", run_ids)
         per_seed: dict[str, dict[str, float]] = {}
+        seed_rows: dict[str, str] = {}
         prunable = len(self.cfg.objectives) == 1 and self.cfg.pruner.kind != "none"
         position = self._position(trial.study)
         try:
@@ -411,6 +413,10 @@ class SweepRunner:
                         k: float(v) for k, v in metrics.items() if isinstance(v, int | float)
                     }
                     trial.set_user_attr("seed_metrics", per_seed)
+                    found = Path(cfg.output_dir).resolve() / metrics["run_id"] / ROW_SCORES
+                    if found.is_file():  # `nla compare` pairs presets row by row on these
+                        seed_rows[str(seed)] = str(found)
+                        trial.set_user_attr("seed_rows", seed_rows)
                 agg = aggregate(per_seed)
                 values = []
                 for o in self.cfg.objectives:
