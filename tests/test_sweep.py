@@ -475,12 +475,11 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(
     cmd = [sys.executable, "-m", "nla_variants.cli", "sweep", str(path), "-q"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    db = tmp_path / "sweep" / "optuna.db"
     completed_before: dict[int, tuple] = {}
     while True:  # no wall-clock deadline: a busy machine is slow, not wrong (pytest-timeout)
         time.sleep(0.5)
         assert proc.poll() is None, proc.stderr.read().decode()  # a dead sweep fails, never hangs
-        if not db.is_file():
+        if not (tmp_path / "sweep" / "sweep.yaml").is_file():  # the study exists once this does
             continue
         try:
             trials = study_of(tmp_path).trials

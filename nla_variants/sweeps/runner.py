@@ -203,9 +203,9 @@ class SweepRunner:
     def _open(self) -> optuna.Study:
         if self.local:
             check_writable(self.dir)
-            storage = open_storage(self.url)
+            storage = self._open_retrying()
         else:
-            storage = self._open_shared()
+            storage = self._open_retrying(stale_trial_callback=self._retry)
             check_writable(self.dir)
         self.storage = storage
         study = optuna.create_study(
@@ -229,14 +229,15 @@ class SweepRunner:
             )
         return study
 
-    def _open_shared(self) -> optuna.storages.RDBStorage:
-        """Workers starting together may race to create Optuna's tables; the loser retries."""
+    def _open_retrying(self, **kwargs: Any) -> optuna.storages.RDBStorage:
+        """Workers starting together (or a reader of a local study, such as `nla compare`, while
+        the sweep creates it) may race to create Optuna's tables; the loser retries."""
         for delay in (1.0, 2.0):
             try:
-                return open_storage(self.url, stale_trial_callback=self._retry)
+                return open_storage(self.url, **kwargs)
             except NLAError:
                 time.sleep(delay)
-        return open_storage(self.url, stale_trial_callback=self._retry)
+        return open_storage(self.url, **kwargs)
 
     def _parent_run(self) -> str:
         """The sweep's MLflow parent run, shared by all workers: the earliest one tagged with
