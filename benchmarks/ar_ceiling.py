@@ -1,0 +1,87 @@
+"""How much can the model's-guess line add through the AR? The ceiling of `teacher.next_tokens`.
+
+An AV that copied its teacher perfectly would score what the AR gets from the teacher's
+explanation with the line; the prompt is the same AR on the text-only explanation. Their
+difference on the same eval rows bounds `beats_prompt` for this teacher and this AR. This refits
+the AR's linear head (ridge, as the warm start and RL do) on its own features of `ar_sft` rows,
+each row with and without the line, for several row counts and penalties, and scores both
+readings on the spread eval rows: a few minutes of AR forwards, no AV, no training.
+
+    python benchmarks/ar_ceiling.py RUN_DIR [--rows 1024 4096] [--penalties 0.01 0.1 0.3]
+
+RUN_DIR: a run of a `teacher.next_tokens` recipe (its AR, after RL, and its dataset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from nla_variants.core.intervals import paired_fve_difference
+from nla_variants.core.ridge import Ridge
+from nla_variants.core.vectors import baseline_mse, fve, mean_direction, normalize, normalized_mse
+from nla_variants.data.store import StoredDataset
+from nla_variants.evaluation import scored_rows
+from nla_variants.explain import autocast_for
+from nla_variants.loading import load, locate
+from nla_variants.runs import read_run_record
+from nla_variants.training.data import load_split
+from nla_variants.training.readout import head_features
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run_dir")
+    ap.add_argument("--rows", type=int, nargs="+", default=[1024, 4096])
+    ap.add_argument("--penalties", type=float, nargs="+", default=[0.01, 0.1, 0.3])
+    ap.add_argument("--eval-rows", type=int, default=256)
+    args = ap.parse_args()
+    begin = time.perf_counter()
+    ref = locate(args.run_dir)
+    nla = load(ref)
+    ds = StoredDataset.open(read_run_record(ref.path)["dataset"])
+    train = load_split(ds, "ar_sft").with_explanations()
+    if train.prompts is None:
+        raise SystemExit(f"{ds.path} keeps no text-only prompts: not a teacher.next_tokens dataset")
+    g = torch.Generator().manual_seed(0)
+    train = train.take(torch.randperm(len(train), generator=g)[: max(args.rows)].tolist())
+    test = scored_rows(load_split(ds, "eval").with_explanations(), args.eval_rows)
+    render, ctx = nla.av.render_target, (lambda: autocast_for("auto", torch.device("cpu")))
+
+    def features(texts: list[str], sources: list[str]) -> torch.Tensor:
+        return head_features(nla.ar, [render(t) for t in texts], sources, 64, ctx)
+
+    x = {
+        "train line": features(train.explanations, train.prefixes),
+        "train text": features(train.prompts, train.prefixes),
+        "eval line": features(test.explanations, test.prefixes),
+        "eval text": features(test.prompts, test.prefixes),
+    }
+    y_train = normalize(torch.from_numpy(train.vectors.copy()))
+    y_test = torch.from_numpy(test.vectors.copy())
+    mean = mean_direction(y_train)
+    base = baseline_mse(y_test, mean)
+    print(f"{len(test)} eval rows; AR of {ref.path} ({nla.note or 'final weights'})")
+    print("| fit rows (each twice) | penalty | teacher + line | prompt | ceiling [95% paired] |")
+    print("|---|---|---|---|---|")
+    for n in args.rows:
+        feats = torch.cat([x["train line"][:n], x["train text"][:n]])
+        ridge = Ridge(feats)
+        for penalty in args.penalties:
+            weight, bias = ridge.solve(torch.cat([y_train[:n], y_train[:n]]), penalty)
+            mse = {
+                k: normalized_mse((x[f"eval {k}"].double() @ weight + bias).float(), y_test)
+                for k in ("line", "text")
+            }
+            diff, lo, hi = paired_fve_difference(mse["line"], mse["text"], base)
+            line, text = fve(mse["line"], base), fve(mse["text"], base)
+            print(
+                f"| {n} | {penalty:g} | {line:.3f} | {text:.3f} | {diff:+.3f} [{lo:+.3f}, {hi:+.3f}] |"
+            )
+    print(f"wall {time.perf_counter() - begin:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
