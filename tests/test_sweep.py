@@ -420,7 +420,7 @@ def test_compare_on_a_synthetic_study(tmp_path, capsys, monkeypatch):
     study.set_user_attr("objectives", [{"metric": "eval/roundtrip_fve", "direction": "maximize"}])
     study.set_user_attr("report", ["eval/roundtrip_fve", "eval/quote_rate"])
     dist = {"av.variant": optuna.distributions.CategoricalDistribution(["baseline", "multi"])}
-    for variant, fves in [("baseline", [0.1, 0.3]), ("multi", [0.4, 0.6, 0.5])]:
+    for variant, fves in [("baseline", [0.1, 0.2]), ("multi", [0.4, 0.6, 0.5])]:
         per_seed = {
             str(i): {"eval/roundtrip_fve": v, "eval/quote_rate": 0.1} for i, v in enumerate(fves)
         }
@@ -450,11 +450,12 @@ def test_compare_on_a_synthetic_study(tmp_path, capsys, monkeypatch):
     # a study from before the per-row files: intervals from seeds alone, and it says so
     assert main(["compare", str(tmp_path), "--reference", "baseline", "--resolve", "0.1"]) == 0
     out = capsys.readouterr().out
-    assert out.index("0.500") < out.index("0.200")  # best first
+    assert out.index("0.500") < out.index("0.150")  # best first
     half = 4.302653 * 0.1 / 3**0.5  # t(2) over the three seeds of "multi"
     assert f"[{0.5 - half:.3f}," in out and "from seeds alone" in out
-    assert "minus baseline" in out and "+0.300" in out  # seeds 0 and 1 paired: 0.4-0.1, 0.6-0.3
-    assert "seeds" in out.split("needs")[-1]  # what --resolve 0.1 would take
+    assert "minus baseline" in out and "+0.350" in out  # seeds 0 and 1 paired: 0.4-0.1, 0.6-0.2
+    assert "unresolved" in out  # two paired seeds, 0.3 and 0.4 apart: t(1) is wide
+    assert "0.1 needs" in out and "seeds" in out.split("0.1 needs")[1].split("\n")[0]
     report = tmp_path / "report"
     assert "from seeds alone" in (report / "comparison.md").read_text()
     assert (report / "plots" / "metric_by_variant.png").is_file()

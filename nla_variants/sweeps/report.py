@@ -257,25 +257,26 @@ def power_lines(table: list[Row], metrics: list[str], resolve: float | None = No
                     [arrays[(second.number, s)] for s in seeds],
                 )
         pairs = [pair]
+    estimates = [e for p in pairs for e in p.values()]
+    if estimates and not any(e.seeds_measured for e in estimates):
+        return [
+            "power: one seed measures no training noise, so this study cannot say which "
+            "differences between presets are real; run 2 or more seeds (`seeds:`) to know"
+        ]
     lines = []
     for m in metrics:
         if FAITHFUL.match(m) and not m.endswith("_mean"):  # per property: in the CSV only
             continue
-        found = [p[m] for p in pairs if m in p and math.isfinite(p[m].resolvable())]
+        found = [p[m] for p in pairs if m in p and p[m].resolvable() > 0]  # 0: same in both
         if not found:
             continue
         e = min(found, key=lambda x: x.resolvable())
         line = f"{m}: resolves differences of {e.resolvable():.3f} or more"
         line += f" ({e.rows} rows, {e.seeds} seed{'s' * (e.seeds != 1)})"
-        if not e.seeds_measured:
-            line += ", training noise not measured"
         if resolve is not None:
             need = C.needed(e, resolve)
             parts = [f"{need[k]} {k}" for k in ("seeds", "rows") if need[k]]
-            said = " or ".join(parts) or "neither more seeds nor more rows alone"
-            if not e.seeds_measured:
-                said = "a study of 2 or more seeds to say (one seed measures no training noise)"
-            line += f"; {resolve:g} needs {said}"
+            line += f"; {resolve:g} needs {' or '.join(parts) or 'more than seeds or rows alone'}"
         lines.append(line)
     return lines
 
