@@ -357,6 +357,10 @@ class SweepRunner:
         return stage
 
     def objective(self, trial: optuna.Trial) -> list[float]:
+        if self._surplus(trial):
+            trial.set_user_attr("surplus", True)
+            log.info("trial %d: another worker started the sweep's last trial", trial.number)
+            raise optuna.TrialPruned("over the sweep's budget")
         params = suggest(trial, self.sweep)
         base_seed = int(self.sweep.base.get("seed", 0))
         seeds = self.cfg.seed_list(base_seed)
@@ -497,6 +501,15 @@ class SweepRunner:
             and not (t.state == TrialState.FAIL and t.number in retried)
             for t in trials
         )
+
+    def _surplus(self, trial: optuna.Trial) -> bool:
+        """Two workers can both see one trial left and both start one: the later-numbered of
+        them is over the budget and stops before it samples (queued retries always run)."""
+        target = self._target()
+        if target is None or "retry_of" in trial.user_attrs:
+            return False
+        earlier = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number]
+        return self._counted(earlier) >= target
 
     def _position(self, study: optuna.Study) -> int:
         """The running trial's place in the sweep, 1-based (it counts itself)."""
