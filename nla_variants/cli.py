@@ -559,3 +559,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+    finally:
+        if "nla_variants.distributed" in sys.modules:  # a command that never joined skips torch
+            sys.modules["nla_variants.distributed"].close()

@@ -81,6 +81,14 @@ def init_from_env() -> None:
     dist.init_process_group(backend, rank=env.global_rank(), world_size=env.world_size())
 
 
+def close() -> None:
+    """Tear the process group down before the interpreter exits: gloo's threads left to the
+    exit-time destructors can abort the process ("terminate called without an active
+    exception", exit -6) after a run that finished its work."""
+    if initialized():
+        dist.destroy_process_group()
+
+
 def broadcast(obj: Any) -> Any:
     """Rank 0's `obj` on every rank (picklable; the single-process answer without a group)."""
     if not initialized():

@@ -357,6 +357,7 @@ class SweepRunner:
         return stage
 
     def objective(self, trial: optuna.Trial) -> list[float]:
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         if self._surplus(trial):
             trial.set_user_attr("surplus", True)
             log.info("trial %d: another worker started the sweep's last trial", trial.number)
@@ -375,7 +376,6 @@ class SweepRunner:
             "ar": first.ar.variant.name,
         }
         trial.set_user_attr("variants", variants)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         tags = {
             "sweep.study": self.cfg.name,
             "sweep.trial": str(trial.number),
