@@ -260,6 +260,7 @@ def evaluate(
     per_row.put("roundtrip_mse", range(n), rt_mse)
     per_row.put("roundtrip_shuffled_mse", range(n), shuffled_mse)
     per_row.flags["tag_failure"] = failed.tolist()
+    per_row.flags["explanation"] = list(explained)
     output = (
         float(failed.float().mean()),
         ro.schema_violation_rate(),  # closed tag, rejected by the AV's output format

@@ -10,8 +10,10 @@ are ratios of (`base_mse`, the mean-direction baseline; `roundtrip_mse`, `roundt
 `teacher_mse`, `prompt_mse`; NaN where a row has no such reading), each row's share of the FVE
 (`*_fve` = 1 - mse / mean(base_mse), whose mean is the FVE) and the cosine (`*_cos` = 1 - mse/2);
 the AV's summed NLL of the teacher explanation with its own and a shuffled vector and the token
-count (`nll_real`, `nll_shuffled`, `nll_tokens`); `tag_failure`; and per property P, `faithful_P`
-and `contradict_P` (True/False on the rows P is scored on, null elsewhere).
+count (`nll_real`, `nll_shuffled`, `nll_tokens`); `tag_failure`; per property P, `faithful_P`
+and `contradict_P` (True/False on the rows P is scored on, null elsewhere); and the AV's
+`explanation` (null where its tag never closed), so another AR, or a rewrite of the text, can
+score it again later (`nla compare --cross`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from nla_variants.io import atomic_path
 FILE = "eval_rows.parquet"
 READINGS = ("roundtrip", "roundtrip_shuffled", "teacher", "prompt")
 FORMAT_VERSION = "1"
+TEXT = ("example_id", "genre", "explanation")  # the columns that are not scores
 
 
 class RowScores:
@@ -67,6 +70,8 @@ class RowScores:
             columns[f"{reading}_fve"] = 1.0 - mse / max(denominator, 1e-12)
             columns[f"{reading}_cos"] = 1.0 - mse / 2.0
         columns.update({k: v for k, v in self.flags.items() if k != "genre"})
+        if "explanation" in self.flags:  # last: the text after the scores
+            columns["explanation"] = columns.pop("explanation")
         meta = {b"nla.row_scores": FORMAT_VERSION.encode()}
         return pa.Table.from_pydict(columns).replace_schema_metadata(meta)
 

@@ -32,6 +32,8 @@ import numpy as np
 from scipy import stats
 from scipy.optimize import brentq
 
+from nla_variants.row_scores import TEXT
+
 ALPHA = 0.05
 POWER = 0.8
 RESAMPLES = 1000
@@ -111,7 +113,7 @@ def row_arrays(table: Mapping[str, Sequence]) -> dict[str, np.ndarray]:
     n = len(table["example_id"])
     out["one"] = np.ones(n)
     for name, values in table.items():
-        if name in ("example_id", "genre"):
+        if name in TEXT:
             continue
         if name.startswith(("faithful_", "contradict_")) or name == "tag_failure":
             scored = np.array([v is not None for v in values])
