@@ -107,13 +107,21 @@ def _per_property(key: str) -> bool:
 
 
 def _print_comparison(
-    study, sweep_dir, parent_run_id, reference: str | None = None, resolve: float | None = None
+    study,
+    sweep_dir,
+    parent_run_id,
+    reference: str | None = None,
+    resolve: float | None = None,
+    cross: bool = False,
+    device: str | None = None,
 ) -> None:
     from rich.console import Console
 
     from nla_variants.sweeps.report import compare, power_lines, rich_table, versus_table
 
-    table, metrics, files, found = compare(study, sweep_dir / "report", parent_run_id, reference)
+    table, metrics, files, found, crossed = compare(
+        study, sweep_dir / "report", parent_run_id, reference, cross, device
+    )
     console = Console()
     title = f"sweep {study.study_name}: best first"
     console.print(rich_table(table, metrics, title, width=console.width))
@@ -122,6 +130,10 @@ def _print_comparison(
         console.print(versus_table(table, metrics, found.reference, width=console.width))
     for line in power_lines(table, metrics, resolve):
         console.print(line, highlight=False)
+    if crossed is not None:
+        from nla_variants.sweeps.cross import print_tables
+
+        print_tables(crossed, console)
     console.print(f"written: {', '.join(str(p) for p in files.values())}")
 
 
@@ -163,8 +175,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     if args.resolve is not None and not (math.isfinite(args.resolve) and args.resolve > 0):
         raise NLAError(f"--resolve {args.resolve} is not a positive difference", "pass e.g. 0.02")
+    if args.device and not args.cross:
+        raise NLAError(
+            f"--device {args.device} without --cross", "--device says where --cross runs"
+        )
+    if args.cross:
+        from nla_variants.checks import check_device
+
+        check_device(args.device, "--device")
     study, sweep_dir, parent = open_sweep(args.sweep, args.storage, args.tracking_uri)
-    _print_comparison(study, sweep_dir, parent, args.reference, args.resolve)
+    _print_comparison(
+        study, sweep_dir, parent, args.reference, args.resolve, args.cross, args.device
+    )
     return 0
 
 
@@ -396,6 +418,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DELTA",
         help="how many seeds or eval rows would resolve a true difference of DELTA",
     )
+    p.add_argument(
+        "--cross",
+        action="store_true",
+        help="also read every preset's AV explanations with every preset's AR (the "
+        "cross-reconstruction matrix) and with its own AR after meaning-preserving rewrites "
+        "(the perturbation battery): loads each finished trial's AR",
+    )
+    p.add_argument("--device", help="where --cross runs the ARs (default: the best available)")
     p.add_argument("-q", "--quiet", action="store_true", help="no info logs")
     p.set_defaults(func=_cmd_compare)
 
@@ -555,10 +585,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nla: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        if "nla_variants.distributed" in sys.modules:  # a command that never joined skips torch
+            sys.modules["nla_variants.distributed"].close()
 
 
 if __name__ == "__main__":
     sys.exit(main())
-    finally:
-        if "nla_variants.distributed" in sys.modules:  # a command that never joined skips torch
-            sys.modules["nla_variants.distributed"].close()

@@ -123,7 +123,7 @@ def test_compare_writes_table_csv_markdown_and_plots(swept, capsys, monkeypatch)
     assert len(lines) == 3 and lines[0].startswith("trial,state,variant,params,n_seeds")
     assert "| trial | variant |" in (report / "comparison.md").read_text()
     assert (report / "plots" / "optimization_history.png").stat().st_size > 1000
-    assert (report / "plots" / "metric_by_variant.png").stat().st_size > 1000
+    assert (report / "plots" / "estimate_roundtrip_fve.png").stat().st_size > 1000
 
 
 def test_compare_pairs_trials_row_by_row_with_intervals_verdicts_and_power(
@@ -175,6 +175,50 @@ def test_compare_pairs_trials_row_by_row_with_intervals_verdicts_and_power(
     finally:
         for f in files:
             f.with_suffix(".away").rename(f)
+
+
+def test_compare_cross_reads_each_av_with_every_ar_and_after_rewrites(
+    swept, study_of, capsys, monkeypatch
+):
+    import csv
+
+    monkeypatch.setenv("COLUMNS", "200")
+    tmp, _ = swept
+    assert main(["compare", str(tmp / "sweep"), "--cross"]) == 0
+    out = capsys.readouterr().out
+    assert "cross-reconstruction FVE" in out and "FVE lost under rewrites" in out
+    report = tmp / "sweep" / "report"
+    with open(report / "cross.csv") as fh:
+        lines = list(csv.DictReader(fh))
+    assert len(lines) == 2 * 2 + 2 * 3  # AV x AR, then each preset's three rewrites
+    for t in study_of(tmp).trials:
+        name = f"{t.params['train.rl.kl_coef']:.3g}"
+        per_seed = t.user_attrs["seed_metrics"]
+        recorded = sum(per_seed[s]["eval/roundtrip_fve"] for s in ("0", "1")) / 2
+        (diagonal,) = [r for r in lines if r["av"] == name and r["reader"] == name]
+        # the diagonal reads the same explanations with the same AR again: the round trip
+        assert float(diagonal["fve"]) == pytest.approx(recorded, abs=0.02)
+        assert float(diagonal["low"]) <= float(diagonal["fve"]) <= float(diagonal["high"])
+        rewrites = [r for r in lines if r["av"] == name and r["reader"].startswith(f"{name}:")]
+        assert len(rewrites) == 3 and all(0 <= float(r["rewritten"]) <= 1 for r in rewrites)
+    assert "own - others" in (report / "cross.md").read_text()
+    assert (report / "plots" / "cross_matrix.png").stat().st_size > 1000
+
+
+def test_compare_cross_on_files_without_explanations_is_one_line(swept, study_of, capsys):
+    tmp, _ = swept
+    files = [Path(p) for t in study_of(tmp).trials for p in t.user_attrs["seed_rows"].values()]
+    for f in files:
+        f.rename(f.with_suffix(".away"))
+    try:
+        assert main(["compare", str(tmp / "sweep"), "--cross"]) == 2
+    finally:
+        for f in files:
+            f.with_suffix(".away").rename(f)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "kept its eval explanations" in err[0]
+    assert main(["compare", str(tmp / "sweep"), "--device", "cpu"]) == 2
+    assert "without --cross" in capsys.readouterr().err
 
 
 def test_rerunning_a_finished_sweep_repeats_nothing(swept, study_of):
@@ -458,7 +502,7 @@ def test_compare_on_a_synthetic_study(tmp_path, capsys, monkeypatch):
     assert "0.1 needs" in out and "seeds" in out.split("0.1 needs")[1].split("\n")[0]
     report = tmp_path / "report"
     assert "from seeds alone" in (report / "comparison.md").read_text()
-    assert (report / "plots" / "metric_by_variant.png").is_file()
+    assert (report / "plots" / "estimate_roundtrip_fve.png").is_file()
     assert main(["compare", str(tmp_path), "--reference", "nothing"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--reference nothing" in err[0] and "baseline" in err[0]

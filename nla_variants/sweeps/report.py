@@ -1,7 +1,7 @@
 """`nla compare`: a variant x metric table of a sweep (mean [95% interval], spread over seeds, n)
 sorted by the objective, as a rich table, CSV and Markdown, plus plots (optimisation history,
-parameter importances, Pareto front, metric by variant) saved as files and logged to the sweep's
-MLflow run. With a reference preset, each preset's paired difference from it, its interval and a
+parameter importances, Pareto front, each eval metric's estimates beside their controls, round
+trip against contradictions) saved as files and logged to the sweep's MLflow run. With a reference preset, each preset's paired difference from it, its interval and a
 Holm-corrected verdict (better, worse, unresolved), and what the study can resolve.
 
 Reads the Optuna study (per-seed metrics are stored on each trial, and the paths of the per-seed
@@ -31,6 +31,7 @@ from nla_variants.errors import NLAError
 from nla_variants.io import write_text_atomic
 from nla_variants.row_scores import read_row_scores
 from nla_variants.sweeps import confidence as C
+from nla_variants.sweeps.cross import CrossResult
 from nla_variants.sweeps.runner import aggregate
 from nla_variants.sweeps.spec import DEFAULT_REPORT
 
@@ -178,10 +179,13 @@ def _aligned(table: list[Row]) -> tuple[dict[tuple[int, str], dict], list[str]]:
     return arrays, sorted(columns)
 
 
-def add_confidence(table: list[Row], metrics: list[str], reference: str | None) -> Confidence:
+def add_confidence(
+    table: list[Row], metrics: list[str], reference: str | None, extra: list[str] = ()
+) -> Confidence:
     """Fill each row's `intervals` (and, against `reference`, `versus` with Holm verdicts over
     every (preset, eval metric) difference): paired on the same rows and seeds where the per-row
-    files exist, from the per-seed means otherwise."""
+    files exist, from the per-seed means otherwise. `extra`: metrics that get intervals only
+    (the plots' controls), outside the verdicts' correction."""
     arrays, columns = _aligned(table)
     specs = C.metric_specs(columns) if arrays else {}
     n_rows = len(next(iter(arrays.values()))["one"]) if arrays else 0
@@ -210,7 +214,7 @@ def add_confidence(table: list[Row], metrics: list[str], reference: str | None) 
     for r in table:
         seeds = sorted(r.seed_metrics)
         missing += sum((r.number, s) not in arrays for s in seeds)
-        for m in metrics:
+        for m in [*metrics, *extra]:
             e = estimate(r, m, seeds, None)
             if e is not None:
                 r.intervals[m] = e
@@ -506,10 +510,18 @@ def versus_table(table: list[Row], metrics: list[str], reference: Row, width: in
     return t
 
 
-def plots(study: optuna.Study, table: list[Row], out: Path) -> list[Path]:
-    """Optimisation history, parameter importances, Pareto front (several objectives) and the
-    objective metric by variant. A plot the study cannot support yet (e.g. importances need two
-    finished trials with varying parameters) is skipped with a log line."""
+def plots(
+    study: optuna.Study,
+    table: list[Row],
+    out: Path,
+    metrics: list[str] = (),
+    note: str | None = None,
+) -> list[Path]:
+    """Optimisation history, parameter importances, Pareto front (several objectives); with the
+    table's intervals (`note` says what they are over), one figure per eval metric (each
+    preset's estimate beside its controls) and round trip against contradictions. A plot the
+    study cannot support yet (e.g. importances need two finished trials with varying
+    parameters) is skipped with a log line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -558,30 +570,137 @@ def plots(study: optuna.Study, table: list[Row], out: Path) -> list[Path]:
             )
         if len(names) in (2, 3):
             save("pareto_front", lambda: ov.plot_pareto_front(study, target_names=names))
-    save("metric_by_variant", lambda: _by_variant(study, table, names[0]))
+    if note is not None:
+        for m in [m for m in metrics if m.startswith("eval/")]:
+            save(
+                f"estimate_{m.removeprefix('eval/')}", lambda m=m: _estimate_figure(table, m, note)
+            )
+        x, y = "eval/roundtrip_fve", "eval/contradict_mean"
+        save("pareto_roundtrip_contradictions", lambda: _pareto_figure(table, x, y, note))
     return written
 
 
-def _by_variant(study: optuna.Study, table: list[Row], metric: str):
-    """Every seed's value of the objective metric, grouped by AV/AR variant."""
+CONTROLS = {  # metric -> (label, control metric) drawn beside it
+    "eval/roundtrip_fve": (
+        ("shuffled vectors", "eval/roundtrip_shuffled_fve"),
+        ("text-only prompt", "eval/prompt_fve"),
+        ("teacher's text", "eval/ar_teacher_fve"),
+    ),
+}
+PROPERTY_CONTROLS = (
+    ("other rows' text (chance)", "_shuffled"),
+    ("text-only explanation", "_text_only"),
+    ("teacher", "_teacher"),
+    ("linear probe", "_probe"),
+)
+
+
+def controls(metric: str) -> tuple[tuple[str, str], ...]:
+    """The controls a metric's figure shows beside each preset's estimate."""
+    if metric in CONTROLS:
+        return CONTROLS[metric]
+    if re.fullmatch(r"eval/(faithful|contradict)_(?!mean$)\w+", metric):
+        return tuple((label, metric + suffix) for label, suffix in PROPERTY_CONTROLS)
+    return ()
+
+
+def control_metrics(metrics: list[str]) -> list[str]:
+    return [c for m in metrics for _, c in controls(m) if c not in metrics]
+
+
+def _title(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def _errorbar(ax, y: float, e: C.Estimate | None, **style) -> bool:
+    if e is None or not math.isfinite(e.mean):
+        return False
+    half = e.half_width()
+    xerr = [[half], [half]] if math.isfinite(half) else None
+    ax.errorbar([e.mean], [y], xerr=xerr, capsize=3, linestyle="none", **style)
+    return True
+
+
+def _estimate_figure(table: list[Row], metric: str, note: str):
+    """Each preset's estimate with its 95% interval, best first from the top, and the metric's
+    controls beside it (nla_variants/sweeps/report.py CONTROLS)."""
     import matplotlib.pyplot as plt
 
-    groups: dict[str, list[float]] = {}
-    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-    for r in table:
-        per_seed = by_number[r.number].user_attrs.get("seed_metrics") or {}
-        groups.setdefault(r.variant, []).extend(m[metric] for m in per_seed.values() if metric in m)
-    groups = {k: v for k, v in groups.items() if v}
-    if not groups:
+    shown = [r for r in table if metric in r.intervals]
+    if not shown:
         raise ValueError(f"no trial has {metric}")
-    fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(groups)), 3.5))
-    labels = list(groups)
-    ax.boxplot([groups[k] for k in labels], tick_labels=labels, showmeans=True)
-    for i, k in enumerate(labels, start=1):
-        ax.scatter([i] * len(groups[k]), groups[k], s=12, alpha=0.6)
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric} by variant (every seed)")
-    ax.tick_params(axis="x", rotation=20)
+    beside = [(label, c) for label, c in controls(metric) if any(c in r.intervals for r in shown)]
+    fig, ax = plt.subplots(figsize=(7.0, 1.6 + 0.45 * len(shown) * (1 + 0.35 * len(beside))))
+    colours = plt.get_cmap("tab10")
+    used: set[str] = set()
+    step = 1.0 / (len(beside) + 1)
+    for k, r in enumerate(shown):
+        y = -k
+        _errorbar(ax, y, r.intervals[metric], color="black", marker="o", label=None)
+        for n, (label, c) in enumerate(beside, start=1):
+            drawn = _errorbar(
+                ax,
+                y - n * step * 0.8,
+                r.intervals.get(c),
+                color=colours(n),
+                marker="s",
+                markerfacecolor="none",
+                label=None if label in used else label,
+            )
+            used |= {label} if drawn else set()
+    ax.set_yticks([-k for k in range(len(shown))], [r.name() for r in shown])
+    if (
+        not higher_is_better(metric)
+        or metric.endswith(("_gap", "beats_prompt"))
+        or any(r.intervals[metric].low < 0 for r in shown)
+    ):
+        ax.axvline(0.0, color="grey", linewidth=0.8)
+    ax.set_xlabel(
+        metric + ("  (higher is better)" if higher_is_better(metric) else "  (lower is better)")
+    )
+    ax.plot([], [], "ko", label="estimate (95% interval)")
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(_title(f"{metric} by preset, with controls; {note}", 70), fontsize=9)
+    return ax
+
+
+def _pareto_figure(table: list[Row], x: str, y: str, note: str):
+    """Round trip (up is better) against contradictions (down is better), with intervals; the
+    presets no other beats on both are ringed."""
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in table if x in r.intervals and y in r.intervals]
+    if len(shown) < 2:
+        raise ValueError(f"fewer than two trials have both {x} and {y}")
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    points = [(r, r.intervals[x], r.intervals[y]) for r in shown]
+    for r, ex, ey in points:
+        hx, hy = ex.half_width(), ey.half_width()
+        ax.errorbar(
+            ex.mean,
+            ey.mean,
+            xerr=hx if math.isfinite(hx) else None,
+            yerr=hy if math.isfinite(hy) else None,
+            marker="o",
+            capsize=3,
+            color="tab:blue",
+        )
+        dominated = any(
+            o.mean >= ex.mean and p.mean <= ey.mean and (o.mean, p.mean) != (ex.mean, ey.mean)
+            for _, o, p in points
+        )
+        if not dominated:
+            ax.scatter([ex.mean], [ey.mean], s=160, facecolors="none", edgecolors="tab:red")
+        ax.annotate(
+            r.name(), (ex.mean, ey.mean), textcoords="offset points", xytext=(5, 5), fontsize=7
+        )
+    ax.set_xlabel(f"{x} (higher is better)")
+    ax.set_ylabel(f"{y} (lower is better)")
+    ax.set_title(
+        _title(f"Round trip against contradictions; ringed: on the front. {note}", 70), fontsize=9
+    )
     return ax
 
 
@@ -590,12 +709,16 @@ def compare(
     out_dir: Path,
     parent_run_id: str | None = None,
     reference: str | None = None,
-) -> tuple[list[Row], list[str], dict[str, Path], Confidence]:
+    cross: bool = False,
+    device: str | None = None,
+) -> tuple[list[Row], list[str], dict[str, Path], Confidence, CrossResult | None]:
     """Build the table (with intervals, and paired verdicts against `reference`), write
-    CSV/Markdown/plots under out_dir, log them to the parent run."""
+    CSV/Markdown/plots under out_dir, log them to the parent run. `cross`: also the
+    cross-reconstruction matrix and the perturbation battery (nla_variants/sweeps/cross.py),
+    which load every finished trial's AR on `device`."""
     table = rows(study)
     metrics = metric_names(study)
-    found = add_confidence(table, metrics, reference)
+    found = add_confidence(table, metrics, reference, extra=control_metrics(metrics))
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
         "csv": out_dir / "comparison.csv",
@@ -603,11 +726,21 @@ def compare(
     }
     write_text_atomic(files["csv"], to_csv(table, metrics))
     write_text_atomic(files["markdown"], to_markdown(table, metrics, found))
-    for p in plots(study, table, out_dir / "plots"):
+    for p in plots(study, table, out_dir / "plots", metrics, found.note()):
         files[p.stem] = p
+    crossed = None
+    if cross:
+        from nla_variants.sweeps import cross as X
+
+        crossed = X.cross_read(table, device)
+        files["cross_csv"] = out_dir / "cross.csv"
+        files["cross_markdown"] = out_dir / "cross.md"
+        write_text_atomic(files["cross_csv"], X.to_csv(crossed))
+        write_text_atomic(files["cross_markdown"], X.to_markdown(crossed))
+        files["cross_matrix"] = X.plot(crossed, out_dir / "plots" / "cross_matrix.png")
     if parent_run_id:
         _log_report(parent_run_id, files)
-    return table, metrics, files, found
+    return table, metrics, files, found, crossed
 
 
 def _log_report(parent_run_id: str, files: dict[str, Path]) -> None:
