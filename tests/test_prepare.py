@@ -233,12 +233,18 @@ def test_next_tokens_adds_the_models_own_guess_and_keeps_the_text_only_prompt(
     assert len(explained) == sum(e is not None for e in before.values()) > 0
     for r in rows:
         assert r["prompt"] == before[r["example_id"]]  # the teacher's text, untouched
-    for r in explained[:6]:
+    checked = 0
+    for r in explained[:12]:
         ids = target.tokenize([r["prefix"]])[0]
         with torch.inference_mode():
             logits = target.model(input_ids=torch.tensor([ids])).logits[0, -1]
-        top = [target.tokenizer.decode([t]) for t in logits.topk(3).indices.tolist()]
+        values, index = logits.topk(4)
+        if (values[:-1] - values[1:]).min() < 1e-3:  # a near-tie: batched rounding may reorder
+            continue
+        top = [target.tokenizer.decode([t]) for t in index[:3].tolist()]
         assert r["explanation"] == f"{r['prompt']}\n{prediction_line(top)}"
+        checked += 1
+    assert checked >= 3, checked
 
 
 def test_next_tokens_refuses_a_diff_dataset(tmp_path, tiny_model_dir, write_config):
