@@ -128,7 +128,7 @@ def _print_comparison(
     console.print(f"{found.note()}.")
     if found.reference is not None:
         console.print(versus_table(table, metrics, found.reference, width=console.width))
-    for line in power_lines(table, metrics, resolve):
+    for line in power_lines(found, metrics, resolve):
         console.print(line, highlight=False)
     if crossed is not None:
         from nla_variants.sweeps.cross import print_tables

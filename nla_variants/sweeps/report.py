@@ -125,6 +125,9 @@ class Confidence:
     seeds: int
     reference: Row | None
     missing: int  # trial seeds without a per-row file (their intervals come from seeds alone)
+    # paired differences the power lines read: each preset's against the reference, or (without
+    # one) the second finished preset's against the first
+    pairs: list[dict[str, C.Estimate]] = field(default_factory=list)
 
     def note(self) -> str:
         if self.rows and not self.missing:
@@ -234,33 +237,24 @@ def add_confidence(
         judged = C.verdicts(diffs, [higher_is_better(m) for _, m in keys])
         for (r, m), d in zip(keys, judged, strict=True):
             r.versus[m] = d
-    seeds = max((len(r.seed_metrics) for r in table), default=0)
-    return Confidence(n_rows, seeds, ref, missing)
-
-
-def power_lines(table: list[Row], metrics: list[str], resolve: float | None = None) -> list[str]:
-    """Per metric: the smallest difference the study resolves (80% power, 5% two-sided) for a
-    paired comparison of two presets, and with `resolve` the seeds or rows that would resolve
-    that difference. From the differences against the reference where there is one, else from
-    the first two finished presets."""
-    pairs = [r.versus for r in table if r.versus]
-    if not pairs:
+        pairs = [r.versus for r in table if r.versus]
+    else:
         done = [r for r in table if r.seed_metrics]
-        if len(done) < 2:
-            return []
-        arrays, columns = _aligned(done[:2])
-        specs = C.metric_specs(columns) if arrays else {}
-        first, second = done[0], done[1]
-        seeds = sorted(set(first.seed_metrics) & set(second.seed_metrics))
-        pair: dict[str, C.Estimate] = {}
-        for m in metrics:
-            if m in specs and all((x.number, s) in arrays for x in (first, second) for s in seeds):
-                pair[m] = C.row_estimate(
-                    specs[m],
-                    [arrays[(first.number, s)] for s in seeds],
-                    [arrays[(second.number, s)] for s in seeds],
-                )
-        pairs = [pair]
+        pairs = []
+        if len(done) >= 2:
+            first, second = done[0], done[1]
+            seeds = sorted(set(first.seed_metrics) & set(second.seed_metrics))
+            pair = {m: estimate(second, m, seeds, first) for m in metrics} if seeds else {}
+            pairs = [{m: e for m, e in pair.items() if e is not None}]
+    seeds = max((len(r.seed_metrics) for r in table), default=0)
+    return Confidence(n_rows, seeds, ref, missing, pairs)
+
+
+def power_lines(conf: Confidence, metrics: list[str], resolve: float | None = None) -> list[str]:
+    """Per metric: the smallest difference the study resolves (80% power, 5% two-sided) for a
+    paired comparison of two presets (the median over the pairs `add_confidence` made), and with
+    `resolve` the seeds or rows that would resolve that difference."""
+    pairs = conf.pairs
     estimates = [e for p in pairs for e in p.values()]
     if estimates and not any(e.seeds_measured for e in estimates):
         return [
@@ -274,7 +268,7 @@ def power_lines(table: list[Row], metrics: list[str], resolve: float | None = No
         found = [p[m] for p in pairs if m in p and p[m].resolvable() > 0]  # 0: same in both
         if not found:
             continue
-        e = min(found, key=lambda x: x.resolvable())
+        e = sorted(found, key=lambda x: x.resolvable())[(len(found) - 1) // 2]  # the median
         line = f"{m}: resolves differences of {e.resolvable():.3f} or more"
         line += f" ({e.rows} rows, {e.seeds} seed{'s' * (e.seeds != 1)})"
         if resolve is not None:
