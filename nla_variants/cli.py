@@ -119,9 +119,7 @@ def _print_comparison(
 
     from nla_variants.sweeps.report import compare, power_lines, rich_table, versus_table
 
-    table, metrics, files, found, crossed = compare(
-        study, sweep_dir / "report", parent_run_id, reference, cross, device
-    )
+    table, metrics, files, found = compare(study, sweep_dir / "report", parent_run_id, reference)
     console = Console()
     title = f"sweep {study.study_name}: best first"
     console.print(rich_table(table, metrics, title, width=console.width))
@@ -130,10 +128,12 @@ def _print_comparison(
         console.print(versus_table(table, metrics, found.reference, width=console.width))
     for line in power_lines(found, metrics, resolve):
         console.print(line, highlight=False)
-    if crossed is not None:
-        from nla_variants.sweeps.cross import print_tables
+    if cross:
+        from nla_variants.sweeps.cross import cross_read, print_tables, write_report
 
+        crossed = cross_read(table, device)
         print_tables(crossed, console)
+        files.update(write_report(crossed, sweep_dir / "report", parent_run_id))
     console.print(f"written: {', '.join(str(p) for p in files.values())}")
 
 

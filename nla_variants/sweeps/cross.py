@@ -166,9 +166,8 @@ def _eval_settings(run_dir: Path) -> tuple[int, str]:
 def cross_read(table: list, device: str | None = None) -> CrossResult:
     """The cross-reconstruction matrix and the perturbation battery of a study's finished
     trials (see the module docstring). Loads each trial's AR once per seed."""
-    from nla_variants.explain import autocast_for
     from nla_variants.loading import load, locate
-    from nla_variants.target import default_device
+    from nla_variants.target import autocast_context, default_device, resolve_precision
 
     readings, ids = _aligned(_readings(table))
     presets = list(dict.fromkeys(r.name for r in readings))
@@ -185,7 +184,7 @@ def cross_read(table: list, device: str | None = None) -> CrossResult:
         if "not kept" in (nla.note or ""):
             log.warning("%s (seed %s): %s", ar_name, seed, nla.note)
         batch, precision = _eval_settings(reader.run_dir)
-        autocast = autocast_for(precision, dev)
+        autocast = autocast_context(dev, resolve_precision(precision, dev))
         for av_name in presets:
             if (av_name, seed) in by:
                 texts = by[(av_name, seed)].texts
@@ -334,6 +333,22 @@ def to_csv(res: CrossResult) -> str:
             ]
         )
     return buf.getvalue()
+
+
+def write_report(res: CrossResult, out_dir: Path, parent_run_id: str | None) -> dict[str, Path]:
+    """cross.csv, cross.md and plots/cross_matrix.png under out_dir, logged to the sweep's
+    MLflow parent run beside the comparison."""
+    from nla_variants.io import write_text_atomic
+    from nla_variants.sweeps.report import log_report
+
+    files = {"cross_csv": out_dir / "cross.csv", "cross_markdown": out_dir / "cross.md"}
+    write_text_atomic(files["cross_csv"], to_csv(res))
+    write_text_atomic(files["cross_markdown"], to_markdown(res))
+    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
+    files["cross_matrix"] = plot(res, out_dir / "plots" / "cross_matrix.png")
+    if parent_run_id:
+        log_report(parent_run_id, files)
+    return files
 
 
 def plot(res: CrossResult, path: Path) -> Path:

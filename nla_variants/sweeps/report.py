@@ -31,7 +31,6 @@ from nla_variants.errors import NLAError
 from nla_variants.io import write_text_atomic
 from nla_variants.row_scores import read_row_scores
 from nla_variants.sweeps import confidence as C
-from nla_variants.sweeps.cross import CrossResult
 from nla_variants.sweeps.runner import aggregate
 from nla_variants.sweeps.spec import DEFAULT_REPORT
 
@@ -703,13 +702,9 @@ def compare(
     out_dir: Path,
     parent_run_id: str | None = None,
     reference: str | None = None,
-    cross: bool = False,
-    device: str | None = None,
-) -> tuple[list[Row], list[str], dict[str, Path], Confidence, CrossResult | None]:
+) -> tuple[list[Row], list[str], dict[str, Path], Confidence]:
     """Build the table (with intervals, and paired verdicts against `reference`), write
-    CSV/Markdown/plots under out_dir, log them to the parent run. `cross`: also the
-    cross-reconstruction matrix and the perturbation battery (nla_variants/sweeps/cross.py),
-    which load every finished trial's AR on `device`."""
+    CSV/Markdown/plots under out_dir, log them to the parent run."""
     table = rows(study)
     metrics = metric_names(study)
     found = add_confidence(table, metrics, reference, extra=control_metrics(metrics))
@@ -722,22 +717,12 @@ def compare(
     write_text_atomic(files["markdown"], to_markdown(table, metrics, found))
     for p in plots(study, table, out_dir / "plots", metrics, found.note()):
         files[p.stem] = p
-    crossed = None
-    if cross:
-        from nla_variants.sweeps import cross as X
-
-        crossed = X.cross_read(table, device)
-        files["cross_csv"] = out_dir / "cross.csv"
-        files["cross_markdown"] = out_dir / "cross.md"
-        write_text_atomic(files["cross_csv"], X.to_csv(crossed))
-        write_text_atomic(files["cross_markdown"], X.to_markdown(crossed))
-        files["cross_matrix"] = X.plot(crossed, out_dir / "plots" / "cross_matrix.png")
     if parent_run_id:
-        _log_report(parent_run_id, files)
-    return table, metrics, files, found, crossed
+        log_report(parent_run_id, files)
+    return table, metrics, files, found
 
 
-def _log_report(parent_run_id: str, files: dict[str, Path]) -> None:
+def log_report(parent_run_id: str, files: dict[str, Path]) -> None:
     """Log the report to the sweep's MLflow parent run when that run can be found; else keep
     it in files only and say where it looked. Never creates a tracking store: a sweep directory
     copied elsewhere (or read from another directory) carries a tracking URI that may point
