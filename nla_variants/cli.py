@@ -293,6 +293,30 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_search(args: argparse.Namespace) -> int:
+    from nla_variants.checks import check_device
+    from nla_variants.io import write_text_atomic
+    from nla_variants.search import check_inputs, print_result, search
+
+    check_inputs(args.query, args.k)
+    check_device(args.device, "--device")
+    out = _output_path(args.out, "--out")
+    res = search(
+        args.nla,
+        args.query,
+        args.dataset,
+        k=args.k,
+        split=args.split,
+        device=args.device,
+        target=args.target,
+        precision=args.precision,
+    )
+    if out is not None:
+        write_text_atomic(out, json.dumps(res.to_json(), indent=1, ensure_ascii=False) + "\n")
+    print_result(res)
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from nla_variants.export import check_out_dir, export_nla
     from nla_variants.loading import load, locate
@@ -485,6 +509,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the report (metrics, faithfulness table) as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no info logs")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "search",
+        help="find the dataset activations a description points at (the AR as a query encoder)",
+        description="The AR reconstructs the query; the dataset's activations nearest to it by "
+        "cosine are listed with their prefixes and ground-truth properties. Where the query "
+        "states a property the dataset knows (a genre, 'inside a list item', a last word), "
+        "precision@k against it, beside its chance rate.",
+    )
+    _add_nla_args(p)
+    p.add_argument("--query", required=True, help="the description, e.g. 'Python source code'")
+    p.add_argument("--dataset", required=True, help="a prepared dataset of the NLA's target")
+    p.add_argument("--k", type=int, default=50, help="hits to return (50)")
+    p.add_argument("--split", help="search one split only (default: every row)")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    p.add_argument("--out", help="also write every hit and the precision as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no info logs")
+    p.set_defaults(func=_cmd_search)
 
     p = sub.add_parser(
         "export",

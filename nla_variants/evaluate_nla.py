@@ -62,7 +62,7 @@ def _dataset_path(ref, dataset: str | None) -> Path:
     return path
 
 
-def _check_match(ref, sidecar: dict, path: Path) -> None:
+def check_match(ref, sidecar: dict, path: Path) -> None:
     model = sidecar.get("model") or {}
     fingerprint = model.get("fingerprint")
     if ref.target_fingerprint and fingerprint and fingerprint != ref.target_fingerprint:
@@ -111,7 +111,7 @@ def evaluate_nla(
     ref = locate(nla_path, target)
     path = _dataset_path(ref, dataset)
     ds = StoredDataset.open(path)
-    _check_match(ref, ds.sidecar, path)
+    check_match(ref, ds.sidecar, path)
     rows = load_split(ds, "eval")
     if len(rows) < 2:
         raise NLAError(f"dataset {path} has {len(rows)} eval rows", "prepare more documents")

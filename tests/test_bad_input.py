@@ -502,6 +502,32 @@ def test_evaluate_with_too_few_samples(inputs, capsys, run_dir):
     assert "--samples 1 is below 2" in err
 
 
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--query", "  "], "--query is empty"),
+        (["--query", "code", "--k", "0"], "--k 0 is below 1"),
+        (["--query", "code", "--split", "nope"], "--split nope is not a split"),
+        (["--query", "code", "--no-vectors"], "holds no vectors"),
+    ],
+)
+def test_search_bad_input(inputs, capsys, run_dir, flags, needle):
+    import pyarrow.parquet as pq
+
+    from nla_variants.runs import read_run_record
+
+    dataset = Path(read_run_record(run_dir)["dataset"])
+    if "--no-vectors" in flags:  # a copy of the dataset whose shards lost their vectors
+        flags = [f for f in flags if f != "--no-vectors"]
+        copy = inputs / "no-vectors"
+        shutil.copytree(dataset, copy)
+        for shard in copy.glob("*.parquet"):
+            pq.write_table(pq.read_table(shard).drop_columns(["vector"]), shard)
+        dataset = copy
+    argv = ["search", str(run_dir), "--dataset", str(dataset), *flags]
+    assert needle in run_bad(argv, capsys, inputs, run_dir)
+
+
 # one bad-input test through `main([...])` per command (one line, exit 2, nothing written)
 BAD_INPUT_TEST_OF = {
     "prepare": test_a_config_that_is_not_utf8,
@@ -512,6 +538,7 @@ BAD_INPUT_TEST_OF = {
     "explain": test_a_missing_diff_model_is_named_as_such,
     "evaluate": test_evaluate_with_too_few_samples,
     "export": test_export_refuses_contradicting_flags_before_loading,
+    "search": test_search_bad_input,
 }
 
 
