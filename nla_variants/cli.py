@@ -317,6 +317,36 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_steer(args: argparse.Namespace) -> int:
+    from nla_variants.checks import check_device
+    from nla_variants.io import write_text_atomic
+    from nla_variants.steer import SteerSettings, check_settings, print_result, steer, write_html
+
+    settings = SteerSettings(
+        position=args.position,
+        edit=args.edit,
+        explanation=args.explanation,
+        mode=args.mode,
+        alpha=args.alpha,
+        through=args.through,
+        new_tokens=args.new_tokens,
+        top_k=args.top_k,
+        max_new_tokens=args.max_new_tokens,
+        precision=args.precision,
+        device=args.device,
+    )
+    check_settings(settings)
+    check_device(args.device, "--device")
+    out, page = _output_path(args.out, "--out"), _output_path(args.html, "--html")
+    result = steer(args.nla, args.text, settings, args.target)
+    if out is not None:
+        write_text_atomic(out, json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    if page is not None:
+        write_html(page, result)
+    print_result(result)
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from nla_variants.export import check_out_dir, export_nla
     from nla_variants.loading import load, locate
@@ -528,6 +558,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write every hit and the precision as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no info logs")
     p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser(
+        "steer",
+        help="steer the target by editing the AV's explanation of one of its activations",
+        description="The AV explains the residual at --position; the edited explanation goes "
+        "through the AR and the result is written into the target's residual at the NLA's layer "
+        "(replace: the reconstruction at the residual's norm; add: alpha times the change the "
+        "edit made, in units of the residual's norm), at the position or (--through) there and "
+        "at every later one. Prints both greedy continuations and next-token distributions.",
+    )
+    _add_nla_args(p)
+    p.add_argument("--text", required=True, help="the text the target reads")
+    p.add_argument("--position", type=int, default=-1, help="token index to steer (-1: last)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--edit", metavar="OLD=>NEW", help="replace OLD by NEW in the explanation")
+    what.add_argument("--explanation", help="write this explanation instead of the AV's")
+    p.add_argument("--mode", choices=("replace", "add"), default="replace")
+    p.add_argument("--alpha", type=float, default=1.0, help="add mode's scale (1.0)")
+    p.add_argument("--through", action="store_true", help="also write at every later position")
+    p.add_argument("--new-tokens", type=int, default=20, help="continuation length (20)")
+    p.add_argument("--top-k", type=int, default=10, help="next tokens shown (10)")
+    p.add_argument("--max-new-tokens", type=int, default=96, help="the AV's explanation cap")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    p.add_argument("--out", help="also write the result as JSON")
+    p.add_argument("--html", help="also write a page with both continuations and distributions")
+    p.add_argument("-q", "--quiet", action="store_true", help="no info logs")
+    p.set_defaults(func=_cmd_steer)
 
     p = sub.add_parser(
         "export",

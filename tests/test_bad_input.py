@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from nla_variants.checks import check_tracking_uri, preflight, saved_tracking_uri
@@ -528,6 +529,31 @@ def test_search_bad_input(inputs, capsys, run_dir, flags, needle):
     assert needle in run_bad(argv, capsys, inputs, run_dir)
 
 
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--edit", "moon=>sun"], "'moon' is not in the AV's explanation"),
+        (["--edit", "no arrow"], "has no '=>'"),
+        (["--explanation", "x", "--position", "999"], "--position 999 is outside the text's"),
+        (["--explanation", "x", "--zero"], "reconstruction of the edited explanation has zero"),
+        (["--explanation", "x", "--new-tokens", "-1"], "--new-tokens -1 is below 0"),
+    ],
+)
+def test_steer_bad_input(inputs, capsys, run_dir, monkeypatch, flags, needle):
+    from nla_variants import rollouts
+    from nla_variants.core.text import wrap_explanation
+
+    said = wrap_explanation("A story about a harbor")
+    monkeypatch.setattr(rollouts, "generate_all", lambda av, v, *a, **k: ([said] * len(v), [[0]]))
+    if "--zero" in flags:
+        flags = [f for f in flags if f != "--zero"]
+        monkeypatch.setattr(
+            rollouts, "ar_predict", lambda ar, texts, *a: torch.zeros(len(texts), 64)
+        )
+    argv = ["steer", str(run_dir), "--text", "A harbor at night.", *flags]
+    assert needle in run_bad(argv, capsys, inputs, run_dir)
+
+
 # one bad-input test through `main([...])` per command (one line, exit 2, nothing written)
 BAD_INPUT_TEST_OF = {
     "prepare": test_a_config_that_is_not_utf8,
@@ -539,6 +565,7 @@ BAD_INPUT_TEST_OF = {
     "evaluate": test_evaluate_with_too_few_samples,
     "export": test_export_refuses_contradicting_flags_before_loading,
     "search": test_search_bad_input,
+    "steer": test_steer_bad_input,
 }
 
 
