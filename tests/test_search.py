@@ -40,7 +40,9 @@ def test_hits_are_the_nearest_vectors_to_the_ar_reading(run, dataset):
         pred = nla.ar([nla.av.render_target(QUERY)], [""])[0].float()
     ds = StoredDataset.open(dataset)
     vectors = torch.from_numpy(ds.vectors())
-    cosine = torch.nn.functional.normalize(vectors, dim=-1) @ torch.nn.functional.normalize(pred, dim=0)
+    cosine = torch.nn.functional.normalize(vectors, dim=-1) @ torch.nn.functional.normalize(
+        pred, dim=0
+    )
     ids = ds.table(None, ["example_id"]).column("example_id").to_pylist()
     want = cosine.topk(7)
     assert [h.example_id for h in res.hits] == [ids[i] for i in want.indices.tolist()]
@@ -56,9 +58,7 @@ def test_precision_is_the_share_of_hits_with_the_stated_value(run, dataset):
         truths = [h.properties[name] for h in res.hits]
         scored = [t for t in truths if defined(name, t)]
         assert p.scored == len(scored)
-        assert p.precision == pytest.approx(
-            np.mean([matches(name, p.stated, t) for t in scored])
-        )
+        assert p.precision == pytest.approx(np.mean([matches(name, p.stated, t) for t in scored]))
         everywhere = [t for t in props.values[name] if defined(name, t)]
         assert p.chance == pytest.approx(np.mean([matches(name, p.stated, t) for t in everywhere]))
 
