@@ -50,7 +50,13 @@ from nla_variants.io import atomic_dir
 from nla_variants.masking import mask_tree
 from nla_variants.pair import NLA, NLARef
 from nla_variants.registry import BuildContext
-from nla_variants.target import EMBEDDED, EMBEDDED_NAME, LAYER_CONVENTION, resolve_model
+from nla_variants.target import (
+    EMBEDDED,
+    EMBEDDED_NAME,
+    LAYER_CONVENTION,
+    config_dims,
+    resolve_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -275,9 +281,7 @@ def _context(root: Path, side: dict) -> dict[str, torch.Tensor]:
 
 def _hf_layers(directory: Path) -> int:
     config = directory / "config.json"
-    return (
-        int(json.loads(config.read_text()).get("num_hidden_layers", 0)) if config.is_file() else 0
-    )
+    return config_dims(json.loads(config.read_text()))[0] if config.is_file() else 0
 
 
 def load_export(ref: NLARef) -> NLA:

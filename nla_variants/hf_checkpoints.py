@@ -24,7 +24,7 @@ from torch import nn
 from nla_variants.errors import NLAError
 from nla_variants.hashing import hash_obj
 from nla_variants.registry import BuildContext, build
-from nla_variants.target import ModelSource
+from nla_variants.target import ModelSource, decoder_blocks
 
 OWN_TENSORS = "component.safetensors"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -120,11 +120,7 @@ def _truncated_config(config: Any, n_blocks: int) -> Any:
 
 
 def blocks_of(backbone: nn.Module) -> int:
-    for name in ("layers", "h"):
-        blocks = getattr(backbone, name, None)
-        if isinstance(blocks, nn.ModuleList):
-            return len(blocks)
-    raise NLAError(f"no decoder blocks in {type(backbone).__name__}", "use a Llama-style model")
+    return len(decoder_blocks(backbone))
 
 
 def save_backbone_dir(backbone: nn.Module, tokenizer: Any, directory: Path) -> None:

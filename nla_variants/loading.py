@@ -221,6 +221,17 @@ def run_checkpoints(run_dir: Path, cfg: RunConfig) -> tuple[Path, Path, str]:
     return av, ar, "warm start" + (" (the RL weights were not kept)" if rl_steps else "")
 
 
+def _dataset_adds_bos(run_dir: Path) -> bool:
+    """Whether the run's activations were taken with BOS first (its dataset says; a dataset
+    from before the BOS rule, or one that is gone, was not)."""
+    dataset = (read_run_record(run_dir) or {}).get("dataset")
+    path = Path(dataset) / "dataset.yaml" if dataset else None
+    if path is None or not path.is_file():
+        return False
+    side = read_yaml_mapping(path, "dataset sidecar")
+    return bool((side.get("tokenization") or {}).get("add_bos", False))
+
+
 def locate_run(run_dir: Path) -> NLARef:
     if not (run_dir / "config.yaml").is_file():
         raise NLAError(f"{run_dir} is not a run directory (no config.yaml)", f"pass {WHAT}")
@@ -233,6 +244,7 @@ def locate_run(run_dir: Path) -> NLARef:
         target.model,
         target.layer,
         diff_model=target.diff_model,
+        add_bos=_dataset_adds_bos(run_dir),
         target_fingerprint=read_yaml_mapping(av / SIDECAR, "checkpoint")["model_fingerprint"],
         detail={"config": cfg, "av": av, "ar": ar, "weights": weights},
     )

@@ -45,6 +45,7 @@ from nla_variants.hf_checkpoints import (
 from nla_variants.io import atomic_dir
 from nla_variants.pair import NLA, NLARef
 from nla_variants.registry import BuildContext
+from nla_variants.target import config_dims
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def _layer_index(metas: dict[str, dict], dirs: dict[str, Path]) -> int:
             if isinstance(node, int):
                 return node
     if "ar" in dirs and (dirs["ar"] / "config.json").is_file():
-        return int(json.loads((dirs["ar"] / "config.json").read_text())["num_hidden_layers"]) - 1
+        return _hf_layers(dirs["ar"]) - 1
     raise NLAError(
         f"{dirs['av'] / META} does not say its extraction layer", "add extraction_layer_index: K"
     )
@@ -218,7 +219,7 @@ def _recorded_placeholder(meta: dict) -> dict[str, Any]:
 
 
 def _hf_layers(directory: Path) -> int:
-    return int(json.loads((directory / "config.json").read_text())["num_hidden_layers"])
+    return config_dims(json.loads((directory / "config.json").read_text()))[0]
 
 
 def load_public(ref: NLARef) -> NLA:

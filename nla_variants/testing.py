@@ -104,36 +104,120 @@ TINY_WORDS = [
 # -- the tiny model ---------------------------------------------------------------------------
 
 
+FAMILIES: tuple[str, ...] = (
+    "llama",
+    "qwen2",
+    "qwen3",
+    "gemma2",
+    "gemma3",
+    "mistral",
+    "gpt2",
+    "phi3",
+)
+# Gemma's real tokenizers prepend BOS and its chat template starts with it; the tiny Gemmas'
+# tokenizer (the embedded vocabulary) is made to do the same, so the BOS rule is exercised.
+BOS_FAMILIES = ("gemma2", "gemma3")
+
+
+def _family_config(family: str, tok: Any, blocks: int) -> Any:
+    """The config of a tiny (d_model 64) model of `family`, sized to the tokenizer. Each keeps
+    what sets its family apart: Qwen2's biases, Qwen3's q/k norms, Gemma's soft-capping and
+    sliding windows (a window of 8 tokens, shorter than the test texts), GPT-2's names and
+    learned positions; tied embeddings for Llama, Qwen2, Gemma and GPT-2, untied otherwise."""
+    import transformers
+
+    special = {
+        "vocab_size": len(tok),
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
+    if family == "gpt2":
+        return transformers.GPT2Config(
+            n_embd=64, n_layer=blocks, n_head=4, n_positions=512, **special
+        )
+    common = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": blocks,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 512,
+        **special,
+    }
+    window = {"sliding_window": 8}
+    layer_types = ["sliding_attention", "full_attention"] * blocks
+    specific: dict[str, tuple[str, dict[str, Any]]] = {
+        "llama": ("LlamaConfig", {"tie_word_embeddings": True}),
+        "qwen2": ("Qwen2Config", {"tie_word_embeddings": True}),
+        "qwen3": ("Qwen3Config", {"tie_word_embeddings": False, "head_dim": 16}),
+        "gemma2": (
+            "Gemma2Config",
+            {
+                "head_dim": 16,
+                "query_pre_attn_scalar": 16,
+                "attn_logit_softcapping": 50.0,
+                "final_logit_softcapping": 30.0,
+                "layer_types": layer_types[:blocks],
+                **window,
+            },
+        ),
+        "gemma3": (
+            "Gemma3TextConfig",
+            {
+                "head_dim": 16,
+                "query_pre_attn_scalar": 16,
+                "final_logit_softcapping": 30.0,
+                "layer_types": layer_types[:blocks],
+                **window,
+            },
+        ),
+        "mistral": ("MistralConfig", {"tie_word_embeddings": False, **window}),
+        "phi3": ("Phi3Config", {"tie_word_embeddings": False}),
+    }
+    if family not in specific:
+        raise ValueError(f"unknown tiny model family {family!r}; known: {', '.join(FAMILIES)}")
+    name, extra = specific[family]
+    return getattr(transformers, name)(**common, **extra)
+
+
+def _gemma_tokenizer(tok: Any) -> Any:
+    """The tokenizer as Gemma's behave: BOS prepended, and the chat template starting with it."""
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tok.save_pretrained(tmp)
+        out = AutoTokenizer.from_pretrained(tmp, add_bos_token=True)
+    out.chat_template = "{{ bos_token }}" + tok.chat_template
+    return out
+
+
 def make_tiny_model(
-    directory: str | Path, tokenizer: str | Path = "embedded", *, seed: int = 0
+    directory: str | Path,
+    tokenizer: str | Path = "embedded",
+    *,
+    seed: int = 0,
+    family: str = "llama",
+    blocks: int = 4,
 ) -> Path:
-    """Write a 4-block, d_model=64 Llama (the embedded SmolLM2's architecture scaled down) with
-    random weights and a real tokenizer to `directory`; returns the directory. Cheap (seconds),
-    so contract checks can build a variant many times; the real tokenizer matters because
-    variants pick placeholder tokens and templates from it. `tokenizer`: "embedded" or a path."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    """Write a `blocks`-block, d_model=64 model of `family` (default: a Llama, the embedded
+    SmolLM2's architecture scaled down; `FAMILIES` lists the others) with random weights and a
+    real tokenizer to `directory`; returns the directory. Cheap (seconds), so contract checks
+    can build a variant many times; the real tokenizer matters because variants pick
+    placeholder tokens and templates from it. `tokenizer`: "embedded" or a path."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if str(tokenizer) == "embedded":
         from nla_variants.target import resolve_model
 
         tokenizer = resolve_model("embedded").load_path
     tok = AutoTokenizer.from_pretrained(tokenizer)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
+    if family in BOS_FAMILIES:
+        tok = _gemma_tokenizer(tok)
+    config = _family_config(family, tok, blocks)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
+        model = AutoModelForCausalLM.from_config(config)
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)

@@ -19,7 +19,7 @@ from nla_variants.config import Strict
 from nla_variants.core.padding import pad_right
 from nla_variants.core.vectors import normalized_mse
 from nla_variants.registry import BuildContext, register_ar
-from nla_variants.target import load_lm, truncated_backbone
+from nla_variants.target import decoder_blocks, load_lm, tokenizer_adds_bos, truncated_backbone
 
 EXPLANATION_SLOT = "{explanation}"
 
@@ -54,7 +54,10 @@ class BaselineAR(nn.Module):
             self.head.weight.copy_(torch.eye(ctx.d_model))
             self.head.bias.zero_()
         before, after = cfg.template.split(EXPLANATION_SLOT)
-        self.before_ids = self._tok(before)
+        # the BOS rule: a tokenizer that prepends BOS (Gemma's, Llama-3's) gets it here too, as
+        # the release's AR reads its template (Gemma's blocks need it at position 0)
+        self.bos_ids = [self.tokenizer.bos_token_id] if tokenizer_adds_bos(self.tokenizer) else []
+        self.before_ids = self.bos_ids + self._tok(before)
         self.after_ids = self._tok(after)
         self.pad_id = self.tokenizer.pad_token_id or 0
 
@@ -63,7 +66,7 @@ class BaselineAR(nn.Module):
 
     def metadata(self) -> dict:
         return {
-            "blocks": len(self.backbone.layers),
+            "blocks": len(decoder_blocks(self.backbone)),
             "template_tokens": len(self.before_ids) + len(self.after_ids),
         }
 

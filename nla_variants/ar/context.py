@@ -62,6 +62,8 @@ class ContextAR(SmallAR):
             part if part in (SOURCE_SLOT, EXPLANATION_SLOT) else self._tok(part)
             for part in _SLOTS.split(cfg.template)
         ]
+        if self.bos_ids:  # the BOS rule (BaselineAR)
+            self.pieces.insert(0, list(self.bos_ids))
 
     def metadata(self) -> dict:
         fixed = sum(len(p) for p in self.pieces if isinstance(p, list))

@@ -27,7 +27,12 @@ from nla_variants.core.text import CLOSE_TAG, extract_explanation, wrap_explanat
 from nla_variants.errors import NLAError
 from nla_variants.large_models import resolve_finetune
 from nla_variants.registry import BuildContext, TargetDims, register_av
-from nla_variants.target import autocast_context, load_lm
+from nla_variants.target import (
+    autocast_context,
+    decoder_blocks,
+    embedding_multiplier,
+    load_lm,
+)
 
 PLACEHOLDER_SLOT = "{placeholder}"
 
@@ -161,8 +166,11 @@ class BaselineAV(nn.Module):
         self.cfg = cfg
         self.n_slots = n_slots  # placeholder tokens the vector fills (vector_inputs' k)
         lm, self.tokenizer = load_lm(ctx.source)
-        with torch.no_grad():
-            self.embed_norm = float(lm.get_input_embeddings().weight.norm(dim=-1).mean())
+        with torch.no_grad():  # the rows as block 0 receives them (Gemma scales by sqrt(d))
+            rows = lm.get_input_embeddings().weight.norm(dim=-1).mean()
+            self.embed_norm = float(rows) * embedding_multiplier(lm)
+        # Gemma soft-caps its logits: log-probs must come from the distribution generate samples
+        self.logit_cap = getattr(lm.config, "final_logit_softcapping", None)
         if cfg.finetune == "lora":
             from peft import LoraConfig, get_peft_model
 
@@ -177,7 +185,7 @@ class BaselineAV(nn.Module):
             )
         self.lm = lm
         if cfg.frozen_blocks:
-            layers = self._decoder.layers
+            layers = decoder_blocks(self._decoder)
             if cfg.frozen_blocks >= len(layers):
                 raise NLAError(
                     f"av.frozen_blocks {cfg.frozen_blocks} leaves none of the {len(layers)} "
@@ -198,7 +206,7 @@ class BaselineAV(nn.Module):
             value = None if stat is None else torch.as_tensor(stat, dtype=torch.float32)
             self.register_buffer(name, value, persistent=False)
         center(torch.zeros(1, ctx.d_model), inj.center, self.data_mean, self.data_std)  # checks
-        self.injector = Injector(inj, self.scale, self._decoder.layers)
+        self.injector = Injector(inj, self.scale, decoder_blocks(self._decoder))
         self.eos_id = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
@@ -242,6 +250,14 @@ class BaselineAV(nn.Module):
         base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
         return base.get_output_embeddings()
 
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """fp32 next-token logits of final hidden states, soft-capped where the model caps
+        them (Gemma), so they are the logits the full model's forward and `generate` use."""
+        logits = self._head(hidden).float()
+        if self.logit_cap:
+            logits = torch.tanh(logits / self.logit_cap) * self.logit_cap
+        return logits
+
     def injecting(self, ids: torch.Tensor, vectors: torch.Tensor):
         """Context for forward passes over `ids` (rows starting with the fixed prompt) that
         writes the vectors at the placeholder slots, after checking every row's neighbours."""
@@ -276,7 +292,7 @@ class BaselineAV(nn.Module):
         cast = autocast_context(ids.device, torch.bfloat16 if low else torch.float32)
         with cast, self.injecting(ids, vectors):
             hidden = self._decoder(input_ids=ids).last_hidden_state
-        logits = self._head(hidden[:, -1]).float()
+        logits = self._logits(hidden[:, -1])
         if torch.allclose(logits[0], logits[1]):
             raise RuntimeError("injection has no effect: the AV never sees the activation")
 
@@ -301,7 +317,7 @@ class BaselineAV(nn.Module):
         ids, mask = pad_right(seqs, self.pad_id, self.prompt_ids.device)
         with self.injecting(ids, vectors):
             hidden = self._decoder(input_ids=ids, attention_mask=mask).last_hidden_state
-        logits = self._head(hidden[:, p - 1 : p + r - 1]).float()
+        logits = self._logits(hidden[:, p - 1 : p + r - 1])
         targets = ids[:, p:]
         logp = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         resp_mask = mask[:, p:].to(logp.dtype)

@@ -69,6 +69,8 @@ from nla_variants.target import (
     default_device,
     resolve_model,
     resolve_precision,
+    source_adds_bos,
+    tokenizer_adds_bos,
 )
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,7 @@ def dataset_address(
     manifest: str,
     teacher_fp: dict,
     diff_fp: str | None = None,
+    add_bos: bool = False,
 ) -> str:
     """Hash of everything that determines the rows; nothing that only changes speed or place.
     A diff dataset adds the second model's fingerprint (ordinary addresses are unchanged)."""
@@ -106,6 +109,7 @@ def dataset_address(
             "teacher": teacher_fp,
             # only when set, so the addresses of datasets without it do not move
             **({"next_tokens": cfg.teacher.next_tokens} if cfg.teacher.next_tokens else {}),
+            **({"add_bos": True} if add_bos else {}),
             "teacher_splits": sorted(cfg.teacher.splits),
             "shard_docs": cfg.store.shard_docs,
         }
@@ -162,14 +166,17 @@ def _build_shard(
     tuned_genre: str | None = None,
 ) -> tuple[dict, np.ndarray]:
     ids = [token_ids[p.doc.doc_id] for p in plans]
-    positions = [[n - 1 for n in p.prefix_lengths] for p in plans]
+    # the model reads BOS first where its tokenizer prepends one (the rows' text never has it)
+    bos = [target.tokenizer.bos_token_id] if tokenizer_adds_bos(target.tokenizer) else []
+    read = [bos + seq for seq in ids]
+    positions = [[len(bos) + n - 1 for n in p.prefix_lengths] for p in plans]
     layer, budget, top_k = cfg.target.layer, cfg.target.max_batch_tokens, cfg.teacher.next_tokens
     if top_k:  # the same forward, run to the logits
         vectors, predicted = target.residuals_and_predictions(
-            ids, layer, positions, top_k, budget, on_batch=bar.update
+            read, layer, positions, top_k, budget, on_batch=bar.update
         )
     else:
-        vectors = target.residuals(ids, layer, positions, budget, on_batch=bar.update)
+        vectors = target.residuals(read, layer, positions, budget, on_batch=bar.update)
     rows: dict[str, list] = {
         k: []
         for k in (
@@ -293,8 +300,15 @@ def prepare(cfg: PrepareConfig, progress: bool = True, wait: bool = False) -> Pr
     manifest = manifest_hash(docs)
     device = torch.device(cfg.target.device) if cfg.target.device else default_device()
     dtype = str(resolve_precision(cfg.target.precision, device)).removeprefix("torch.")
+    add_bos = source_adds_bos(source)  # refuses a Gemma whose tokenizer adds no BOS
     address = dataset_address(
-        cfg, source.fingerprint, dtype, manifest, teacher.fingerprint(), diff and diff.fingerprint
+        cfg,
+        source.fingerprint,
+        dtype,
+        manifest,
+        teacher.fingerprint(),
+        diff and diff.fingerprint,
+        add_bos,
     )
     directory = Path(cfg.store.root) / f"{cfg.name}-{address[:12]}"
     if (directory / SIDECAR).is_file():
@@ -372,6 +386,7 @@ def _build(
         "d_model": source.d_model,
         "dtype": str(target.dtype).removeprefix("torch."),
         "tokenizer_hash": target.tokenizer_hash(),
+        "tokenization": {"add_bos": tokenizer_adds_bos(target.tokenizer)},
         "seed": cfg.seed,
         "corpus": {
             "source": cfg.corpus.source,
