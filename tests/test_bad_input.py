@@ -540,16 +540,16 @@ def test_search_bad_input(inputs, capsys, run_dir, flags, needle):
     ],
 )
 def test_steer_bad_input(inputs, capsys, run_dir, monkeypatch, flags, needle):
-    from nla_variants import rollouts
     from nla_variants.core.text import wrap_explanation
 
     said = wrap_explanation("A story about a harbor")
-    monkeypatch.setattr(rollouts, "generate_all", lambda av, v, *a, **k: ([said] * len(v), [[0]]))
+    # by name: the module steer imports from, whatever another test did to sys.modules
+    generate = lambda av, v, *a, **k: ([said] * len(v), [[0]])  # noqa: E731
+    monkeypatch.setattr("nla_variants.rollouts.generate_all", generate)
     if "--zero" in flags:
         flags = [f for f in flags if f != "--zero"]
-        monkeypatch.setattr(
-            rollouts, "ar_predict", lambda ar, texts, *a: torch.zeros(len(texts), 64)
-        )
+        zero = lambda ar, texts, *a: torch.zeros(len(texts), 64)  # noqa: E731
+        monkeypatch.setattr("nla_variants.rollouts.ar_predict", zero)
     argv = ["steer", str(run_dir), "--text", "A harbor at night.", *flags]
     assert needle in run_bad(argv, capsys, inputs, run_dir)
 

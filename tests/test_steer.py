@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from nla_variants import rollouts
 from nla_variants.cli import main
 from nla_variants.core.text import wrap_explanation
 from nla_variants.steer import ResidualWriter
@@ -32,7 +31,7 @@ def av_says(monkeypatch):
     def generate(av, vectors, *args, **kwargs):
         return [wrap_explanation(SAID)] * len(vectors), [[0]] * len(vectors)
 
-    monkeypatch.setattr(rollouts, "generate_all", generate)
+    monkeypatch.setattr("nla_variants.rollouts.generate_all", generate)  # the module steer reads
 
 
 def steer(run: Path, tmp: Path, *flags: str) -> dict:
