@@ -86,9 +86,9 @@ def apply_edit(explanation: str, spec: str) -> str:
 
 
 class ResidualWriter:
-    """A forward hook on the block whose output is the NLA's layer: adds `delta` at absolute
-    position `position` (and after it, with `through`), counting positions across cached
-    decoding steps."""
+    """A forward hook on the block whose output is the NLA's layer: adds `delta` ([d], or
+    [batch, d]: one change per row) at absolute position `position` (and after it, with
+    `through`), counting positions across cached decoding steps."""
 
     def __init__(self, delta: torch.Tensor, position: int, through: bool) -> None:
         self.delta, self.position, self.through = delta, position, through
@@ -102,7 +102,8 @@ class ResidualWriter:
         a, b = max(low, start), min(high, end)
         if a < b:
             hidden = hidden.clone()
-            hidden[:, a - start : b - start] += self.delta.to(hidden.device, hidden.dtype)
+            delta = self.delta.to(hidden.device, hidden.dtype)
+            hidden[:, a - start : b - start] += delta[:, None] if delta.dim() == 2 else delta
         return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
 

@@ -107,3 +107,26 @@ def test_runs_and_both_export_layouts_steer_alike(run, tmp_path, capsys):
     assert (
         "Continuation after" in page.read_text() and "before and after" in capsys.readouterr().out
     )
+
+
+def test_the_writer_takes_one_change_per_row(tiny_model_dir):
+    model = TargetModel(str(tiny_model_dir), "fp32", "cpu")
+    ids = torch.tensor([model.tokenize([TEXT])[0]] * 2)
+    blocks, seen = decoder_blocks(model.model), []
+
+    def record(module, args, kwargs):
+        seen.append((args[0] if args else kwargs["hidden_states"]).clone())
+
+    probe = blocks[2].register_forward_pre_hook(record, with_kwargs=True)
+    deltas = torch.randn(2, 64)
+    with torch.no_grad():
+        model.model(input_ids=ids)
+        handle = blocks[1].register_forward_hook(ResidualWriter(deltas, 3, False))
+        try:
+            model.model(input_ids=ids)
+        finally:
+            handle.remove()
+            probe.remove()
+    moved = seen[1] - seen[0]
+    torch.testing.assert_close(moved[:, 3], deltas, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(moved[:, 4:], torch.zeros_like(moved[:, 4:]))
