@@ -231,11 +231,15 @@ def cross_read(table: list, device: str | None = None) -> CrossResult:
 # -- the report ----------------------------------------------------------------------------------
 
 
-def _cell(e: C.Estimate | None, sign: str = "") -> str:
+def _cell(e: C.Estimate | None, sign: str = "", compact: bool = False) -> str:
+    """mean [low, high]; `compact`: mean +- half width (the terminal's wide matrix)."""
     if e is None or not np.isfinite(e.mean):
         return "-"
-    if not np.isfinite(e.half_width()):
+    half = e.half_width()
+    if not np.isfinite(half):
         return f"{e.mean:{sign}.3f}"
+    if compact:
+        return f"{e.mean:{sign}.3f}±{half:.3f}"
     return f"{e.mean:{sign}.3f} [{e.low:{sign}.3f}, {e.high:{sign}.3f}]"
 
 
@@ -244,27 +248,27 @@ def note(res: CrossResult) -> str:
     return f"95% intervals over {res.rows} paired eval rows and {seeds}"
 
 
-def matrix_rows(res: CrossResult) -> list[list[str]]:
+def matrix_rows(res: CrossResult, compact: bool = False) -> list[list[str]]:
     """[AV, each AR's FVE..., own minus others] per AV preset."""
     return [
         [
             i,
-            *(_cell(res.matrix.get((i, j))) for j in res.presets),
-            _cell(res.own_minus_others.get(i), "+"),
+            *(_cell(res.matrix.get((i, j)), compact=compact) for j in res.presets),
+            _cell(res.own_minus_others.get(i), "+", compact),
         ]
         for i in res.presets
     ]
 
 
-def battery_rows(res: CrossResult) -> list[list[str]]:
+def battery_rows(res: CrossResult, compact: bool = False) -> list[list[str]]:
     """[preset, round trip, then per rewrite: FVE lost (share rewritten)]."""
     out = []
     for i in res.presets:
-        cells = [i, _cell(res.matrix.get((i, i)))]
+        cells = [i, _cell(res.matrix.get((i, i)), compact=compact)]
         for p in PERTURBATIONS:
             share = res.changed.get((i, p))
             where = f" ({share:.0%} rewritten)" if share is not None else ""
-            cells.append(_cell(res.lost.get((i, p)), "+") + where)
+            cells.append(_cell(res.lost.get((i, p)), "+", compact) + where)
         out.append(cells)
     return out
 
@@ -274,11 +278,11 @@ def print_tables(res: CrossResult, console) -> None:
     from rich.table import Table
 
     m = Table("AV \\ AR", *res.presets, "own - others", title="cross-reconstruction FVE")
-    for r in matrix_rows(res):
+    for r in matrix_rows(res, compact=True):
         m.add_row(*r)
     console.print(m)
     b = Table("preset", "round trip", *PERTURBATIONS, title="FVE lost under rewrites")
-    for r in battery_rows(res):
+    for r in battery_rows(res, compact=True):
         b.add_row(*r)
     console.print(b)
     console.print(f"{note(res)}.")
