@@ -160,6 +160,12 @@ def _copy_weights(component: nn.Module, tensors: dict[str, torch.Tensor], what: 
     params = dict(component.named_parameters())
     missing = set(trainable_state(component)) - set(tensors)
     unknown = set(tensors) - set(params)
+    if unknown == {"head.bias"} and not missing:
+        raise NLAError(
+            f"{what} has a head bias, which this {component.variant_name} component's head does "
+            "not have (a release AR saved before its head became bias-free)",
+            "train it again (its warm-start cache key has changed, so a trial does that)",
+        )
     if missing or unknown:
         raise NLAError(
             f"{what} does not match the component "

@@ -14,14 +14,18 @@ Layer convention: the release's layer K is the output of block K, which is this 
 
 What the release cannot express is refused on export with the setting and the fix: a residual
 injection site, `add` mode, `match` scale, centring, a system message, several placeholder slots,
-an AR other than "K + 1 blocks + a Linear head" or one that tokenises its template differently.
+an AR other than "K + 1 blocks + a Linear head" or one that tokenises its template differently
+(pieces, or no BOS where the tokenizer declares one), and a head bias. The release's reader reads
+the template with special tokens and refuses a tokenizer that declares BOS without prepending it,
+so the exported AR tokenizer prepends a declared BOS, and the files are checked to give the AR's
+own token sequences (`nla_variants.testing.ReleaseFormatReader` reads an export by those rules).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nla_variants import __version__
+from nla_variants.ar.release import release_token_ids
 from nla_variants.config import read_yaml_mapping
 from nla_variants.errors import NLAError
 from nla_variants.hf_checkpoints import (
@@ -47,11 +52,9 @@ from nla_variants.pair import NLA, NLARef
 from nla_variants.registry import BuildContext
 from nla_variants.target import config_dims
 
-log = logging.getLogger(__name__)
-
 META = "nla_meta.yaml"
 VALUE_HEAD = "value_head.safetensors"
-VALUE_HEAD_BIAS = "value_head_bias.safetensors"  # ours: the release's head has no bias
+VALUE_HEAD_BIAS = "value_head_bias.safetensors"  # earlier exports' head bias: refused on load
 ROLES = {"av": "av", "actor": "av", "ar": "ar", "critic": "ar"}
 SQRT_D = "sqrt_d_model"
 MAX_RESPONSE_TOKENS = 150  # the release's RL response cap
@@ -264,16 +267,19 @@ def _load_release_ar(directory: Path, meta: dict, layer: int, d: int) -> nn.Modu
             f"{where}: critic_suffix_ids {suffix} is not how the tokenizer ends the AR template",
             "use the tokenizer and sidecar the NLA was released with (one of them was changed)",
         )
+    if (directory / VALUE_HEAD_BIAS).is_file():
+        raise NLAError(
+            f"{directory / VALUE_HEAD_BIAS}: a head bias (an export by an earlier nla_variants), "
+            "which the release layout's bias-free value head has no place for",
+            "train the NLA again with ar.variant: release (its head is bias-free) and export it",
+        )
     head = load_file(directory / VALUE_HEAD)
-    bias_path = directory / VALUE_HEAD_BIAS
-    bias = load_file(bias_path)["bias"] if bias_path.is_file() else torch.zeros(d)
     if set(head) != {"weight"} or tuple(head["weight"].shape) != (d, d):
         raise NLAError(
             f"{directory / VALUE_HEAD} is not a Linear({d}, {d}) weight", "fix the AR's files"
         )
     with torch.no_grad():
         ar.head.weight.copy_(head["weight"].float())
-        ar.head.bias.copy_(bias.float())
     return ar
 
 
@@ -313,15 +319,41 @@ def check_expressible(nla: NLA) -> None:
         _refuse(f"ar.variant {ar.variant_name}", "the AR is not blocks + a Linear head")
     if blocks_of(ar.backbone) != nla.ref.layer:
         _refuse("ar.n_layers", f"the AR keeps {blocks_of(ar.backbone)} of {nla.ref.layer} blocks")
-    probes = ["A story about a harbor\nThe sentence stops after the", "Python code, a def line"]
+    _check_ar_reading(ar, lambda text: release_token_ids(ar.tokenizer, text))
+    bias = ar.head.bias
+    if bias is not None and bool(bias.detach().ne(0).any()):
+        _refuse(
+            "ar.head.bias",
+            f"the AR's head has a bias (norm {float(bias.detach().norm()):.3g}) that the "
+            "release's bias-free value head would drop",
+            f"train with ar.variant: release (its head has no bias), or {FIX}",
+        )
+
+
+PROBES = ["A story about a harbor\nThe sentence stops after the", "Python code, a def line"]
+
+
+def _check_ar_reading(ar: nn.Module, read: Callable[[str], list[int]]) -> None:
+    """The AR's token sequences are `read` of its filled template, as the release reads them
+    (with special tokens, a declared BOS first), else a one-line refusal naming the cause."""
     before, after = ar.cfg.template.split("{explanation}")
-    joint = [ar.tokenizer(before + p + after)["input_ids"] for p in probes]
-    if [list(s) for s in joint] != ar.sequences(probes):
+    ours = ar.sequences(PROBES)
+    theirs = [list(read(before + p + after)) for p in PROBES]
+    if ours == theirs:
+        return
+    bos = ar.tokenizer.bos_token_id
+    if [s[1:] if s[:1] == [bos] else s for s in theirs] == ours:
         _refuse(
             f"ar.variant {ar.variant_name}",
-            "the AR tokenises its template in pieces without special tokens",
-            f"train with ar.variant: release, or {FIX}",
+            f"the AR reads no BOS first, but its tokenizer declares {ar.tokenizer.bos_token!r}, "
+            "which the release reads first",
+            f"train with ar.variant: release (it reads a declared BOS first), or {FIX}",
         )
+    _refuse(
+        f"ar.variant {ar.variant_name}",
+        "the AR tokenises its template in pieces without special tokens",
+        f"train with ar.variant: release, or {FIX}",
+    )
 
 
 def _format_template(template: str, slot: str, field: str) -> str:
@@ -370,6 +402,36 @@ def _meta_common(nla: NLA, role: str) -> dict[str, Any]:
     }
 
 
+def _write_bos_rule(directory: Path) -> None:
+    """The release reads the AR's template with special tokens and requires a tokenizer that
+    declares BOS to prepend it (SmolLM2's declares one and prepends none): the exported AR
+    tokenizer is rewritten to prepend it, as the release AR reads it."""
+    from transformers import AutoTokenizer
+
+    from nla_variants.target import tokenizer_adds_bos
+
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    if tokenizer.bos_token_id is not None and not tokenizer_adds_bos(tokenizer):
+        AutoTokenizer.from_pretrained(directory, add_bos_token=True).save_pretrained(directory)
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        if not tokenizer_adds_bos(tokenizer):
+            _refuse(
+                "the AR's tokenizer",
+                f"it declares BOS {tokenizer.bos_token!r} but cannot be written to prepend it "
+                "(the release's readers refuse such a tokenizer)",
+                f"use a tokenizer that prepends its BOS, or {FIX}",
+            )
+
+
+def _check_exported_reading(ar: nn.Module, directory: Path) -> None:
+    """The exported AR directory's tokenizer, read by the release's rule (special tokens),
+    gives the sequences the AR was trained and scored on."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    _check_ar_reading(ar, lambda text: tokenizer(text)["input_ids"])
+
+
 def export_public(nla: NLA, out: Path) -> Path:
     """Write `nla` as release-layout `av/` and `ar/` directories (LoRA merged), atomically."""
     from nla_variants.export import check_out_dir, export_sidecar, portable_config, share
@@ -385,18 +447,11 @@ def export_public(nla: NLA, out: Path) -> Path:
         save_lm_dir(av.lm, av.tokenizer, tmp / "av")
         ar.backbone = merge_lora(ar.backbone)
         save_backbone_dir(ar.backbone, ar.tokenizer, tmp / "ar")
+        _write_bos_rule(tmp / "ar")
+        _check_exported_reading(ar, tmp / "ar")
         save_file(
             {"weight": ar.head.weight.detach().float().contiguous().cpu()}, tmp / "ar" / VALUE_HEAD
         )
-        bias = ar.head.bias.detach().float().cpu()
-        if bool(bias.ne(0).any()):
-            save_file({"bias": bias.contiguous()}, tmp / "ar" / VALUE_HEAD_BIAS)
-            log.warning(
-                "the AR head's bias (norm %.3g) is in %s: the release's bias-free value head "
-                "ignores it, nla_variants reads it",
-                float(bias.norm()),
-                VALUE_HEAD_BIAS,
-            )
         for role in ("av", "ar"):
             meta = _meta_common(nla, role)
             if role == "ar":

@@ -749,3 +749,70 @@ def check_variant(
             failures.append(str(e))
     if failures:
         raise AssertionError("\n".join(failures))
+
+
+# -- the public release format, read by its own rules ------------------------------------------
+
+
+_FINAL_NORMS = ("norm", "ln_f", "final_layernorm")
+
+
+class ReleaseFormatReader:
+    """An AR ("critic") directory of the public NLA release layout read by that format's
+    published rules alone, with plain transformers and none of this package's AR code: the
+    yardstick that an export reads there as `nla_variants` reads it.
+
+    The rules: the sidecar's AR template (`str.format` with `explanation`); the tokenizer with
+    its special tokens (a tokenizer that declares BOS must prepend it, else the directory is
+    refused); the checkpoint's `num_hidden_layers` blocks (the sidecar's layer index K + 1) with
+    the final norm left out; the last token's hidden state; `value_head.safetensors`, a
+    bias-free Linear(d, d). Prompts are read one at a time, unpadded."""
+
+    def __init__(self, directory: str | Path) -> None:
+        from safetensors.torch import load_file
+        from transformers import AutoModel, AutoTokenizer
+
+        directory = Path(directory)
+        meta = yaml.safe_load((directory / "nla_meta.yaml").read_text())
+        if meta.get("role") not in ("ar", "critic"):
+            raise ValueError(f"{directory}: role {meta.get('role')!r} is not an AR (critic)")
+        templates = meta["prompt_templates"]
+        self.template: str = templates.get("ar") or templates["critic"]
+        self.tokenizer = AutoTokenizer.from_pretrained(directory)
+        bos = self.tokenizer.bos_token_id
+        first = self.tokenizer("x")["input_ids"][:1]
+        if bos is not None and first != [bos]:
+            raise ValueError(f"{directory}: the tokenizer declares BOS {bos} but starts {first}")
+        self.model = AutoModel.from_pretrained(directory, dtype=torch.float32).eval()
+        index = meta.get(
+            "extraction_layer_index", meta.get("critic", {}).get("extraction_layer_index")
+        )
+        blocks = self.model.config.num_hidden_layers
+        if index is not None and blocks != index + 1:
+            raise ValueError(f"{directory}: {blocks} blocks for layer index {index}")
+        self._drop_final_norm()
+        weight = load_file(directory / "value_head.safetensors")
+        d = int(meta["d_model"])
+        self.head = nn.Linear(d, d, bias=False)
+        self.head.load_state_dict(weight)  # a bias-free head: a 'bias' tensor would not load
+
+    def _drop_final_norm(self) -> None:
+        for name in _FINAL_NORMS:
+            if isinstance(getattr(self.model, name, None), nn.Module):
+                setattr(self.model, name, nn.Identity())
+                return
+        raise ValueError(f"no final norm among {_FINAL_NORMS} on {type(self.model).__name__}")
+
+    def token_ids(self, explanation: str) -> list[int]:
+        """The prompt's token ids as the format reads them."""
+        return list(self.tokenizer(self.template.format(explanation=explanation))["input_ids"])
+
+    @torch.no_grad()
+    def reconstruct(self, explanations: list[str]) -> torch.Tensor:
+        """Predicted vectors [B, d] (float32), one prompt at a time."""
+        out = []
+        for text in explanations:
+            ids = torch.tensor([self.token_ids(text)])
+            hidden = self.model(input_ids=ids, use_cache=False).last_hidden_state[0, -1]
+            out.append(self.head(hidden.float()))
+        return torch.stack(out)

@@ -42,6 +42,8 @@ class BaselineARConfig(Strict):
 class BaselineAR(nn.Module):
     """Explanations -> predicted vectors [B, d]."""
 
+    head_bias = True  # the release AR's head has none (its format's value head is bias-free)
+
     def __init__(self, cfg: BaselineARConfig, ctx: BuildContext) -> None:
         super().__init__()
         if cfg.template.count(EXPLANATION_SLOT) != 1:
@@ -49,10 +51,11 @@ class BaselineAR(nn.Module):
         self.cfg = cfg
         lm, self.tokenizer = load_lm(ctx.source)
         self.backbone = truncated_backbone(lm, ctx.layer)
-        self.head = nn.Linear(ctx.d_model, ctx.d_model)
+        self.head = nn.Linear(ctx.d_model, ctx.d_model, bias=self.head_bias)
         with torch.no_grad():
             self.head.weight.copy_(torch.eye(ctx.d_model))
-            self.head.bias.zero_()
+            if self.head.bias is not None:
+                self.head.bias.zero_()
         before, after = cfg.template.split(EXPLANATION_SLOT)
         # the BOS rule: a tokenizer that prepends BOS (Gemma's, Llama-3's) gets it here too, as
         # the release's AR reads its template (Gemma's blocks need it at position 0)

@@ -77,11 +77,15 @@ def head_features(
 @torch.no_grad()
 def fit_head(head: nn.Linear, feats: torch.Tensor, vectors: torch.Tensor, penalty: float) -> float:
     """Set `head` to the ridge readout (`core.ridge.Ridge`) from these head features to the
-    unit activations (the AR is scored on direction only); returns the fit's training FVE."""
+    unit activations (the AR is scored on direction only); returns the fit's training FVE.
+    A head without a bias (the release AR's) is fitted without an intercept: a fitted bias
+    would carry the mean direction, which a bias-free head must get from its weight."""
     vectors = vectors.float().cpu()
-    weight, bias = Ridge(feats.cpu()).solve(normalize(vectors), penalty)
+    intercept = head.bias is not None
+    weight, bias = Ridge(feats.cpu(), intercept).solve(normalize(vectors), penalty)
     head.weight.copy_(weight.T.to(head.weight.dtype))
-    head.bias.copy_(bias.to(head.bias.dtype))
+    if head.bias is not None:
+        head.bias.copy_(bias.to(head.bias.dtype))
     pred = (feats.cpu().double() @ weight + bias).float()
     return fve(normalized_mse(pred, vectors), baseline_mse(vectors, mean_direction(vectors)))
 

@@ -21,8 +21,9 @@ from torch import nn
 from nla_variants import __version__
 from nla_variants.checkpoint import SIDECAR, save_checkpoint
 from nla_variants.config import ARSFTConfig, SFTConfig
+from nla_variants.errors import NLAError
 from nla_variants.hashing import hash_obj
-from nla_variants.registry import BuildContext, Kind
+from nla_variants.registry import BuildContext, Kind, get_variant
 
 _NOT_IN_KEY = {"checkpoint_every", "resume_from"}  # where checkpoints go, not what is learned
 
@@ -32,6 +33,16 @@ def _not_in_key(sft: SFTConfig) -> set[str]:
     if isinstance(sft, ARSFTConfig) and sft.ridge is not None:
         return _NOT_IN_KEY
     return _NOT_IN_KEY | {"ridge", "ridge_rows"}
+
+
+def _revision(kind: Kind, section: Mapping[str, Any]) -> Any:
+    """The variant's `warm_start_revision`: set when its warm start changed under the same
+    config (the release AR's head lost its bias), so earlier cached ones are not reused."""
+    try:
+        variant = get_variant(kind, str(section.get("variant", "baseline")))
+    except NLAError:
+        return None  # an unknown variant fails where it is built, with its own message
+    return getattr(variant.cls, "warm_start_revision", None)
 
 
 @dataclass(frozen=True)
@@ -51,20 +62,21 @@ class WarmStartCache:
         """Everything that decides the warm-started weights of one component: its config section
         as written, its SFT settings, the shared settings. `reads`: what an AR learns to read
         (the AV's output format, the AV whose own text it reads)."""
-        return hash_obj(
-            {
-                "render": reads,
-                "kind": kind,
-                "dataset": self.dataset,
-                "section": dict(section),
-                "sft": sft.model_dump(mode="json", exclude=_not_in_key(sft)),
-                "precision": self.precision,
-                "device": self.device,
-                "seed": self.seed,
-                "version": self.version,
-            },
-            16,
-        )
+        key: dict[str, Any] = {
+            "render": reads,
+            "kind": kind,
+            "dataset": self.dataset,
+            "section": dict(section),
+            "sft": sft.model_dump(mode="json", exclude=_not_in_key(sft)),
+            "precision": self.precision,
+            "device": self.device,
+            "seed": self.seed,
+            "version": self.version,
+        }
+        revision = _revision(kind, section)
+        if revision is not None:  # only variants that declare one: other keys stay as they were
+            key["revision"] = revision
+        return hash_obj(key, 16)
 
     def path(self, kind: Kind, key: str) -> Path:
         return self.root / f"{kind}-{key}"
