@@ -655,7 +655,9 @@ def _estimate_figure(table: list[Row], metric: str, note: str):
     )
     ax.plot([], [], "ko", label="estimate (95% interval)")
     ax.legend(fontsize=7, loc="best")
-    ax.set_title(_title(f"{metric} by preset, with controls; {note}", 70), fontsize=9)
+    ax.figure.suptitle(
+        _title(f"{metric} by preset, with controls; {note}", 70), fontsize=9
+    )  # over the figure: long labels shift the axes
     return ax
 
 
@@ -686,12 +688,19 @@ def _pareto_figure(table: list[Row], x: str, y: str, note: str):
         )
         if not dominated:
             ax.scatter([ex.mean], [ey.mean], s=160, facecolors="none", edgecolors="tab:red")
+        xs = [o.mean for _, o, _ in points]
+        right = ex.mean > (min(xs) + max(xs)) / 2  # labels point inwards, inside the figure
         ax.annotate(
-            r.name(), (ex.mean, ey.mean), textcoords="offset points", xytext=(5, 5), fontsize=7
+            r.name(),
+            (ex.mean, ey.mean),
+            textcoords="offset points",
+            xytext=(-5 if right else 5, 5),
+            ha="right" if right else "left",
+            fontsize=7,
         )
     ax.set_xlabel(f"{x} (higher is better)")
     ax.set_ylabel(f"{y} (lower is better)")
-    ax.set_title(
+    ax.figure.suptitle(
         _title(f"Round trip against contradictions; ringed: on the front. {note}", 70), fontsize=9
     )
     return ax
