@@ -384,6 +384,12 @@ def _add_nla_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", help="read the target model from here (e.g. a local copy)")
 
 
+def _add_compute_args(p: argparse.ArgumentParser) -> None:
+    """Where and in what precision a command that runs models computes."""
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line with a fix and exit code 2, like every error."""
 
@@ -512,8 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the JSONL here (default: stdout, unless --html)")
     p.add_argument("--html", help="write the token viewer here (one self-contained file)")
     p.add_argument("--log-to-run", action="store_true", help="log the outputs to the run's MLflow")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
-    p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    _add_compute_args(p)
     p.add_argument("--seed", type=int, default=0, help="sampling and shuffled-control seed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
     p.set_defaults(func=_cmd_explain)
@@ -534,8 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, help="explanation length cap (the run's)")
     p.add_argument("--batch-size", type=int, help="rows per batch (the run's)")
     p.add_argument("--seed", type=int, default=0, help="shuffled-control, sample and probe seed")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
-    p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    _add_compute_args(p)
     p.add_argument("--out", help="also write the report (metrics, faithfulness table) as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no info logs")
     p.set_defaults(func=_cmd_evaluate)
@@ -553,8 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="a prepared dataset of the NLA's target")
     p.add_argument("--k", type=int, default=50, help="hits to return (50)")
     p.add_argument("--split", help="search one split only (default: every row)")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
-    p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    _add_compute_args(p)
     p.add_argument("--out", help="also write every hit and the precision as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no info logs")
     p.set_defaults(func=_cmd_search)
@@ -580,8 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--new-tokens", type=int, default=20, help="continuation length (20)")
     p.add_argument("--top-k", type=int, default=10, help="next tokens shown (10)")
     p.add_argument("--max-new-tokens", type=int, default=96, help="the AV's explanation cap")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
-    p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    _add_compute_args(p)
     p.add_argument("--out", help="also write the result as JSON")
     p.add_argument("--html", help="also write a page with both continuations and distributions")
     p.add_argument("-q", "--quiet", action="store_true", help="no info logs")
