@@ -137,3 +137,20 @@ def test_metrics_read_from_a_row_file_match_their_definitions():
     assert value("eval/faithful_genre") == pytest.approx(2 / 3)
     assert value("eval/contradict_mean") == pytest.approx(1 / 3)
     assert not specs["eval/contradict_genre"].higher and specs["eval/faithful_genre"].higher
+
+
+def test_the_means_over_properties_count_only_properties_scored_on_both_sides():
+    """As the evaluation's faithful_mean: a flag with no row in its state has no score, so it is
+    left out of both means (it would otherwise add a 0/0 and a false alarm rate)."""
+    table = {
+        "example_id": ["a", "b", "c"],
+        "faithful_genre": [True, False, True],
+        "contradict_genre": [False, True, False],
+        "faithful_in_quote": [None, None, None],  # no row inside a quote
+        "contradict_in_quote": [False, True, False],
+    }
+    arrays = C.row_arrays(table)
+    specs = C.metric_specs(list(table), arrays)
+    ones = np.ones((1, 3))
+    assert float(C._value(specs["eval/faithful_mean"], arrays, ones)[0]) == pytest.approx(2 / 3)
+    assert float(C._value(specs["eval/contradict_mean"], arrays, ones)[0]) == pytest.approx(1 / 3)

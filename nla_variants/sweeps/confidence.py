@@ -65,9 +65,14 @@ def _flags(prefix: str, names: Sequence[str]) -> tuple[Ratio, ...]:
     return tuple(Ratio(1.0 / len(names), f"{prefix}_{n}", f"{prefix}_{n}:scored") for n in names)
 
 
-def metric_specs(columns: Sequence[str]) -> dict[str, MetricSpec]:
+def metric_specs(
+    columns: Sequence[str], sample: Mapping[str, np.ndarray] | None = None
+) -> dict[str, MetricSpec]:
     """The eval metrics a per-row score file (nla_variants/row_scores.py) with `columns` can give,
-    by their `eval/` name. Derived columns (`:prompt`, `:scored`) are made by `row_arrays`."""
+    by their `eval/` name. Derived columns (`:prompt`, `:scored`) are made by `row_arrays`.
+    `sample`: one file's arrays; the means over properties then count, as the evaluation does,
+    only properties with rows on both sides (a flag needs rows in and out of its state), which
+    is a matter of the rows' truth alone, the same for every trial of those rows."""
     have = set(columns)
     out: dict[str, MetricSpec] = {}
     if {"roundtrip_mse", "base_mse"} <= have:
@@ -99,10 +104,17 @@ def metric_specs(columns: Sequence[str]) -> dict[str, MetricSpec]:
     for name in contradict:
         spec = MetricSpec(0.0, _flags("contradict", [name]), higher=False)
         out[f"eval/contradict_{name}"] = spec
-    if faithful:
-        out["eval/faithful_mean"] = MetricSpec(0.0, _flags("faithful", faithful))
-    if contradict:
-        out["eval/contradict_mean"] = MetricSpec(0.0, _flags("contradict", contradict), False)
+    both = [n for n in faithful if n in contradict]
+    if sample is not None:
+        both = [
+            n
+            for n in both
+            if sample[f"faithful_{n}:scored"].sum() > 0
+            and sample[f"contradict_{n}:scored"].sum() > 0
+        ]
+    if both:
+        out["eval/faithful_mean"] = MetricSpec(0.0, _flags("faithful", both))
+        out["eval/contradict_mean"] = MetricSpec(0.0, _flags("contradict", both), False)
     return out
 
 

@@ -189,7 +189,7 @@ def add_confidence(
     files exist, from the per-seed means otherwise. `extra`: metrics that get intervals only
     (the plots' controls), outside the verdicts' correction."""
     arrays, columns = _aligned(table)
-    specs = C.metric_specs(columns) if arrays else {}
+    specs = C.metric_specs(columns, next(iter(arrays.values()))) if arrays else {}
     n_rows = len(next(iter(arrays.values()))["one"]) if arrays else 0
     ref = _reference(table, reference) if reference is not None else None
     missing = 0
