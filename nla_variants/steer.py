@@ -184,14 +184,14 @@ def steer(nla_path: str, text: str, s: SteerSettings, target: str | None = None)
         )
     edited = apply_edit(original, s.edit) if s.edit is not None else s.explanation.strip()
     prefix = model.tokenizer.decode(ids[: position + 1])
-    readings = [edited] + ([original] if original is not None else [])
-    with autocast:
-        found = ar_predict(nla.ar, readings, [prefix] * len(readings), len(readings))
     if s.mode == "add" and original is None:
         raise NLAError(
             "--mode add needs the AV's own explanation, and it never closed",
             "use --mode replace, or raise --max-new-tokens",
         )
+    readings = [edited] + ([original] if original is not None else [])
+    with autocast:
+        found = ar_predict(nla.ar, readings, [prefix] * len(readings), len(readings))
     for name, vector in zip(("edited", "original"), found, strict=False):
         if float(vector.norm()) < 1e-8:
             raise NLAError(

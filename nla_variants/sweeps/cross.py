@@ -194,8 +194,8 @@ def cross_read(table: list, device: str | None = None) -> CrossResult:
         own = reader.texts
         for p, rewrite in PERTURBATIONS.items():
             texts = [rewrite(t) if t is not None else None for t in own]
-            said = [a for a in own if a is not None]
-            share = sum(rewrite(a) != a for a in said) / max(len(said), 1)
+            pairs = [(a, b) for a, b in zip(own, texts, strict=True) if a is not None]
+            share = sum(a != b for a, b in pairs) / max(len(pairs), 1)
             changed.setdefault((ar_name, p), []).append(share)
             perturbed[(ar_name, p, seed)] = _mse(nla.ar, texts, prefixes, vectors, batch, autocast)
         del nla

@@ -671,6 +671,7 @@ def _pareto_figure(table: list[Row], x: str, y: str, note: str):
         raise ValueError(f"fewer than two trials have both {x} and {y}")
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     points = [(r, r.intervals[x], r.intervals[y]) for r in shown]
+    xs = [o.mean for _, o, _ in points]
     for r, ex, ey in points:
         hx, hy = ex.half_width(), ey.half_width()
         ax.errorbar(
@@ -688,7 +689,6 @@ def _pareto_figure(table: list[Row], x: str, y: str, note: str):
         )
         if not dominated:
             ax.scatter([ex.mean], [ey.mean], s=160, facecolors="none", edgecolors="tab:red")
-        xs = [o.mean for _, o, _ in points]
         right = ex.mean > (min(xs) + max(xs)) / 2  # labels point inwards, inside the figure
         ax.annotate(
             r.name(),
