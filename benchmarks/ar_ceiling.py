@@ -26,17 +26,17 @@ import time
 
 import torch
 
+from nla_variants.artifacts.loading import load, locate
 from nla_variants.core.intervals import paired_fve_difference
 from nla_variants.core.ridge import Ridge
 from nla_variants.core.vectors import baseline_mse, fve, mean_direction, normalize, normalized_mse
 from nla_variants.data.store import StoredDataset
 from nla_variants.data.teachers.predictions import LEAD, prediction_line, show_token
-from nla_variants.evaluation import scored_rows
-from nla_variants.explain import autocast_for
-from nla_variants.loading import load, locate
-from nla_variants.runs import read_run_record
+from nla_variants.evaluation.evaluation import scored_rows
+from nla_variants.explain.explain import autocast_for
 from nla_variants.training.data import load_split
 from nla_variants.training.readout import head_features
+from nla_variants.training.runs import read_run_record
 
 
 def main() -> None:

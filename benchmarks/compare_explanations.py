@@ -14,15 +14,15 @@ from pathlib import Path
 
 import torch
 
-from nla_variants.checkpoint import load_component, read_sidecar
 from nla_variants.config import TrialConfig, load_config
 from nla_variants.core.vectors import derangement
 from nla_variants.data.prepare import prepare
 from nla_variants.data.store import StoredDataset
-from nla_variants.evaluation import explain
-from nla_variants.registry import BuildContext
+from nla_variants.evaluation.evaluation import explain
 from nla_variants.target import resolve_model
+from nla_variants.training.checkpoint import load_component, read_sidecar
 from nla_variants.training.data import load_split
+from nla_variants.variants.registry import BuildContext
 
 
 def _cell(text: str | None) -> str:

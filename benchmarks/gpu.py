@@ -85,9 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_av(args: argparse.Namespace):
     """The baseline AV on the target, frozen weights in bf16 as a CUDA trial holds them."""
-    from nla_variants.large_models import frozen_weight_dtype
-    from nla_variants.registry import BuildContext, build
     from nla_variants.target import resolve_model
+    from nla_variants.variants.large_models import frozen_weight_dtype
+    from nla_variants.variants.registry import BuildContext, build
 
     source = resolve_model(args.model)
     layer = args.layer or round(source.num_layers * 2 / 3)
@@ -136,8 +136,8 @@ def sft_worker(args: argparse.Namespace) -> None:
     Lightning relaunches this same command line for the other ranks."""
     import lightning as L
 
-    from nla_variants.large_models import enable_gradient_checkpointing
     from nla_variants.training.warm_start import AVWarmStart
+    from nla_variants.variants.large_models import enable_gradient_checkpointing
 
     L.seed_everything(0, verbose=False)
     av, source = build_av(args)

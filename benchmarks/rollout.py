@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from nla_variants.registry import BuildContext, build
 from nla_variants.target import resolve_model
+from nla_variants.variants.registry import BuildContext, build
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ import statistics
 
 from scipy.stats import binomtest
 
-from nla_variants.runs import read_run_record
-from nla_variants.search import searcher
+from nla_variants.tools.search import searcher
+from nla_variants.training.runs import read_run_record
 
 QUERIES = (
     "Python source code",

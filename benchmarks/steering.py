@@ -44,17 +44,17 @@ import numpy as np
 import torch
 from scipy import stats
 
+from nla_variants.artifacts.loading import load, locate
 from nla_variants.data.properties import PropertyTable, load_properties
 from nla_variants.data.store import StoredDataset
 from nla_variants.data.teachers.predictions import LEAD
-from nla_variants.evaluation import scored_rows
-from nla_variants.faithfulness import stated
-from nla_variants.loading import load, locate
-from nla_variants.rollouts import ar_predict, generate_all
-from nla_variants.runs import read_run_record
-from nla_variants.steer import ResidualWriter
+from nla_variants.evaluation.evaluation import scored_rows
+from nla_variants.evaluation.faithfulness import stated
+from nla_variants.evaluation.rollouts import ar_predict, generate_all
 from nla_variants.target import TargetModel, decoder_blocks
+from nla_variants.tools.steer import ResidualWriter
 from nla_variants.training.data import load_split
+from nla_variants.training.runs import read_run_record
 
 GENRE_PHRASE = {"code": "Python source code", "narrative": "Narrative fiction in prose"}
 LIST_LINE = "Inside a list item; the rest of the item follows"
@@ -99,7 +99,7 @@ class Directions:
     """Class means and probe directions in raw residual space, from the train splits."""
 
     def __init__(self, ds: StoredDataset) -> None:
-        from nla_variants.faithfulness import fit_probes
+        from nla_variants.evaluation.faithfulness import fit_probes
 
         vectors = np.concatenate([ds.vectors("av_sft"), ds.vectors("ar_sft")])
         props = [load_properties(ds, s) for s in ("av_sft", "ar_sft")]

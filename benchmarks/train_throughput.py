@@ -20,9 +20,9 @@ from common import matmul_ceiling
 from nla_variants.config import PrepareConfig, load_config
 from nla_variants.data.prepare import prepare
 from nla_variants.data.store import StoredDataset
-from nla_variants.registry import BuildContext, build
 from nla_variants.target import resolve_model
 from nla_variants.training.data import load_split
+from nla_variants.variants.registry import BuildContext, build
 
 
 def params(module: torch.nn.Module) -> int:

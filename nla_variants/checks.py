@@ -1,9 +1,8 @@
 """Cheap input checks that run before any expensive stage (model loading, extraction, training,
 an MLflow run), so a bad path, URL, device or value is one NLAError and nothing is written.
 
-`preflight(trial)` is the one entry point for everything a trial config can be checked for from
-the config and the target's config.json alone: `nla train` runs it before any dataset or MLflow
-run exists, and `nla sweep` runs it for every choice of its space before the first trial.
+Every stage from data on uses these; the check of a whole trial against its target
+(`training.preflight`) sits above the stages it reads.
 """
 
 from __future__ import annotations
@@ -13,9 +12,9 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from nla_variants.config import DEVICE_FIX, TrialConfig, device_problem
-from nla_variants.errors import NLAError
-from nla_variants.masking import is_masked, mask
+from nla_variants.common.errors import NLAError
+from nla_variants.common.masking import is_masked, mask
+from nla_variants.config import DEVICE_FIX, device_problem
 
 _ENV_REF = re.compile(r"\$\{(\w+)\}")
 
@@ -139,27 +138,3 @@ def check_checkpoint(path: str | None, marker: str, setting: str) -> None:
             f"{setting}: {path} is not a checkpoint (no {marker})",
             f"point {setting} at a checkpoint directory written by nla train, or remove it",
         )
-
-
-def preflight(cfg: TrialConfig) -> None:
-    """Everything a trial config can be checked for from itself and the target's config.json
-    (never its weights): devices, the training strategy, the extraction layer, a diffing
-    model, and each variant's own limits (`ChecksTarget`: injection site, frozen blocks, AR
-    depth, ...). `nla train` calls it before any dataset or MLflow run; a sweep for every
-    choice of its space before the first trial."""
-    from nla_variants.data.diffing import FINETUNE_SPEC_PREFIX
-    from nla_variants.registry import TargetDims
-    from nla_variants.target import check_layer, resolve_model
-    from nla_variants.training.strategy import check_strategy
-
-    check_device(cfg.train.device, "train.device")
-    check_device(cfg.data.target.device, "data.target.device")
-    check_strategy(cfg.train)
-    target = cfg.data.target
-    source = resolve_model(target.model, "data.target.model")
-    check_layer(target.layer, source.num_layers, source.spec)
-    if target.diff_model and not target.diff_model.startswith(FINETUNE_SPEC_PREFIX):
-        resolve_model(target.diff_model, "data.target.diff_model")
-    dims = TargetDims(source.num_layers, source.d_model, target.layer)
-    cfg.av.check_target(dims)
-    cfg.ar.check_target(dims)

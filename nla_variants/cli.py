@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from nla_variants import __version__
-from nla_variants.errors import DiskFull, NLAError, is_disk_full
-from nla_variants.masking import MaskingFilter, mask
+from nla_variants.common.errors import DiskFull, NLAError, is_disk_full
+from nla_variants.common.masking import MaskingFilter, mask
 
 log = logging.getLogger("nla_variants")
 
@@ -85,7 +85,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from nla_variants.config import TrialConfig, load_config
-    from nla_variants.experiment import run_trial
+    from nla_variants.training.experiment import run_trial
 
     cfg = load_config(args.config, TrialConfig, args.set)
     metrics = run_trial(cfg, progress=not args.quiet)
@@ -129,7 +129,7 @@ def _print_comparison(
     for line in power_lines(found, metrics, resolve):
         console.print(line, highlight=False)
     if cross:
-        from nla_variants.sweeps.cross import cross_read, print_tables, write_report
+        from nla_variants.tools.cross import cross_read, print_tables, write_report
 
         crossed = cross_read(table, device)
         print_tables(crossed, console)
@@ -223,11 +223,11 @@ def _output_path(path: str | None, flag: str) -> Path | None:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
+    from nla_variants.artifacts.loading import locate
     from nla_variants.checks import check_device
-    from nla_variants.explain import ExplainSettings, explain, read_inputs, write_jsonl
-    from nla_variants.explain_report import log_to_run, print_summary, run_tracking_uri
-    from nla_variants.loading import locate
-    from nla_variants.viewer import write_html
+    from nla_variants.explain.explain import ExplainSettings, explain, read_inputs, write_jsonl
+    from nla_variants.explain.report import log_to_run, print_summary, run_tracking_uri
+    from nla_variants.explain.viewer import write_html
 
     check_device(args.device, "--device")
     inputs = read_inputs(args.text, args.file, args.jsonl, args.column)
@@ -267,7 +267,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from nla_variants.checks import check_device
-    from nla_variants.evaluate_nla import (
+    from nla_variants.tools.evaluate_nla import (
         EvaluateSettings,
         evaluate_nla,
         print_report,
@@ -295,8 +295,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_search(args: argparse.Namespace) -> int:
     from nla_variants.checks import check_device
-    from nla_variants.io import write_text_atomic
-    from nla_variants.search import check_inputs, print_result, search
+    from nla_variants.common.io import write_text_atomic
+    from nla_variants.tools.search import check_inputs, print_result, search
 
     check_inputs(args.query, args.k)
     check_device(args.device, "--device")
@@ -319,8 +319,14 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 def _cmd_steer(args: argparse.Namespace) -> int:
     from nla_variants.checks import check_device
-    from nla_variants.io import write_text_atomic
-    from nla_variants.steer import SteerSettings, check_settings, print_result, steer, write_html
+    from nla_variants.common.io import write_text_atomic
+    from nla_variants.tools.steer import (
+        SteerSettings,
+        check_settings,
+        print_result,
+        steer,
+        write_html,
+    )
 
     settings = SteerSettings(
         position=args.position,
@@ -348,9 +354,9 @@ def _cmd_steer(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from nla_variants.export import check_out_dir, export_nla
-    from nla_variants.loading import load, locate
-    from nla_variants.public_layout import export_public
+    from nla_variants.artifacts.export import check_out_dir, export_nla
+    from nla_variants.artifacts.loading import load, locate
+    from nla_variants.artifacts.public_layout import export_public
 
     out = Path(args.out)
     if args.layout == "public" and args.lora == "adapter":  # before any weight loads
@@ -610,10 +616,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _follow() -> int:
     """A rank > 0 of a multi-process job (`train.devices` x `train.num_nodes` > 1): run the
     trials rank 0 hands over, recording nothing, until it says no more come."""
-    from nla_variants import distributed
+    from nla_variants.common import distributed
+    from nla_variants.common.errors import TrialStopped
     from nla_variants.config import TrialConfig
-    from nla_variants.errors import TrialStopped
-    from nla_variants.experiment import run_trial
+    from nla_variants.training.experiment import run_trial
 
     data = distributed.trial_from_env()
     if data is None:
@@ -654,7 +660,7 @@ def _run_command(args: argparse.Namespace) -> int:
     trial, every process launched is a command of its own (independent sweep workers)."""
     if args.func not in (_cmd_train, _cmd_sweep):
         return args.func(args)
-    from nla_variants import distributed
+    from nla_variants.common import distributed
 
     world, launched = _configured_world(args), distributed.launched_world()
     if world == 1:
@@ -689,8 +695,9 @@ def main(argv: list[str] | None = None) -> int:
         print("nla: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     finally:
-        if "nla_variants.distributed" in sys.modules:  # a command that never joined skips torch
-            sys.modules["nla_variants.distributed"].close()
+        # a command that never joined skips torch
+        if "nla_variants.common.distributed" in sys.modules:
+            sys.modules["nla_variants.common.distributed"].close()
 
 
 if __name__ == "__main__":

@@ -14,22 +14,17 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     model_validator,
 )
 
-from nla_variants.errors import NLAError, format_validation_error
-from nla_variants.registry import ARSection, AVSection
+from nla_variants.common.errors import NLAError, format_validation_error
+from nla_variants.common.strict import Strict
+from nla_variants.variants.registry import ARSection, AVSection
 
 SPLITS = ("av_sft", "ar_sft", "rl", "eval")
 T = TypeVar("T", bound="BaseModel")
-
-
-class Strict(BaseModel):
-    # no NaN or infinity anywhere: `gt=0` lets .inf through and a NaN fails every comparison
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 DEVICE_FIX = "use cpu, cuda or cuda:N (or leave it unset: cuda when available)"

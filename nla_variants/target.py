@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from nla_variants.common.errors import NLAError
+from nla_variants.common.hashing import hash_file, hash_obj, hash_text
+from nla_variants.common.io import atomic_dir
+from nla_variants.common.paths import cache_root
 from nla_variants.core.padding import pad_right
-from nla_variants.errors import NLAError
-from nla_variants.hashing import hash_file, hash_obj, hash_text
-from nla_variants.io import atomic_dir
-from nla_variants.paths import cache_root
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Shared fixtures: a tiny randomly initialised model of the target's architecture (with the
 embedded model's real tokenizer), and writers of the configs the tests run on it.
 
-Test modules share helpers only through fixtures here or `nla_variants.testing`, never by
+Test modules share helpers only through fixtures here or `nla_variants.variants.testing`, never by
 importing each other or this file (tests/test_imports.py checks it)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 
-from nla_variants.testing import make_tiny_model, tiny_trial_config, write_tiny_corpus
+from nla_variants.variants.testing import make_tiny_model, tiny_trial_config, write_tiny_corpus
 
 if TYPE_CHECKING:
     import optuna
@@ -41,7 +41,7 @@ def embedded_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, embedded_dir) -> Path:
     """A 4-block Llama with SmolLM2's config shape scaled down, random weights, real tokenizer
-    (built by the public `nla_variants.testing.make_tiny_model`)."""
+    (built by the public `nla_variants.variants.testing.make_tiny_model`)."""
     return make_tiny_model(tmp_path_factory.mktemp("tiny-llama"), tokenizer=embedded_dir)
 
 
@@ -66,7 +66,7 @@ def trained_run(trial_config) -> Callable[..., Path]:
     """`trained_run(tmp, model_dir, **dotted_overrides)`: the run directory of a finished tiny
     trial (`trial_config` with `overrides`)."""
     from nla_variants.config import TrialConfig, load_config
-    from nla_variants.experiment import run_trial
+    from nla_variants.training.experiment import run_trial
 
     def train(tmp: Path, model_dir: Path, **overrides) -> Path:
         cfg = load_config(trial_config(tmp, model_dir, **overrides), TrialConfig)

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from nla_variants.checkpoint import load_component, save_checkpoint
+from nla_variants.common.errors import NLAError
 from nla_variants.core.text import wrap_explanation
 from nla_variants.core.vectors import normalized_mse
-from nla_variants.errors import NLAError
-from nla_variants.registry import BuildContext, build, variant_config
+from nla_variants.data.store import SplitRows
 from nla_variants.target import load_lm, resolve_model, truncated_backbone
-from nla_variants.training.data import SplitRows
+from nla_variants.training.checkpoint import load_component, save_checkpoint
+from nla_variants.variants.registry import BuildContext, build, variant_config
 
 EXPLANATIONS = [
     "A story told in the past tense about a harbor\nThe sentence stops after the word the",
@@ -170,9 +170,9 @@ def test_context_ar_reads_the_source(ctx):
 def test_context_ar_is_the_source_reader(ctx):
     """It alone among the built-in ARs declares ReadsSource; `source_ids` is what `sequences`
     puts in the template's source slot."""
-    from nla_variants.ar import BaselineAR, FlowchartAR, SmallAR
-    from nla_variants.ar.context import ContextAR
-    from nla_variants.interfaces import ReadsSource
+    from nla_variants.variants.ar import BaselineAR, FlowchartAR, SmallAR
+    from nla_variants.variants.ar.context import ContextAR
+    from nla_variants.variants.interfaces import ReadsSource
 
     assert issubclass(ContextAR, ReadsSource)
     assert not any(issubclass(c, ReadsSource) for c in (BaselineAR, SmallAR, FlowchartAR))
@@ -215,7 +215,7 @@ def _word_problem(n: int, seed: int) -> tuple[list[str], torch.Tensor, torch.Ten
 
 
 def test_flowchart_has_its_own_loss_the_normalised_mse(ctx):
-    from nla_variants.ar.flowchart import FlowchartAR
+    from nla_variants.variants.ar.flowchart import FlowchartAR
 
     assert "loss" in vars(FlowchartAR)  # not borrowed from BaselineAR
     ar = build("ar", {"variant": "flowchart", "depth": 2}, ctx)
@@ -293,7 +293,7 @@ class _StubAV(torch.nn.Module):
 
 
 def test_evaluate_reports_empty_fve_from_the_prefixes(ctx):
-    from nla_variants.evaluation import empty_fve, evaluate
+    from nla_variants.evaluation.evaluation import empty_fve, evaluate
 
     rows = SplitRows(vectors(3).numpy(), list(EXPLANATIONS), list(SOURCES), ["a", "b", "c"])
     mean = torch.randn(64)
@@ -317,7 +317,7 @@ def test_evaluate_reports_empty_fve_from_the_prefixes(ctx):
 
 
 def test_beats_prompt_is_the_round_trip_minus_the_text_only_reading_on_the_same_rows(ctx):
-    from nla_variants.evaluation import evaluate
+    from nla_variants.evaluation.evaluation import evaluate
 
     rows = SplitRows(vectors(3).numpy(), list(EXPLANATIONS), list(SOURCES), ["a", "b", "c"])
     mean = torch.randn(64)

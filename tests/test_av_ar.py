@@ -6,12 +6,12 @@ import lightning as L
 import pytest
 import torch
 
-from nla_variants.checkpoint import load_component, save_checkpoint
+from nla_variants.common.errors import NLAError
 from nla_variants.core.text import CLOSE_TAG, OPEN_TAG
-from nla_variants.errors import NLAError
-from nla_variants.registry import BuildContext, build
 from nla_variants.target import resolve_model, truncated_backbone
+from nla_variants.training.checkpoint import load_component, save_checkpoint
 from nla_variants.training.warm_start import ARWarmStart, AVWarmStart
+from nla_variants.variants.registry import BuildContext, build
 
 EXPLANATIONS = [
     "A story told in the past tense about a harbor\nThe sentence stops after the word the",

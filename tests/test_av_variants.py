@@ -8,18 +8,18 @@ import pytest
 import torch
 from torch import nn
 
-from nla_variants.av.structured import parse_fields, render_explanation
-from nla_variants.checkpoint import load_component, save_checkpoint
+from nla_variants.common.errors import NLAError
 from nla_variants.config import RLConfig
 from nla_variants.core.text import extract_explanation, wrap_explanation
 from nla_variants.core.vectors import ORTHOGONAL_MSE, normalized_mse
-from nla_variants.errors import NLAError
-from nla_variants.evaluation import evaluate
-from nla_variants.registry import BuildContext, build
+from nla_variants.data.store import SplitRows
+from nla_variants.evaluation.evaluation import evaluate
 from nla_variants.target import resolve_model
-from nla_variants.training.data import SplitRows
+from nla_variants.training.checkpoint import load_component, save_checkpoint
 from nla_variants.training.rl import RLModule
 from nla_variants.training.warm_start import ARWarmStart
+from nla_variants.variants.av.structured import parse_fields, render_explanation
+from nla_variants.variants.registry import BuildContext, build
 
 D = 64
 EXPLANATIONS = [
@@ -111,7 +111,7 @@ def test_multitoken_counts_placeholders_per_row(ctx):
 
 def test_the_slot_count_is_a_constructor_argument(ctx):
     """n_slots reaches the baseline's constructor explicitly (no property it reads early)."""
-    from nla_variants.av import BaselineAV, BaselineAVConfig
+    from nla_variants.variants.av import BaselineAV, BaselineAVConfig
 
     two = BaselineAV(BaselineAVConfig(injection={"scale": 8.0}), ctx, n_slots=2)
     assert two.n_slots == 2 and two.prompt_ids.tolist().count(two.placeholder.token_id) == 2

@@ -15,12 +15,13 @@ import pytest
 import torch
 import yaml
 
-from nla_variants.checks import check_tracking_uri, preflight, saved_tracking_uri
+from nla_variants.checks import check_tracking_uri, saved_tracking_uri
 from nla_variants.cli import build_parser, main
+from nla_variants.common.errors import NLAError, one_line
+from nla_variants.common.masking import MaskingFilter, mask, mask_tree
 from nla_variants.config import TrialConfig, set_dotted
-from nla_variants.errors import NLAError, one_line
-from nla_variants.masking import MaskingFilter, mask, mask_tree
-from nla_variants.testing import tiny_trial_config
+from nla_variants.training.preflight import preflight
+from nla_variants.variants.testing import tiny_trial_config
 
 SECRET = "pw-7f3a91c2-do-not-log"
 
@@ -489,7 +490,7 @@ def test_compare_of_something_that_is_no_sweep(inputs, capsys):
 
 
 def test_export_refuses_contradicting_flags_before_loading(inputs, capsys, run_dir, monkeypatch):
-    from nla_variants import loading
+    from nla_variants.artifacts import loading
 
     monkeypatch.setattr(loading, "load", lambda *a, **k: pytest.fail("weights were loaded"))
     out = inputs / "export"
@@ -515,7 +516,7 @@ def test_evaluate_with_too_few_samples(inputs, capsys, run_dir):
 def test_search_bad_input(inputs, capsys, run_dir, flags, needle):
     import pyarrow.parquet as pq
 
-    from nla_variants.runs import read_run_record
+    from nla_variants.training.runs import read_run_record
 
     dataset = Path(read_run_record(run_dir)["dataset"])
     if "--no-vectors" in flags:  # a copy of the dataset whose shards lost their vectors
@@ -545,11 +546,11 @@ def test_steer_bad_input(inputs, capsys, run_dir, monkeypatch, flags, needle):
     said = wrap_explanation("A story about a harbor")
     # by name: the module steer imports from, whatever another test did to sys.modules
     generate = lambda av, v, *a, **k: ([said] * len(v), [[0]])  # noqa: E731
-    monkeypatch.setattr("nla_variants.rollouts.generate_all", generate)
+    monkeypatch.setattr("nla_variants.evaluation.rollouts.generate_all", generate)
     if "--zero" in flags:
         flags = [f for f in flags if f != "--zero"]
         zero = lambda ar, texts, *a: torch.zeros(len(texts), 64)  # noqa: E731
-        monkeypatch.setattr("nla_variants.rollouts.ar_predict", zero)
+        monkeypatch.setattr("nla_variants.evaluation.rollouts.ar_predict", zero)
     argv = ["steer", str(run_dir), "--text", "A harbor at night.", *flags]
     assert needle in run_bad(argv, capsys, inputs, run_dir)
 

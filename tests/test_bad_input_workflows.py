@@ -354,8 +354,8 @@ def _study(sweep_dir: Path):
 
 
 def test_trial_metric_names_cover_every_metric_a_trial_reports(finished_sweep, monkeypatch):
-    from nla_variants.experiment import metric_names
     from nla_variants.sweeps.spec import load_sweep
+    from nla_variants.training.experiment import metric_names
 
     monkeypatch.chdir(finished_sweep)
     sweep = load_sweep("sweep.yaml")
@@ -387,7 +387,7 @@ def test_explain_and_export_a_sweep_from_another_directory(finished_sweep, tmp_p
 def test_an_older_best_yaml_with_a_relative_output_dir_still_reads(
     finished_sweep, tmp_path, monkeypatch
 ):
-    from nla_variants.loading import locate
+    from nla_variants.artifacts.loading import locate
 
     best = finished_sweep / "sweep" / "best.yaml"
     original = best.read_text()

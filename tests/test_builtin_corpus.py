@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from nla_variants.common.errors import NLAError
+from nla_variants.common.hashing import hash_obj, hash_text
 from nla_variants.data.builtin import (
     BUILTIN_VERSION,
     PinnedStdlib,
@@ -31,8 +33,6 @@ from nla_variants.data.builtin.pin import pin
 from nla_variants.data.builtin.snippets import make_code_snippet
 from nla_variants.data.corpus import corpus_sources, manifest_hash
 from nla_variants.data.documents import GENRES, Document
-from nla_variants.errors import NLAError
-from nla_variants.hashing import hash_obj, hash_text
 
 GENERATED_GENRES = ("narrative", "dialogue", "expository", "structured")
 ID = re.compile(r"^builtin/([a-z]+)/([a-z-]+)/(\d{6})$")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from nla_variants.common.errors import NLAError
 from nla_variants.config import PrepareConfig, TrialConfig, load_config
-from nla_variants.errors import NLAError
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 ABLATIONS = CONFIGS.parent / "ablations"  # the ablation studies: one sweep config each

@@ -37,10 +37,9 @@ def command_of(path: Path) -> str:
 
 def stub_expensive_stages(mp: pytest.MonkeyPatch) -> None:
     """Everything after config loading and the cheap input checks raises Reached."""
-    from nla_variants import experiment
     from nla_variants.data import prepare
     from nla_variants.sweeps import runner as sweep
-    from nla_variants.training import finetune
+    from nla_variants.training import experiment, finetune
 
     def reached(*args: Any, **kwargs: Any) -> None:
         raise Reached

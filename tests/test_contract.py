@@ -1,4 +1,4 @@
-"""The variant contract (`nla_variants.testing`) over every registered AV and AR variant, the
+"""The variant contract (`nla_variants.variants.testing`) over every registered AV and AR variant, the
 documented example variant, and deliberately broken variants that each check must catch.
 
 The variant list is read from the registry at import, so a newly registered variant (built-in or
@@ -16,15 +16,15 @@ import pytest
 import torch
 from torch import nn
 
-import nla_variants.registry as registry
-from nla_variants.errors import NLAError
-from nla_variants.interfaces import (
+import nla_variants.variants.registry as registry
+from nla_variants.common.errors import NLAError
+from nla_variants.variants.interfaces import (
     ActivationReconstructor,
     ActivationVerbalizer,
     missing_members,
 )
-from nla_variants.registry import register_ar, register_av, variants
-from nla_variants.testing import CHECKS, check_variant, run_check, variant_checks
+from nla_variants.variants.registry import register_ar, register_av, variants
+from nla_variants.variants.testing import CHECKS, check_variant, run_check, variant_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "mean_pool_ar.py"
@@ -231,7 +231,7 @@ def test_variant_checks_yields_named_callables_and_rejects_bad_overrides(tiny_mo
 @pytest.mark.parametrize(("kind", "name", "config"), CASES)
 def test_builtins_implement_their_protocol_and_declare_capabilities(kind, name, config):
     """Without building anything: a method-only capability is a property of the class."""
-    from nla_variants.interfaces import PrintsFlowchart, ReadsSource, VerifiesInjection
+    from nla_variants.variants.interfaces import PrintsFlowchart, ReadsSource, VerifiesInjection
 
     cls = variants(kind)[name].cls
     protocol = ActivationVerbalizer if kind == "av" else ActivationReconstructor
@@ -252,7 +252,7 @@ def test_a_missing_interface_member_is_named(example, tiny_model_dir, contract_w
         "ar",
         "no_sequences",
         "shapes",
-        r"missing members of nla_variants.interfaces.ActivationReconstructor: \['sequences'\]",
+        r"missing members of nla_variants.variants.interfaces.ActivationReconstructor: \['sequences'\]",
         tiny_model_dir,
         contract_workdir,
     )

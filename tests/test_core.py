@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from nla_variants.common.errors import NLAError
 from nla_variants.core.injection import InjectionConfig, Injector, center, resolve_scale, write
 from nla_variants.core.text import extract_explanation, length_stats, quote_rate
 from nla_variants.core.vectors import (
@@ -19,7 +20,6 @@ from nla_variants.core.vectors import (
     normalize,
     normalized_mse,
 )
-from nla_variants.errors import NLAError
 
 # -- normalize ------------------------------------------------------------------------------------
 

@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from nla_variants.common.errors import NLAError
 from nla_variants.config import CorpusConfig, HFDatasetConfig
 from nla_variants.data.corpus import load_corpus, manifest_hash
-from nla_variants.errors import NLAError
 
 ROWS = [
     {"body": f"Document number {i}. " * 20, "kind": "narrative" if i % 2 else "code"}

@@ -15,11 +15,11 @@ import yaml
 from safetensors.torch import load_file
 
 from nla_variants.cli import main
+from nla_variants.common.errors import NLAError
 from nla_variants.config import CorpusConfig, PrepareConfig, load_config
 from nla_variants.data.prepare import prepare
 from nla_variants.data.properties import load_properties
 from nla_variants.data.store import StoredDataset
-from nla_variants.errors import NLAError
 from nla_variants.target import resolve_model
 from nla_variants.training import finetune as finetune_mod
 from nla_variants.training.finetune import FinetuneConfig, finetune_target, with_built_diff_model

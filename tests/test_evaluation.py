@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nla_variants.evaluation import scored_rows
-from nla_variants.training.data import SplitRows
+from nla_variants.data.store import SplitRows
+from nla_variants.evaluation.evaluation import scored_rows
 
 
 def _split(n: int) -> SplitRows:

@@ -12,11 +12,11 @@ import mlflow
 import pytest
 import torch
 
+from nla_variants.artifacts.loading import locate
 from nla_variants.cli import main
+from nla_variants.common.errors import NLAError
 from nla_variants.config import TrialConfig, load_config
-from nla_variants.errors import NLAError
-from nla_variants.explain import ExplainSettings, TextInput, explain, parse_positions
-from nla_variants.loading import locate
+from nla_variants.explain.explain import ExplainSettings, TextInput, explain, parse_positions
 
 TEXT = "The harbor lights came on one by one, and the boats turned for home before the storm."
 FAST = ["--max-new-tokens", "8", "--precision", "fp32", "--device", "cpu", "-q"]
@@ -108,7 +108,7 @@ def test_parse_positions():
 
 
 def test_diff_model_explains_the_difference_of_two_models(trained, tmp_path, tiny_model_dir):
-    from nla_variants.testing import make_tiny_model
+    from nla_variants.variants.testing import make_tiny_model
 
     _, cfg, run = trained
     second = make_tiny_model(tmp_path / "second", tokenizer=tiny_model_dir, seed=1)

@@ -10,12 +10,12 @@ import pytest
 import torch
 import yaml
 
-from nla_variants.explain import ExplainSettings, TextInput, explain
-from nla_variants.loading import load, locate
-from nla_variants.pair import NLA, NLARef
-from nla_variants.public_layout import export_public
-from nla_variants.registry import BuildContext, build
+from nla_variants.artifacts.loading import load, locate
+from nla_variants.artifacts.public_layout import export_public
+from nla_variants.explain.explain import ExplainSettings, TextInput, explain
 from nla_variants.target import TargetModel, resolve_model
+from nla_variants.variants.pair import NLA, NLARef
+from nla_variants.variants.registry import BuildContext, build
 
 pytestmark = pytest.mark.integration
 TEXT = tempfile.__doc__
@@ -58,14 +58,14 @@ def test_a_release_export_reads_by_the_formats_rules_as_explain_scores_it(tmp_pa
     """Issue 26's bar on the embedded model: a default release AR (bias-free head, fitted in
     closed form on the text's own layer-20 activations, so its weight carries the mean
     direction) exported in the public layout; the format's own reader
-    (`nla_variants.testing.ReleaseFormatReader`: no head bias, special tokens with SmolLM2's
+    (`nla_variants.variants.testing.ReleaseFormatReader`: no head bias, special tokens with SmolLM2's
     declared BOS first, the last token) gives the cosines the loaded export and `nla explain`
     give, within 1e-4. The untrained AV's samples are closed by `closing_generate`."""
-    from nla_variants.av.baseline import BaselineAV
     from nla_variants.core.vectors import normalize
-    from nla_variants.explain import ExplainSettings
-    from nla_variants.testing import ReleaseFormatReader, closing_generate
+    from nla_variants.explain.explain import ExplainSettings
     from nla_variants.training.readout import refit_head
+    from nla_variants.variants.av.baseline import BaselineAV
+    from nla_variants.variants.testing import ReleaseFormatReader, closing_generate
 
     source = resolve_model("embedded")
     target = TargetModel("embedded", precision="fp32", device="cpu")

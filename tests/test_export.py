@@ -14,14 +14,18 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from nla_variants.artifacts.loading import load, locate
+from nla_variants.artifacts.public_layout import (
+    export_public,
+    layer_from_release,
+    release_layer_index,
+)
 from nla_variants.cli import main
-from nla_variants.errors import NLAError
-from nla_variants.explain import ExplainSettings, TextInput, explain
-from nla_variants.loading import load, locate
-from nla_variants.pair import NLA, NLARef
-from nla_variants.public_layout import export_public, layer_from_release, release_layer_index
-from nla_variants.registry import BuildContext, build
+from nla_variants.common.errors import NLAError
+from nla_variants.explain.explain import ExplainSettings, TextInput, explain
 from nla_variants.target import resolve_model
+from nla_variants.variants.pair import NLA, NLARef
+from nla_variants.variants.registry import BuildContext, build
 
 TEXT = "Entry 7: the river market signal lantern orbit, and then the harbor engine."
 SETTINGS = ExplainSettings(
@@ -302,7 +306,7 @@ def test_export_refuses_a_directory_it_did_not_write(trained, tmp_path, capsys):
     ],
 )
 def test_every_variant_exports_and_loads_to_the_same_outputs(av, ar, ctx, tmp_path):
-    from nla_variants.export import export_nla
+    from nla_variants.artifacts.export import export_nla
 
     g = torch.Generator().manual_seed(5)
     nla = NLA(

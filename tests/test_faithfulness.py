@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from nla_variants import faithfulness as F
 from nla_variants.core.text import wrap_explanation
 from nla_variants.core.vectors import derangement
 from nla_variants.data.properties import (
@@ -22,6 +21,7 @@ from nla_variants.data.properties import (
     property_columns,
     structure,
 )
+from nla_variants.evaluation import faithfulness as F
 
 # -- ground truth from the text -----------------------------------------------------------------
 
@@ -272,8 +272,8 @@ def _split(table: PropertyTable, teacher: list, seed: int = 0):
 
 @pytest.mark.parametrize("encode", [True, False])
 def test_evaluate_reports_av_probe_teacher_and_chance_side_by_side(corpus_rows, encode):
-    from nla_variants.evaluation import evaluate
-    from nla_variants.training.data import SplitRows
+    from nla_variants.data.store import SplitRows
+    from nla_variants.evaluation.evaluation import evaluate
 
     table, teacher = corpus_rows
     vectors = _vectors(table, encode)

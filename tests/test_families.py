@@ -15,14 +15,19 @@ import pytest
 import torch
 import yaml
 
+from nla_variants.artifacts.loading import load, locate
 from nla_variants.cli import main
+from nla_variants.common.errors import NLAError
 from nla_variants.config import TrialConfig
-from nla_variants.errors import NLAError
-from nla_variants.explain import ExplainSettings, TextInput, explain
-from nla_variants.loading import load, locate
-from nla_variants.registry import BuildContext, build
+from nla_variants.explain.explain import ExplainSettings, TextInput, explain
 from nla_variants.target import decoder_blocks, decoder_parts, resolve_model
-from nla_variants.testing import FAMILIES, closing_generate, make_tiny_model, tiny_trial_config
+from nla_variants.variants.registry import BuildContext, build
+from nla_variants.variants.testing import (
+    FAMILIES,
+    closing_generate,
+    make_tiny_model,
+    tiny_trial_config,
+)
 
 TEXT = "Entry 7: the river market signal lantern orbit, and then the harbor engine."
 SETTINGS = ExplainSettings(
@@ -70,8 +75,8 @@ def assert_same_nla(a: Path, b: Path) -> None:
 
 @pytest.mark.integration
 def test_the_whole_path_runs_on_every_family(family_model, tmp_path, monkeypatch, capsys):
-    from nla_variants.av.baseline import BaselineAV
-    from nla_variants.experiment import run_trial
+    from nla_variants.training.experiment import run_trial
+    from nla_variants.variants.av.baseline import BaselineAV
 
     family, model = family_model
     cfg = tiny_trial_config(tmp_path, model, n_docs=16, max_words=60, **TRIAL)

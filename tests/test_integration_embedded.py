@@ -74,7 +74,7 @@ def test_warm_start_trial_on_the_embedded_model(tmp_path):
     from mlflow.tracking import MlflowClient
 
     from nla_variants.config import TrialConfig
-    from nla_variants.experiment import run_trial
+    from nla_variants.training.experiment import run_trial
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cfg = load_config(
@@ -124,11 +124,11 @@ def _warm_start_gap(ds: StoredDataset, feed: str, verify: bool = True) -> dict[s
     import lightning as L
 
     from nla_variants.config import TrialConfig
-    from nla_variants.evaluation import av_nll_gap
-    from nla_variants.registry import BuildContext, build
+    from nla_variants.evaluation.evaluation import av_nll_gap
     from nla_variants.target import resolve_model
     from nla_variants.training.data import NLADataModule, load_split
     from nla_variants.training.warm_start import AVWarmStart
+    from nla_variants.variants.registry import BuildContext, build
 
     trial = load_config("configs/train_baseline.yaml", TrialConfig)
     train = torch.from_numpy(ds.vectors("av_sft"))

@@ -11,10 +11,13 @@ import pytest
 import torch
 import yaml
 
-from nla_variants.av.baseline import BaselineAVConfig
+from nla_variants.common.errors import NLAError
 from nla_variants.config import TrialConfig
-from nla_variants.errors import NLAError
-from nla_variants.large_models import (
+from nla_variants.target import ModelSource, load_lm, resolve_model
+from nla_variants.training.memory import GIB, check_fits, estimate_trial_memory
+from nla_variants.training.warm_cache import WarmStartCache
+from nla_variants.variants.av.baseline import BaselineAVConfig
+from nla_variants.variants.large_models import (
     LORA_AUTO_THRESHOLD,
     ModelShape,
     enable_gradient_checkpointing,
@@ -23,10 +26,7 @@ from nla_variants.large_models import (
     resolve_finetune,
     target_shape,
 )
-from nla_variants.memory import GIB, check_fits, estimate_trial_memory
-from nla_variants.registry import BuildContext, build
-from nla_variants.target import ModelSource, load_lm, resolve_model
-from nla_variants.training.warm_cache import WarmStartCache
+from nla_variants.variants.registry import BuildContext, build
 
 # config.json values of SmolLM2-135M-Instruct (the embedded default) and of a Llama-3-8B
 SMOL = {

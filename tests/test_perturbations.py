@@ -1,5 +1,5 @@
 """The perturbation battery's rewrites: each changes form and keeps what the faithfulness readers
-read (nla_variants/perturbations.py)."""
+read (nla_variants/evaluation/perturbations.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from nla_variants.config import CorpusConfig
 from nla_variants.data.corpus import load_corpus
 from nla_variants.data.teachers.heuristic import HeuristicTeacher
-from nla_variants.faithfulness import stated
-from nla_variants.perturbations import (
+from nla_variants.evaluation.faithfulness import stated
+from nla_variants.evaluation.perturbations import (
     PERTURBATIONS,
     drop_literals,
     reorder_lines,

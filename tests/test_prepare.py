@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from nla_variants.cli import main
+from nla_variants.common.errors import NLAError
 from nla_variants.config import PrepareConfig, load_config
 from nla_variants.data.prepare import prepare
 from nla_variants.data.store import StoredDataset
 from nla_variants.data.teachers.predictions import prediction_line
-from nla_variants.errors import NLAError
 from nla_variants.target import TargetModel
 
 
@@ -161,7 +161,7 @@ def test_a_second_writer_fails_fast_or_waits_and_finds_the_finished_dataset(
     import fcntl
     import threading
 
-    from nla_variants.errors import NLAError
+    from nla_variants.common.errors import NLAError
 
     cfg = load_config(write_config(tmp_path, tiny_model_dir), PrepareConfig)
     first = prepare(cfg, progress=False)  # learn the directory, then make it incomplete again

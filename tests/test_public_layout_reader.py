@@ -1,6 +1,6 @@
 """A public-layout export reads by the release format's own rules as nla_variants reads it.
 
-`nla_variants.testing.ReleaseFormatReader` reads an exported `ar/` directory with plain
+`nla_variants.variants.testing.ReleaseFormatReader` reads an exported `ar/` directory with plain
 transformers and the format's rules alone (the value head without bias, the template tokenised
 with special tokens and a declared BOS first, the last token's hidden state at K + 1 blocks
 without the final norm). On a tiny model of every family, its reconstructions and cosines equal
@@ -17,20 +17,25 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import nla_variants.explain as explain_module
-from nla_variants.checkpoint import WEIGHTS, load_component, save_checkpoint
+import nla_variants.explain.explain as explain_module
+from nla_variants.artifacts.loading import load, locate
+from nla_variants.artifacts.public_layout import export_public
+from nla_variants.common.errors import NLAError
 from nla_variants.config import TrialConfig, load_config
 from nla_variants.core.vectors import normalize
-from nla_variants.errors import NLAError
-from nla_variants.explain import ExplainSettings, TextInput, explain
-from nla_variants.loading import load, locate
-from nla_variants.pair import NLA, NLARef
-from nla_variants.public_layout import export_public
-from nla_variants.registry import BuildContext, build
+from nla_variants.explain.explain import ExplainSettings, TextInput, explain
 from nla_variants.target import resolve_model
-from nla_variants.testing import FAMILIES, ReleaseFormatReader, closing_generate, make_tiny_model
+from nla_variants.training.checkpoint import WEIGHTS, load_component, save_checkpoint
 from nla_variants.training.readout import head_features, refit_head
 from nla_variants.training.warm_cache import WarmStartCache
+from nla_variants.variants.pair import NLA, NLARef
+from nla_variants.variants.registry import BuildContext, build
+from nla_variants.variants.testing import (
+    FAMILIES,
+    ReleaseFormatReader,
+    closing_generate,
+    make_tiny_model,
+)
 
 TEXT = "Entry 7: the river market signal lantern orbit, and then the harbor engine."
 WORDS = ["harbor", "python", "table", "river", "price", "garden", "engine", "winter"]
@@ -98,7 +103,7 @@ def test_the_formats_reader_reconstructs_as_we_do(exported):
 def test_explain_scores_what_the_formats_reader_scores(exported, monkeypatch):
     """`nla explain` on the export and the format's reader give each explanation the same
     cosine against the activation explain read (the tiny AV's generations are closed for it)."""
-    from nla_variants.av.baseline import BaselineAV
+    from nla_variants.variants.av.baseline import BaselineAV
 
     _, _, out = exported
     monkeypatch.setattr(BaselineAV, "real_generate", BaselineAV.generate, raising=False)

@@ -13,12 +13,13 @@ from importlib.metadata import entry_points
 import pytest
 from pydantic import BaseModel
 
-import nla_variants.registry as registry
-from nla_variants.ar.baseline import BaselineAR, BaselineARConfig
-from nla_variants.av.baseline import BaselineAV, BaselineAVConfig
-from nla_variants.config import Strict, TrialConfig, load_config
-from nla_variants.errors import NLAError
-from nla_variants.registry import (
+import nla_variants.variants.registry as registry
+from nla_variants.common.errors import NLAError
+from nla_variants.common.strict import Strict
+from nla_variants.config import TrialConfig, load_config
+from nla_variants.variants.ar.baseline import BaselineAR, BaselineARConfig
+from nla_variants.variants.av.baseline import BaselineAV, BaselineAVConfig
+from nla_variants.variants.registry import (
     ENTRY_POINT_GROUP,
     get_variant,
     register_ar,
@@ -185,7 +186,7 @@ PLUGIN_SOURCE = '''
 
 from pydantic import BaseModel, ConfigDict
 
-from nla_variants.registry import register_av
+from nla_variants.variants.registry import register_av
 
 
 class PluginAVConfig(BaseModel):
@@ -295,8 +296,8 @@ def test_trial_config_template_without_slot_fails_at_load():
 
 
 def test_a_trial_carries_its_sections_validated_once():
-    from nla_variants.av.structured import StructuredAV, StructuredAVConfig
-    from nla_variants.registry import ARSection, AVSection
+    from nla_variants.variants.av.structured import StructuredAV, StructuredAVConfig
+    from nla_variants.variants.registry import ARSection, AVSection
 
     cfg = load_config(None, TrialConfig, ["av.variant=structured", "av.fields=topic,next"])
     assert isinstance(cfg.av, AVSection) and isinstance(cfg.ar, ARSection)

@@ -30,21 +30,21 @@ from safetensors.torch import load_file
 from torch.utils.data import ConcatDataset, DataLoader, RandomSampler, WeightedRandomSampler
 
 from nla_variants.cli import main
+from nla_variants.common.distributed import share_of
+from nla_variants.common.errors import NLAError
 from nla_variants.config import TrainConfig
 from nla_variants.core.sampling import SeededSampling
-from nla_variants.distributed import share_of
-from nla_variants.errors import NLAError
-from nla_variants.registry import BuildContext, build
+from nla_variants.data.store import SplitRows
 from nla_variants.target import resolve_model
-from nla_variants.testing import tiny_trial_config
 from nla_variants.training.data import (
     NLADataModule,
     ShardedBatches,
-    SplitRows,
     _RowsDataset,
     collate,
 )
 from nla_variants.training.strategy import check_strategy
+from nla_variants.variants.registry import BuildContext, build
+from nla_variants.variants.testing import tiny_trial_config
 
 SCRIPT = Path(__file__).parent / "scripts" / "closing_train.py"
 PACKAGE = Path(__file__).parents[1] / "nla_variants"
@@ -169,7 +169,7 @@ def test_rl_and_evaluation_score_rollouts_only_through_the_shared_scorer():
     """No stage keeps a private copy of scoring: generation, extraction and the failure
     reward live in rollouts.py; RL and evaluation call `score_rollouts`."""
     scoring = {"quote_rate", "extract_explanation", "centered_cosine", "ORTHOGONAL_MSE"}
-    for path in (PACKAGE / "training" / "rl.py", PACKAGE / "evaluation.py"):
+    for path in (PACKAGE / "training" / "rl.py", PACKAGE / "evaluation" / "evaluation.py"):
         tree = ast.parse(path.read_text())
         calls = {
             node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")

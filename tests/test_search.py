@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from nla_variants.artifacts.loading import load, locate
 from nla_variants.cli import main
 from nla_variants.data.properties import load_properties
 from nla_variants.data.store import StoredDataset
-from nla_variants.faithfulness import defined, matches, stated
-from nla_variants.loading import load, locate
-from nla_variants.runs import read_run_record
-from nla_variants.search import search
+from nla_variants.evaluation.faithfulness import defined, matches, stated
+from nla_variants.tools.search import search
+from nla_variants.training.runs import read_run_record
 
 QUERY = 'A list item in Python code; the last word "the"'
 

@@ -10,8 +10,8 @@ import torch
 
 from nla_variants.cli import main
 from nla_variants.core.text import wrap_explanation
-from nla_variants.steer import ResidualWriter
 from nla_variants.target import TargetModel, decoder_blocks
+from nla_variants.tools.steer import ResidualWriter
 
 TEXT = "The harbor was quiet at night, and the boats rocked slowly under a pale moon."
 SAID = 'A story about a harbor\nThe phrase goes on with "moon"'
@@ -31,7 +31,8 @@ def av_says(monkeypatch):
     def generate(av, vectors, *args, **kwargs):
         return [wrap_explanation(SAID)] * len(vectors), [[0]] * len(vectors)
 
-    monkeypatch.setattr("nla_variants.rollouts.generate_all", generate)  # the module steer reads
+    # the module steer reads
+    monkeypatch.setattr("nla_variants.evaluation.rollouts.generate_all", generate)
 
 
 def steer(run: Path, tmp: Path, *flags: str) -> dict:

@@ -90,7 +90,7 @@ def test_best_config_is_a_ready_to_run_trial(swept, study_of):
 
 
 def test_explain_and_export_read_the_best_trials_run(swept, capsys, study_of):
-    from nla_variants.loading import locate
+    from nla_variants.artifacts.loading import locate
 
     tmp, path = swept
     best = study_of(tmp).best_trial
@@ -99,7 +99,7 @@ def test_explain_and_export_read_the_best_trials_run(swept, capsys, study_of):
         assert ref.kind == "run" and ref.path.name == best.user_attrs["mlflow_run_ids"][1]
         assert ref.detail["weights"] == "after RL"  # the NLA the trial's evaluation scored
     # the weights alone, after both RL steps: no optimiser states
-    from nla_variants.checkpoint import OPTIMIZER, SIDECAR, WEIGHTS
+    from nla_variants.training.checkpoint import OPTIMIZER, SIDECAR, WEIGHTS
 
     for kind in ("av", "ar"):
         kept = locate(tmp / "sweep").path / "rl_checkpoint" / kind

@@ -7,8 +7,8 @@ import lightning as L
 import pytest
 import torch
 
-from nla_variants.experiment import STAGES
 from nla_variants.sweeps.progress import SweepClock, duration, progress_line
+from nla_variants.training.experiment import STAGES
 from nla_variants.training.progress import StepBar
 
 

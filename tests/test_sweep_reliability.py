@@ -22,10 +22,10 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from sweep_worker import fake_run_trial
 
-from nla_variants import checkpoint
 from nla_variants.cli import main
 from nla_variants.sweeps import runner as sweep_mod
 from nla_variants.sweeps.spec import load_sweep
+from nla_variants.training import checkpoint
 
 WORKER = Path(__file__).parent / "sweep_worker.py"
 

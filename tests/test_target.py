@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nla_variants.errors import NLAError
+from nla_variants.common.errors import NLAError
 from nla_variants.target import (
     TargetModel,
     check_layer,

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
+from nla_variants.common.errors import NLAError
 from nla_variants.data.teachers import claude as claude_mod
 from nla_variants.data.teachers.base import INSTRUCTION, parse_explanation
 from nla_variants.data.teachers.claude import ClaudeTeacher
-from nla_variants.errors import NLAError
 
 FAKE_KEY = "fake-key-3f9c2d1e-SECRET-do-not-log"
 _DOC = re.compile(r"<document>(.*)</document>", re.DOTALL)

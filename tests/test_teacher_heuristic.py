@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from nla_variants.common.hashing import hash_obj
 from nla_variants.data.builtin.apidocs import make_api_doc
 from nla_variants.data.builtin.dialogue import make_dialogue
 from nla_variants.data.builtin.expository import make_expository
@@ -22,7 +23,6 @@ from nla_variants.data.builtin.structured import make_structured
 from nla_variants.data.teachers.base import parse_explanation
 from nla_variants.data.teachers.heuristic import VERSION, HeuristicTeacher, _Doc
 from nla_variants.data.teachers.heuristic.common import PHRASES
-from nla_variants.hashing import hash_obj
 
 # Clear, hand-written examples of each genre, cut mid-way like real prefixes.
 GENRE_EXAMPLES: dict[str, list[str]] = {

@@ -33,7 +33,7 @@ def test_markup_never_reaches_the_explanation_format(token):
 
 
 def test_faithfulness_reads_nothing_about_the_text_from_the_models_guess():
-    from nla_variants.faithfulness import stated
+    from nla_variants.evaluation.faithfulness import stated
 
     teacher = 'Python source code\nThe text stops after "return"'
     line = prediction_line([" x", " table", "("])

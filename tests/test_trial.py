@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from nla_variants.cli import main
 from nla_variants.config import TrialConfig, load_config
-from nla_variants.experiment import flatten, run_trial
+from nla_variants.training.experiment import flatten, run_trial
 
 FAKE_SECRET = "fake-secret-value-0123456789"
 
@@ -215,7 +215,8 @@ def test_an_ar_warm_start_of_only_the_ridge_readout_trains_and_is_cached(
 def test_ar_batches_mix_av_text_at_the_share_and_never_re_render_it(tmp_path):
     import numpy as np
 
-    from nla_variants.training.data import NLADataModule, SplitRows
+    from nla_variants.data.store import SplitRows
+    from nla_variants.training.data import NLADataModule
     from nla_variants.training.warm_start import ARWarmStart
 
     def rows(n: int, text: str, rendered: bool) -> SplitRows:
@@ -304,9 +305,9 @@ def test_warm_start_cache_keys_are_unchanged(overrides, where, keys):
 
 
 def test_warm_start_cache_lookup_and_store(tmp_path, tiny_model_dir):
-    from nla_variants.registry import BuildContext, build
     from nla_variants.target import resolve_model
     from nla_variants.training.warm_cache import WarmStartCache
+    from nla_variants.variants.registry import BuildContext, build
 
     ctx = BuildContext(resolve_model(str(tiny_model_dir)), 2, 64, 8.0)
     cache = WarmStartCache(tmp_path, "ds", "32-true", "cpu", 0)
@@ -335,7 +336,7 @@ def state():
     return logging.getLogger("lightning.pytorch").level, len(ours)
 
 assert state() == (logging.INFO, 0), state()
-import nla_variants.experiment
+import nla_variants.training.experiment
 assert state() == (logging.INFO, 0), state()
 from nla_variants.cli import setup_logging
 setup_logging(True)

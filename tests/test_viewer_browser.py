@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from nla_variants.explain import ExplainResult, ExplainSettings, TextInput, explain
-from nla_variants.loading import locate
-from nla_variants.viewer import write_html
+from nla_variants.artifacts.loading import locate
+from nla_variants.explain.explain import ExplainResult, ExplainSettings, TextInput, explain
+from nla_variants.explain.viewer import write_html
 
 pytestmark = pytest.mark.browser
 FLAGS = [

@@ -14,9 +14,9 @@ from pydantic import Field
 from torch import nn
 from transformers import AutoTokenizer
 
-from nla_variants.config import Strict
+from nla_variants.common.strict import Strict
 from nla_variants.core.vectors import normalized_mse
-from nla_variants.registry import BuildContext, register_ar
+from nla_variants.variants.registry import BuildContext, register_ar
 
 
 class MeanPoolARConfig(Strict):

@@ -29,9 +29,9 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from nla_variants.config import Strict
+from nla_variants.common.errors import NLAError
+from nla_variants.common.strict import Strict
 from nla_variants.core.vectors import normalize
-from nla_variants.errors import NLAError
 
 Scale = float | Literal["sqrt_d", "data", "embed", "match"]
 

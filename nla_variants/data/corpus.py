@@ -12,10 +12,10 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from nla_variants.common.errors import NLAError
+from nla_variants.common.hashing import hash_obj, hash_text
 from nla_variants.config import CorpusConfig
 from nla_variants.data.documents import Document
-from nla_variants.errors import NLAError
-from nla_variants.hashing import hash_obj, hash_text
 
 FILE_SUFFIXES = (".txt", ".jsonl", ".parquet")
 

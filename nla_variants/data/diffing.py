@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nla_variants.common.errors import NLAError
+from nla_variants.common.hashing import hash_obj
 from nla_variants.config import TargetConfig
-from nla_variants.errors import NLAError
-from nla_variants.hashing import hash_obj
 from nla_variants.target import (
     ModelSource,
     TargetModel,

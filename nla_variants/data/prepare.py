@@ -33,6 +33,11 @@ import torch
 from tqdm.auto import tqdm
 
 from nla_variants.checks import check_writable_dir
+from nla_variants.common.errors import NLAError
+from nla_variants.common.hashing import hash_obj
+from nla_variants.common.io import write_yaml_atomic
+from nla_variants.common.masking import mask_tree
+from nla_variants.common.paths import cache_root
 from nla_variants.config import PrepareConfig
 from nla_variants.data.corpus import corpus_sources, load_corpus, manifest_hash
 from nla_variants.data.diffing import diff_sidecar, load_extractor, resolve_diff_model
@@ -57,11 +62,6 @@ from nla_variants.data.store import (
 from nla_variants.data.teachers.base import Teacher
 from nla_variants.data.teachers.factory import make_teacher
 from nla_variants.data.teachers.predictions import prediction_line
-from nla_variants.errors import NLAError
-from nla_variants.hashing import hash_obj
-from nla_variants.io import write_yaml_atomic
-from nla_variants.masking import mask_tree
-from nla_variants.paths import cache_root
 from nla_variants.target import (
     LAYER_CONVENTION,
     TargetModel,

@@ -2,7 +2,7 @@
 
 Why: an explanation can read well and still say things that are false about the vector it came
 from. These facts are known for every row without any model, so the evaluation can check the
-explanation against them (`nla_variants.faithfulness`). Each is a function of the row's prefix
+explanation against them (`nla_variants.evaluation.faithfulness`). Each is a function of the row's prefix
 text, its current and next token and the dataset's labels; `docs/evaluation.md` gives the exact
 rules and their blind spots.
 
@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from nla_variants.errors import NLAError
+from nla_variants.common.errors import NLAError
 
 PROPERTIES_VERSION = 1
 

@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from nla_variants.common.errors import NLAError
+from nla_variants.common.io import atomic_path
 from nla_variants.data.properties import BY_NAME, LABEL, STORED
-from nla_variants.errors import NLAError
-from nla_variants.io import atomic_path
 
 FORMAT_VERSION = 1
 SIDECAR = "dataset.yaml"
@@ -125,3 +125,48 @@ class StoredDataset:
     def vectors(self, split: str | None = None) -> np.ndarray:
         """Raw fp32 vectors [n, d_model] of a split (all rows when split is None)."""
         return vector_matrix(self.table(split, ["vector"]))
+
+
+@dataclass
+class SplitRows:
+    """One split in memory: raw vectors and their texts, aligned by row."""
+
+    vectors: np.ndarray  # [n, d] float32, raw
+    explanations: list[str | None]
+    prefixes: list[str]
+    example_ids: list[str]
+    rendered: bool = False  # the explanations are the AV's own text (already in its format)
+    # the text-only explanations the NLA is scored against, where the teacher added what it read
+    # from the model (`teacher.next_tokens`); None: the explanations themselves are text-only
+    prompts: list[str | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.prefixes)
+
+    def take(self, index: Sequence[int]) -> SplitRows:
+        return SplitRows(
+            self.vectors[list(index)],
+            [self.explanations[i] for i in index],
+            [self.prefixes[i] for i in index],
+            [self.example_ids[i] for i in index],
+            self.rendered,
+            None if self.prompts is None else [self.prompts[i] for i in index],
+        )
+
+    def with_explanations(self) -> SplitRows:
+        return self.take([i for i, e in enumerate(self.explanations) if e is not None])
+
+    def with_prompts(self) -> SplitRows:
+        """These rows, then each row's text-only explanation as one more row (where the teacher
+        also stated what it read from the model). An AR fit on both reads the prompt as well as
+        it reads the teacher, so the prompt it is compared with is not a weakened one."""
+        if self.prompts is None:
+            return self
+        more = [i for i, p in enumerate(self.prompts) if p is not None]
+        return SplitRows(
+            np.concatenate([self.vectors, self.vectors[more]]),
+            self.explanations + [self.prompts[i] for i in more],
+            self.prefixes + [self.prefixes[i] for i in more],
+            self.example_ids + [self.example_ids[i] for i in more],
+            self.rendered,
+        )

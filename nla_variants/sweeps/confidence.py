@@ -32,7 +32,7 @@ import numpy as np
 from scipy import stats
 from scipy.optimize import brentq
 
-from nla_variants.row_scores import TEXT
+from nla_variants.evaluation.row_scores import TEXT
 
 ALPHA = 0.05
 POWER = 0.8
@@ -68,7 +68,7 @@ def _flags(prefix: str, names: Sequence[str]) -> tuple[Ratio, ...]:
 def metric_specs(
     columns: Sequence[str], sample: Mapping[str, np.ndarray] | None = None
 ) -> dict[str, MetricSpec]:
-    """The eval metrics a per-row score file (nla_variants/row_scores.py) with `columns` can give,
+    """The eval metrics a per-row score file (nla_variants/evaluation/row_scores.py) with `columns` can give,
     by their `eval/` name. Derived columns (`:prompt`, `:scored`) are made by `row_arrays`.
     `sample`: one file's arrays; the means over properties then count, as the evaluation does,
     only properties with rows on both sides (a flag needs rows in and out of its state), which

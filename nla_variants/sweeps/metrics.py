@@ -9,9 +9,9 @@ import difflib
 import re
 from typing import Any
 
-from nla_variants.errors import NLAError
-from nla_variants.experiment import metric_names
+from nla_variants.common.errors import NLAError
 from nla_variants.sweeps.spec import DEFAULT_REPORT, Sweep
+from nla_variants.training.experiment import metric_names
 
 # per-property faithfulness scores: many, so left out of the examples a message lists
 _PER_PROPERTY = re.compile(r"^eval/(?:faithful|contradict|probe)_(?!mean$)")

@@ -27,9 +27,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nla_variants.errors import NLAError
-from nla_variants.io import write_text_atomic
-from nla_variants.row_scores import read_row_scores
+from nla_variants.common.errors import NLAError
+from nla_variants.common.io import write_text_atomic
+from nla_variants.evaluation.row_scores import read_row_scores
 from nla_variants.sweeps import confidence as C
 from nla_variants.sweeps.runner import aggregate
 from nla_variants.sweeps.spec import DEFAULT_REPORT
@@ -738,8 +738,8 @@ def log_report(parent_run_id: str, files: dict[str, Path]) -> None:
     nowhere, and opening a local one would leave an empty store behind."""
     import mlflow
 
-    from nla_variants.masking import mask
-    from nla_variants.tracking import tracking_store_exists
+    from nla_variants.common.masking import mask
+    from nla_variants.common.tracking import tracking_store_exists
 
     uri = mlflow.get_tracking_uri()
     found = tracking_store_exists(uri)
@@ -765,8 +765,8 @@ def log_report(parent_run_id: str, files: dict[str, Path]) -> None:
 def _check_sweep_config(path: Path) -> None:
     """A trial or prepare config passed for a sweep: say so, instead of its first key that a
     sweep config does not have."""
+    from nla_variants.common.errors import NLAError
     from nla_variants.config import PrepareConfig, TrialConfig, read_yaml_mapping
-    from nla_variants.errors import NLAError
     from nla_variants.sweeps.spec import SweepConfig
 
     keys = set(read_yaml_mapping(path, "sweep config"))
@@ -794,8 +794,8 @@ def open_sweep(
     import yaml
 
     from nla_variants.checks import check_tracking_uri
-    from nla_variants.errors import NLAError
-    from nla_variants.masking import MASK
+    from nla_variants.common.errors import NLAError
+    from nla_variants.common.masking import MASK
     from nla_variants.sweeps.runner import STATE_FILE
     from nla_variants.sweeps.spec import load_sweep
     from nla_variants.sweeps.storage import check_url, local_url, open_storage

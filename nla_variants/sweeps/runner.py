@@ -30,14 +30,13 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from nla_variants import distributed
 from nla_variants.checks import check_tracking_uri
+from nla_variants.common import distributed
+from nla_variants.common.errors import DiskFull, NLAError, TrialStopped, is_disk_full, one_line
+from nla_variants.common.io import write_yaml_atomic
+from nla_variants.common.masking import mask, mask_tree
 from nla_variants.config import get_dotted
-from nla_variants.errors import DiskFull, NLAError, TrialStopped, is_disk_full, one_line
-from nla_variants.experiment import run_trial
-from nla_variants.io import write_yaml_atomic
-from nla_variants.masking import mask, mask_tree
-from nla_variants.row_scores import FILE as ROW_SCORES
+from nla_variants.evaluation.row_scores import FILE as ROW_SCORES
 from nla_variants.sweeps.metrics import check_sweep_metrics
 from nla_variants.sweeps.progress import SweepClock
 from nla_variants.sweeps.spec import Sweep
@@ -48,6 +47,7 @@ from nla_variants.sweeps.storage import (
     local_url,
     open_storage,
 )
+from nla_variants.training.experiment import run_trial
 
 log = logging.getLogger(__name__)
 STATE_FILE = "sweep.yaml"

@@ -27,9 +27,10 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from nla_variants.checks import preflight
+from nla_variants.common.errors import NLAError, format_validation_error
+from nla_variants.common.hashing import hash_obj
+from nla_variants.common.strict import Strict
 from nla_variants.config import (
-    Strict,
     TrialConfig,
     get_dotted,
     load_config,
@@ -37,8 +38,7 @@ from nla_variants.config import (
     read_config,
     set_dotted,
 )
-from nla_variants.errors import NLAError, format_validation_error
-from nla_variants.hashing import hash_obj
+from nla_variants.training.preflight import preflight
 
 METRIC_PATTERN = re.compile(r"^(eval|trial|rl|av_sft|ar_sft)/[A-Za-z0-9_./]+$")
 DEFAULT_REPORT = [
@@ -50,7 +50,7 @@ DEFAULT_REPORT = [
     "eval/quote_rate",
     "eval/length_mean",
     "eval/tag_failure_rate",
-    "eval/faithful_mean",  # faithfulness to ground truth (nla_variants/faithfulness.py) ...
+    "eval/faithful_mean",  # faithfulness to ground truth (nla_variants/evaluation/faithfulness.py) ...
     "eval/contradict_mean",  # ... and the false statements: a Pareto pair with the round trip
     "trial/wall_s",
 ]
@@ -282,7 +282,7 @@ class Sweep:
         """Materialise a trial config at every corner of every parameter (every choice, the
         bounds of a range; with its `when` conditions set), so an unknown key, variant or value
         fails now, in one line. `against_target`: also check each against the target's
-        config.json (`checks.preflight`: layer, injection site, devices, strategy, ...), which
+        config.json (`training.preflight`: layer, injection site, devices, strategy, ...), which
         resolves the model: the runner does it before the first trial, so a choice that would
         fail every trial it is drawn in stops the sweep before anything is written."""
         if not self.cfg.space:

@@ -19,8 +19,8 @@ import optuna
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from nla_variants.errors import NLAError
-from nla_variants.masking import mask
+from nla_variants.common.errors import NLAError
+from nla_variants.common.masking import mask
 
 LOCAL_DB = "optuna.db"
 HEARTBEAT_S = 30  # a worker that stops beating for GRACE_S is dead: its trial is retried

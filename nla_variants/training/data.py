@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import (
     ConcatDataset,
@@ -18,54 +14,9 @@ from torch.utils.data import (
     WeightedRandomSampler,
 )
 
+from nla_variants.common.distributed import share_of
 from nla_variants.core.vectors import derangement
-from nla_variants.data.store import StoredDataset, vector_matrix
-from nla_variants.distributed import share_of
-
-
-@dataclass
-class SplitRows:
-    """One split in memory: raw vectors and their texts, aligned by row."""
-
-    vectors: np.ndarray  # [n, d] float32, raw
-    explanations: list[str | None]
-    prefixes: list[str]
-    example_ids: list[str]
-    rendered: bool = False  # the explanations are the AV's own text (already in its format)
-    # the text-only explanations the NLA is scored against, where the teacher added what it read
-    # from the model (`teacher.next_tokens`); None: the explanations themselves are text-only
-    prompts: list[str | None] | None = None
-
-    def __len__(self) -> int:
-        return len(self.prefixes)
-
-    def take(self, index: Sequence[int]) -> SplitRows:
-        return SplitRows(
-            self.vectors[list(index)],
-            [self.explanations[i] for i in index],
-            [self.prefixes[i] for i in index],
-            [self.example_ids[i] for i in index],
-            self.rendered,
-            None if self.prompts is None else [self.prompts[i] for i in index],
-        )
-
-    def with_explanations(self) -> SplitRows:
-        return self.take([i for i, e in enumerate(self.explanations) if e is not None])
-
-    def with_prompts(self) -> SplitRows:
-        """These rows, then each row's text-only explanation as one more row (where the teacher
-        also stated what it read from the model). An AR fit on both reads the prompt as well as
-        it reads the teacher, so the prompt it is compared with is not a weakened one."""
-        if self.prompts is None:
-            return self
-        more = [i for i, p in enumerate(self.prompts) if p is not None]
-        return SplitRows(
-            np.concatenate([self.vectors, self.vectors[more]]),
-            self.explanations + [self.prompts[i] for i in more],
-            self.prefixes + [self.prefixes[i] for i in more],
-            self.example_ids + [self.example_ids[i] for i in more],
-            self.rendered,
-        )
+from nla_variants.data.store import SplitRows, StoredDataset, vector_matrix
 
 
 def load_split(dataset: StoredDataset, split: str) -> SplitRows:

@@ -35,16 +35,17 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from nla_variants.checks import check_writable_dir
-from nla_variants.config import CorpusConfig, Device, PrepareConfig, Strict
+from nla_variants.common.errors import NLAError
+from nla_variants.common.hashing import hash_obj
+from nla_variants.common.io import atomic_dir
+from nla_variants.common.masking import mask_tree
+from nla_variants.common.paths import cache_root
+from nla_variants.common.strict import Strict
+from nla_variants.config import CorpusConfig, Device, PrepareConfig
 from nla_variants.core.padding import pad_right
 from nla_variants.data.corpus import load_corpus, manifest_hash
 from nla_variants.data.diffing import FINETUNE_META, FINETUNE_SPEC_PREFIX
 from nla_variants.data.documents import Document
-from nla_variants.errors import NLAError
-from nla_variants.hashing import hash_obj
-from nla_variants.io import atomic_dir
-from nla_variants.masking import mask_tree
-from nla_variants.paths import cache_root
 from nla_variants.target import (
     ModelSource,
     autocast_context,

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from nla_variants.common.errors import NLAError
 from nla_variants.core.ridge import Ridge
 from nla_variants.core.vectors import baseline_mse, fve, mean_direction, normalize, normalized_mse
-from nla_variants.errors import NLAError
 
 
 def linear_head(ar: nn.Module) -> nn.Linear:

@@ -29,13 +29,8 @@ import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from nla_variants import distributed
-from nla_variants.checkpoint import (
-    load_component,
-    load_optimizer_state,
-    read_sidecar,
-    save_checkpoint,
-)
+from nla_variants.common import distributed
+from nla_variants.common.io import atomic_path, write_yaml_atomic
 from nla_variants.config import RLConfig
 from nla_variants.core.grpo import clipped_policy_loss, group_advantages, kl_penalty
 from nla_variants.core.sampling import seed_of
@@ -44,11 +39,16 @@ from nla_variants.core.vectors import (
     fve,
     normalize,
 )
-from nla_variants.io import atomic_path, write_yaml_atomic
-from nla_variants.registry import BuildContext
-from nla_variants.rollouts import Rollouts, score_rollouts
-from nla_variants.training.data import SplitRows
+from nla_variants.data.store import SplitRows
+from nla_variants.evaluation.rollouts import Rollouts, score_rollouts
+from nla_variants.training.checkpoint import (
+    load_component,
+    load_optimizer_state,
+    read_sidecar,
+    save_checkpoint,
+)
 from nla_variants.training.readout import fit_head, head_inputs, linear_head
+from nla_variants.variants.registry import BuildContext
 
 log = logging.getLogger(__name__)
 

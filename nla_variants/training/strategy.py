@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from lightning.pytorch.strategies import DDPStrategy, Strategy
 
+from nla_variants.common.errors import NLAError
 from nla_variants.config import TrainConfig
-from nla_variants.errors import NLAError
 
 
 def world_size(train: TrainConfig) -> int:

@@ -2,7 +2,7 @@
 everything that decides its weights, so trials that differ only downstream (RL, evaluation)
 load it instead of training it again.
 
-    ROOT/av-KEY/, ROOT/ar-KEY/   weight-only checkpoints (`nla_variants.checkpoint`) whose
+    ROOT/av-KEY/, ROOT/ar-KEY/   weight-only checkpoints (`nla_variants.training.checkpoint`) whose
                                  sidecar also holds the warm start's training figures
     ROOT/av_text-KEY.json        a warm AV's own explanations, which AR warm starts read
 
@@ -19,11 +19,11 @@ from typing import Any
 from torch import nn
 
 from nla_variants import __version__
-from nla_variants.checkpoint import SIDECAR, save_checkpoint
+from nla_variants.common.errors import NLAError
+from nla_variants.common.hashing import hash_obj
 from nla_variants.config import ARSFTConfig, SFTConfig
-from nla_variants.errors import NLAError
-from nla_variants.hashing import hash_obj
-from nla_variants.registry import BuildContext, Kind, get_variant
+from nla_variants.training.checkpoint import SIDECAR, save_checkpoint
+from nla_variants.variants.registry import BuildContext, Kind, get_variant
 
 _NOT_IN_KEY = {"checkpoint_every", "resume_from"}  # where checkpoints go, not what is learned
 

@@ -17,9 +17,9 @@ import lightning as L
 import torch
 from torch import nn
 
-from nla_variants import distributed
-from nla_variants.checkpoint import trainable_state
-from nla_variants.evaluation import nll_gap_scores, nll_rows
+from nla_variants.common import distributed
+from nla_variants.evaluation.evaluation import nll_gap_scores, nll_rows
+from nla_variants.training.checkpoint import trainable_state
 
 
 def warmup_cosine(warmup: int, total: int, offset: int = 0):

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from nla_variants.cli import main
-from nla_variants.testing import close_some_rollouts
+from nla_variants.variants.testing import close_some_rollouts
 
 
 def record_gradients(directory: Path) -> None:

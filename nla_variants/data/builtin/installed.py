@@ -24,7 +24,7 @@ import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
-from nla_variants.errors import NLAError
+from nla_variants.common.errors import NLAError
 
 from .grammar import lexicon
 

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from nla_variants.io import write_text_atomic
+from nla_variants.common.io import write_text_atomic
 
 from .grammar import _DATA
 from .installed import PIN_FILE, candidate_files, file_sha256

@@ -25,10 +25,10 @@ from typing import Any, Literal
 
 import anthropic
 
+from nla_variants.common.errors import NLAError
+from nla_variants.common.hashing import hash_obj, hash_text
+from nla_variants.common.masking import mask
 from nla_variants.data.teachers.base import INSTRUCTION, Teacher, parse_explanation
-from nla_variants.errors import NLAError
-from nla_variants.hashing import hash_obj, hash_text
-from nla_variants.masking import mask
 
 log = logging.getLogger(__name__)
 

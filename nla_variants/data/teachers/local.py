@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import torch
 
+from nla_variants.common.hashing import hash_text
 from nla_variants.data.teachers.base import INSTRUCTION, Teacher, parse_explanation
-from nla_variants.hashing import hash_text
 from nla_variants.target import TargetModel, resolve_model
 
 USER_TEMPLATE = "Text (cut off at an arbitrary point):\n<<<\n{prefix}\n>>>"
