@@ -190,7 +190,8 @@ def test_compare_cross_reads_each_av_with_every_ar_and_after_rewrites(
     report = tmp / "sweep" / "report"
     with open(report / "cross.csv") as fh:
         lines = list(csv.DictReader(fh))
-    assert len(lines) == 2 * 2 + 2 * 3  # AV x AR, then each preset's three rewrites
+    # AV x AR, each AV's two margins, then each preset's three rewrites
+    assert len(lines) == 2 * 2 + 2 * 2 + 2 * 3
     for t in study_of(tmp).trials:
         name = f"{t.params['train.rl.kl_coef']:.3g}"
         per_seed = t.user_attrs["seed_metrics"]
@@ -201,7 +202,12 @@ def test_compare_cross_reads_each_av_with_every_ar_and_after_rewrites(
         assert float(diagonal["low"]) <= float(diagonal["fve"]) <= float(diagonal["high"])
         rewrites = [r for r in lines if r["av"] == name and r["reader"].startswith(f"{name}:")]
         assert len(rewrites) == 3 and all(0 <= float(r["rewritten"]) <= 1 for r in rewrites)
-    assert "own - others" in (report / "cross.md").read_text()
+        # with two presets the best other AR is the only other one: both margins agree
+        (others,) = [r for r in lines if r["av"] == name and r["reader"] == "own-minus-others"]
+        (best,) = [r for r in lines if r["av"] == name and r["reader"].startswith("own-minus:")]
+        assert best["reader"] != f"own-minus:{name}"
+        assert float(best["fve"]) == pytest.approx(float(others["fve"]), abs=1e-9)
+    assert "own - best other" in (report / "cross.md").read_text()
     assert (report / "plots" / "cross_matrix.png").stat().st_size > 1000
 
 

@@ -8,7 +8,8 @@ visible from a finished study, without training anything:
 - the cross-reconstruction matrix: AV i's explanations (the ones its evaluation wrote, in the
   per-row file) read by AR j of the same seed, on the same eval rows. The diagonal is the round
   trip. `own - others` is how much better AV i's own AR reads it than the other ARs do, on
-  average: large where the text is a code only its partner shares;
+  average: large where the text is a code only its partner shares. `own - best other` compares
+  with the one other AR that reads it best (picked on the same rows, so it leans low);
 - the perturbation battery (nla_variants/evaluation/perturbations.py): AV i's explanations rewritten with
   their meaning kept, read by AR i again; the FVE lost is how much rode on form.
 
@@ -57,6 +58,9 @@ class CrossResult:
     own_minus_others: dict[str, C.Estimate]  # AV preset -> own AR's FVE minus the others' mean
     lost: dict[tuple[str, str], C.Estimate]  # (preset, perturbation) -> FVE lost
     changed: dict[tuple[str, str], float] = field(default_factory=dict)  # share rewritten
+    # AV preset -> (the other AR that reads it best, own AR's FVE minus that AR's). The best is
+    # picked on the same rows, so the margin leans low: a code private to the pair shows as > 0.
+    own_minus_best: dict[str, tuple[str, C.Estimate]] = field(default_factory=dict)
 
 
 def _readings(table: list) -> list[Reading]:
@@ -201,7 +205,7 @@ def cross_read(table: list, device: str | None = None) -> CrossResult:
         del nla
 
     base = {k: r.base_mse for k, r in by.items()}
-    matrix, margin, lost = {}, {}, {}
+    matrix, margin, lost, over_best = {}, {}, {}, {}
     for i in presets:
         for j in presets:
             both = [s for s in seeds if (i, j, s) in mse]
@@ -218,6 +222,9 @@ def cross_read(table: list, device: str | None = None) -> CrossResult:
                 for s in usable
             ]
             margin[i] = C.row_estimate(FVE, mine, theirs)
+            best = max(others, key=lambda j: matrix[(i, j)].mean)
+            rival = [_arrays(mse[(i, best, s)], base[(i, s)]) for s in usable]
+            over_best[i] = (best, C.row_estimate(FVE, mine, rival))
         for p in PERTURBATIONS:
             have = [s for s in own_seeds if (i, p, s) in perturbed]
             if have:
@@ -225,7 +232,7 @@ def cross_read(table: list, device: str | None = None) -> CrossResult:
                 rewritten = [_arrays(perturbed[(i, p, s)], base[(i, s)]) for s in have]
                 lost[(i, p)] = C.row_estimate(FVE, original, rewritten)  # FVE lost
     shares = {k: float(np.mean(v)) for k, v in changed.items()}
-    return CrossResult(presets, seeds, len(ids), matrix, margin, lost, shares)
+    return CrossResult(presets, seeds, len(ids), matrix, margin, lost, shares, over_best)
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -248,13 +255,24 @@ def note(res: CrossResult) -> str:
     return f"95% intervals over {res.rows} paired eval rows and {seeds}"
 
 
+MARGINS = ("own - others", "own - best other")
+
+
+def _best_cell(res: CrossResult, i: str, compact: bool) -> str:
+    if i not in res.own_minus_best:
+        return "-"
+    best, e = res.own_minus_best[i]
+    return f"{_cell(e, '+', compact)} ({best})"
+
+
 def matrix_rows(res: CrossResult, compact: bool = False) -> list[list[str]]:
-    """[AV, each AR's FVE..., own minus others] per AV preset."""
+    """[AV, each AR's FVE..., own minus others, own minus the best other] per AV preset."""
     return [
         [
             i,
             *(_cell(res.matrix.get((i, j)), compact=compact) for j in res.presets),
             _cell(res.own_minus_others.get(i), "+", compact),
+            _best_cell(res, i, compact),
         ]
         for i in res.presets
     ]
@@ -277,7 +295,7 @@ def print_tables(res: CrossResult, console) -> None:
     """Both tables on a rich console."""
     from rich.table import Table
 
-    m = Table("AV \\ AR", *res.presets, "own - others", title="cross-reconstruction FVE")
+    m = Table("AV \\ AR", *res.presets, *MARGINS, title="cross-reconstruction FVE")
     for r in matrix_rows(res, compact=True):
         m.add_row(*r)
     console.print(m)
@@ -296,10 +314,10 @@ def to_markdown(res: CrossResult) -> str:
     out = [
         "## Cross-reconstruction: AV explanations (rows) read by each AR (columns), FVE",
         "",
-        f"The diagonal is the round trip; own - others: the AV's own AR minus the other ARs' mean "
-        f"({note(res)}).",
+        f"The diagonal is the round trip; own - others: the AV's own AR minus the other ARs' mean; "
+        f"own - best other: minus the other AR that reads it best, named ({note(res)}).",
         "",
-        *table(["AV \\ AR", *res.presets, "own - others"], matrix_rows(res)),
+        *table(["AV \\ AR", *res.presets, *MARGINS], matrix_rows(res)),
         "",
         "## Perturbation battery: FVE lost when the explanations are rewritten, meaning kept",
         "",
@@ -321,6 +339,14 @@ def to_csv(res: CrossResult) -> str:
     )
     for (i, j), e in res.matrix.items():
         w.writerow([i, j, f"{e.mean:.6g}", f"{e.low:.6g}", f"{e.high:.6g}", "", "", "", ""])
+    for i, e in res.own_minus_others.items():
+        w.writerow(
+            [i, "own-minus-others", f"{e.mean:.6g}", f"{e.low:.6g}", f"{e.high:.6g}", *[""] * 4]
+        )
+    for i, (best, e) in res.own_minus_best.items():
+        w.writerow(
+            [i, f"own-minus:{best}", f"{e.mean:.6g}", f"{e.low:.6g}", f"{e.high:.6g}", *[""] * 4]
+        )
     for (i, p), e in res.lost.items():
         share = res.changed.get((i, p), float("nan"))
         w.writerow(
