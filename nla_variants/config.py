@@ -7,6 +7,7 @@ validation. `load_config` is the one entry point the CLI and the tests use.
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -15,7 +16,11 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     Field,
+    PrivateAttr,
     ValidationError,
+    create_model,
+    field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -131,11 +136,75 @@ class LocalTeacherConfig(Strict):
     precision: Literal["auto", "bf16", "fp32"] = "auto"
 
 
+# The teachers a config may name, each with the class that validates its section
+# (`teacher.NAME:`; None: the teacher has no settings). The built-ins are declared here, where the
+# config validates, because their code is in the data layer above; `register_teacher`
+# (`nla_variants.data.teachers.registry`) declares any other teacher's (a plugin in one file) and
+# binds every teacher's code. Third-party packages may also name a module in this entry-point
+# group, imported on the first lookup.
+TEACHER_SECTIONS: dict[str, type[BaseModel] | None] = {
+    "heuristic": None,
+    "anthropic": AnthropicTeacherConfig,
+    "local": LocalTeacherConfig,
+}
+TEACHER_ENTRY_POINT_GROUP = "nla_variants.teachers"
+# Every dump holds these sections, defaults included, in this order (they were fields before
+# teachers registered, so serialised configs and the hashes of them stay byte-identical); any
+# other teacher's section is dumped where it was written or its teacher is selected.
+ALWAYS_DUMPED_TEACHERS = ("anthropic", "local")
+_teacher_plugins_loaded = False
+
+
+def declare_teacher(name: str, config_cls: type[BaseModel] | None) -> None:
+    """Make `teacher.kind: NAME` and the section `teacher.NAME:` valid, that section validated by
+    `config_cls`. Called by `register_teacher`; a second declaration must name the same class."""
+    if name in TeacherConfig.model_fields:
+        raise ValueError(
+            f"a teacher cannot be named {name!r}: that is a key of the teacher section"
+        )
+    if name in TEACHER_SECTIONS and TEACHER_SECTIONS[name] is not config_cls:
+        raise ValueError(
+            f"teacher {name!r} is already declared with config {TEACHER_SECTIONS[name]}"
+        )
+    TEACHER_SECTIONS[name] = config_cls
+    _sections_model.cache_clear()
+
+
+def teacher_sections() -> dict[str, type[BaseModel] | None]:
+    """Every teacher a config may name -> its config class (plugins loaded on first use)."""
+    global _teacher_plugins_loaded
+    if not _teacher_plugins_loaded:
+        from importlib.metadata import entry_points
+
+        _teacher_plugins_loaded = True
+        for ep in entry_points(group=TEACHER_ENTRY_POINT_GROUP):
+            try:
+                ep.load()
+            except Exception as e:  # a broken plugin must say which one it is
+                raise NLAError(
+                    f"teacher plugin {ep.name!r} ({ep.value}) failed to import: {e}",
+                    "fix or uninstall that package",
+                ) from e
+    return dict(TEACHER_SECTIONS)
+
+
+@functools.cache
+def _sections_model() -> type[BaseModel]:
+    """A model whose fields are the teachers' sections: validates what a config wrote, with
+    pydantic's own locations (`teacher.local.batch_size: ...`, `teacher.gpt: unknown key`)."""
+    fields: dict[str, Any] = {
+        name: (cls | None, None) for name, cls in teacher_sections().items() if cls is not None
+    }
+    return create_model("TeacherSections", __base__=Strict, **fields)
+
+
 class TeacherConfig(Strict):
-    kind: Literal["heuristic", "local", "anthropic"] = "heuristic"
+    """The `teacher:` section: which teacher (`kind`, any registered name), the splits it
+    explains, and one section per teacher with settings, validated by that teacher's class
+    (`section()`). As a dump, the keys as they were before teachers registered."""
+
+    kind: str = "heuristic"
     splits: list[str] = Field(default_factory=lambda: ["av_sft", "ar_sft", "eval"])
-    anthropic: AnthropicTeacherConfig = Field(default_factory=AnthropicTeacherConfig)
-    local: LocalTeacherConfig = Field(default_factory=LocalTeacherConfig)
     next_tokens: int = Field(
         0,
         ge=0,
@@ -144,6 +213,38 @@ class TeacherConfig(Strict):
         " its logits, a fact about the model the text alone does not give); the text-only"
         " explanation is kept as the prompt the NLA is scored against. 0: off",
     )
+    _sections: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _teacher_sections(cls, data: Any, handler: Any) -> TeacherConfig:
+        if not isinstance(data, dict):
+            return handler(data)
+        written = {k: v for k, v in data.items() if k not in cls.model_fields}
+        cfg = handler({k: v for k, v in data.items() if k in cls.model_fields})
+        # raised as is: its locations nest under `teacher`, like any field's
+        validated = _sections_model().model_validate(written)
+        known = teacher_sections()
+        wanted = [*ALWAYS_DUMPED_TEACHERS, *written, cfg.kind]
+        sections: dict[str, BaseModel] = {}
+        for name in dict.fromkeys(wanted):
+            section_cls = known.get(name)
+            if section_cls is not None:
+                value = getattr(validated, name)
+                sections[name] = value if value is not None else section_cls()
+        cfg._sections = sections
+        return cfg
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        known = teacher_sections()
+        if kind not in known:
+            raise ValueError(
+                f"unknown teacher {kind!r}; known: {', '.join(sorted(known))} (a plugin teacher"
+                " registers with nla_variants.data.teachers.registry.register_teacher)"
+            )
+        return kind
 
     @model_validator(mode="after")
     def _check(self) -> TeacherConfig:
@@ -151,6 +252,28 @@ class TeacherConfig(Strict):
         if unknown:
             raise ValueError(f"unknown split(s) {sorted(unknown)}; known: {list(SPLITS)}")
         return self
+
+    def section(self, name: str | None = None) -> BaseModel | None:
+        """The validated settings of teacher `name` (default: the selected one); None for a
+        teacher without settings."""
+        name = name or self.kind
+        if name in self._sections:
+            return self._sections[name]
+        section_cls = teacher_sections().get(name)
+        return section_cls() if section_cls is not None else None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any, info: Any) -> dict[str, Any]:
+        """The keys in their order before teachers registered: kind, splits, the sections,
+        next_tokens."""
+        mode = "json" if info.mode_is_json() else "python"
+        sections = {k: v.model_dump(mode=mode) for k, v in self._sections.items()}
+        out: dict[str, Any] = {}
+        for key, value in handler(self).items():
+            if key == "next_tokens":
+                out.update(sections)
+            out[key] = value
+        return {**out, **sections} if "next_tokens" not in out else out
 
 
 class StoreConfig(Strict):
