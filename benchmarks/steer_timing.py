@@ -6,7 +6,7 @@ time beside the command's own split (explain + reconstruct, continue). The text 
 128 tokens of an eval document of the run's dataset; the edit replaces the AV's explanation with
 a fixed one, so every repeat does the same work.
 
-    python benchmarks/steer_timing.py RUN_DIR [--repeats 3] [--tokens 128]
+    python benchmarks/steer_timing.py RUN_DIR [--repeats 3] [--tokens 128] [--precision auto]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
     args = ap.parse_args()
     ds = StoredDataset.open(read_run_record(args.run)["dataset"])
     target = TargetModel(locate(args.run).target)
@@ -51,7 +52,15 @@ def main() -> None:
             begin = time.perf_counter()
             subprocess.run(
                 [nla, "steer", args.run, "--text", text, "--position", str(args.tokens // 2)]
-                + ["--explanation", EXPLANATION, "--out", str(out), "-q"],
+                + [
+                    "--explanation",
+                    EXPLANATION,
+                    "--precision",
+                    args.precision,
+                    "--out",
+                    str(out),
+                    "-q",
+                ],
                 check=True,
                 stdout=subprocess.DEVNULL,
                 env=os.environ,
@@ -63,7 +72,8 @@ def main() -> None:
         f"median over {args.repeats}: wall {statistics.median(walls):.2f} s, explain + "
         f"reconstruct {statistics.median(s['explain'] for s in splits):.2f} s, continue "
         f"{statistics.median(s['continue'] for s in splits):.2f} s "
-        f"({len(ids)}-token text, threads {os.environ.get('OMP_NUM_THREADS', 'default')})"
+        f"({len(ids)}-token text, --precision {args.precision}, "
+        f"threads {os.environ.get('OMP_NUM_THREADS', 'default')})"
     )
 
 

@@ -23,6 +23,8 @@ Metrics (all FVEs against the predict-the-training-mean baseline, on normalised 
 - `quote_rate` (share of explanation n-grams found in the source prefix), `length_mean` (words),
   `tag_failure_rate` (no closed tag, or an output the AV's `extract` rejects), and of those
   `schema_violation_rate` (closed tag but invalid format: the structured AV's schema).
+- Each metric registered with `@register_metric` (`nla_variants/evaluation/metrics.py`, where
+  every name above is registered with its direction): the function's value on these rows.
 - The AR reads teacher explanations rendered by `av.render_target`, as it should be trained.
 - With a `Faithfulness` (`nla_variants/evaluation/faithfulness.py`): `faithful_P` / `contradict_P` per
   ground-truth property P, beside the linear probe (`_probe`, `probe_P`), the teacher
@@ -48,6 +50,7 @@ from nla_variants.core.vectors import (
     normalized_mse,
     raw_baseline_mse,
 )
+from nla_variants.evaluation import metrics as M
 from nla_variants.evaluation.rollouts import ar_predict, batches, score_rollouts
 from nla_variants.evaluation.row_scores import RowScores
 
@@ -55,30 +58,25 @@ if TYPE_CHECKING:
     from nla_variants.data.store import SplitRows
     from nla_variants.evaluation.faithfulness import Faithfulness
 
-# The names `evaluate` returns, defined once: it builds its metrics from these, and
-# `metric_names` lists them for what must be known before a trial runs (a sweep's report and
-# objectives).
-ROUNDTRIP = ("roundtrip_fve", "roundtrip_shuffled_fve", "roundtrip_gap", "roundtrip_fve_raw")
-OUTPUT = ("tag_failure_rate", "schema_violation_rate", "quote_rate", "length_mean")
-ROWS, EMPTY = "eval_rows", "ar_empty_fve"
-ALWAYS = (ROWS, EMPTY, *ROUNDTRIP, *OUTPUT)
+# The names `evaluate` returns, registered once (nla_variants/evaluation/metrics.py): it builds
+# its built-in metrics from these, and `metric_names` lists them for what must be known before a
+# trial runs (a sweep's report and objectives).
+ROUNDTRIP = M.group("roundtrip")
+OUTPUT = M.group("output")
+(ROWS,), (EMPTY,) = M.group("rows"), M.group("empty")
 # only where the scored rows have teacher explanations (the dataset's teacher explained `eval`)
-AR_TEACHER = ("ar_teacher_fve", "ar_teacher_shuffled_fve", "ar_teacher_gap", "ar_teacher_fve_raw")
-PROMPT = ("prompt_fve", "beats_prompt", "beats_prompt_low", "beats_prompt_high")
-NLL_GAP = (
-    "av_nll_real",
-    "av_nll_shuffled",
-    "av_nll_gap",
-    "av_nll_gap_per_explanation",
-    "av_nll_win_rate",
-)
+AR_TEACHER = M.group("ar_teacher")
+PROMPT = M.group("prompt")
+NLL_GAP = M.group("nll_gap")
 
 
 def metric_names(teacher: bool, faithfulness: Iterable[str] = ()) -> list[str]:
-    """The metric names `evaluate` can return: with `teacher` (eval rows have teacher
-    explanations) the AR-on-teacher and NLL-gap scores; `faithfulness` adds those names
-    (`faithfulness.metric_names`)."""
-    return [*ALWAYS, *((*AR_TEACHER, *PROMPT, *NLL_GAP) if teacher else ()), *faithfulness]
+    """The metric names `evaluate` can return: the registry's built-ins (with `teacher`, eval
+    rows with teacher explanations, the AR-on-teacher and NLL-gap scores), the `faithfulness`
+    names (`faithfulness.metric_names`), then the registered metric functions'."""
+    kept = [m for m in M.metrics().values() if teacher or not m.teacher]
+    builtin = [m.name for m in kept if m.compute is None]
+    return [*builtin, *faithfulness, *(m.name for m in kept if m.compute is not None)]
 
 
 def empty_fve(
@@ -273,6 +271,13 @@ def evaluate(
         per_row.flags.update(faithfulness.row_flags(ids, explained))
 
     base = baseline_mse(vectors, mean)
+    registered = [m for m in M.functions() if have or not m.teacher]
+    if registered:  # the registry's metric functions, on what the evaluation has
+        data = M.EvalData(
+            *map(list, (ids, prefixes, teacher, explained, texts)), vectors, rt_mse, base, av, ar
+        )
+        for m in registered:
+            metrics.update(_registered_value(m, data, per_row))
     per_sample = 1.0 - rt_mse / base.mean()
     table = [
         {
@@ -286,3 +291,18 @@ def evaluate(
         for i in range(min(n, table_rows))
     ]
     return metrics, table, per_row
+
+
+def _registered_value(m: M.Metric, data: M.EvalData, per_row: RowScores) -> dict[str, float]:
+    """A registered metric function's value (none where it returns None); a per-row metric's
+    values also become its column of the per-row scores."""
+    value = m.compute(data)
+    if value is None:
+        return {}
+    if m.per_row:
+        column = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
+        if len(column) != len(per_row):
+            raise ValueError(f"metric {m.name!r} gave {len(column)} values for {len(per_row)} rows")
+        per_row.put(m.name, range(len(per_row)), column)
+        value = column.mean()
+    return {m.name: float(value)}

@@ -32,33 +32,13 @@ import numpy as np
 from scipy import stats
 from scipy.optimize import brentq
 
+# MetricSpec, Ratio and fve are defined with the metric registry (tools/cross.py reads them here)
+from nla_variants.evaluation.metrics import MetricSpec, Ratio, fve, row_specs  # noqa: F401
 from nla_variants.evaluation.row_scores import TEXT
 
 ALPHA = 0.05
 POWER = 0.8
 RESAMPLES = 1000
-
-
-@dataclass(frozen=True)
-class Ratio:
-    """coef * sum(w * num) / sum(w * den) over rows (w: bootstrap row weights)."""
-
-    coef: float
-    num: str
-    den: str
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """const + sum of ratios; `higher` says which direction is better."""
-
-    const: float
-    ratios: tuple[Ratio, ...]
-    higher: bool = True
-
-
-def fve(mse: str, base: str = "base_mse") -> tuple[Ratio, ...]:
-    return (Ratio(-1.0, mse, base),)
 
 
 def _flags(prefix: str, names: Sequence[str]) -> tuple[Ratio, ...]:
@@ -69,34 +49,14 @@ def metric_specs(
     columns: Sequence[str], sample: Mapping[str, np.ndarray] | None = None
 ) -> dict[str, MetricSpec]:
     """The eval metrics a per-row score file (nla_variants/evaluation/row_scores.py) with `columns` can give,
-    by their `eval/` name. Derived columns (`:prompt`, `:scored`) are made by `row_arrays`.
+    by their `eval/` name: the registered metrics' per-row definitions
+    (nla_variants/evaluation/metrics.py), then each property's faithfulness scores. Derived
+    columns (`:prompt`, `:scored`) are made by `row_arrays`.
     `sample`: one file's arrays; the means over properties then count, as the evaluation does,
     only properties with rows on both sides (a flag needs rows in and out of its state), which
     is a matter of the rows' truth alone, the same for every trial of those rows."""
     have = set(columns)
-    out: dict[str, MetricSpec] = {}
-    if {"roundtrip_mse", "base_mse"} <= have:
-        out["eval/roundtrip_fve"] = MetricSpec(1.0, fve("roundtrip_mse"))
-    if {"roundtrip_shuffled_mse", "base_mse"} <= have:
-        out["eval/roundtrip_shuffled_fve"] = MetricSpec(1.0, fve("roundtrip_shuffled_mse"))
-        if "roundtrip_mse" in have:
-            gap = (*fve("roundtrip_mse"), Ratio(1.0, "roundtrip_shuffled_mse", "base_mse"))
-            out["eval/roundtrip_gap"] = MetricSpec(0.0, gap)
-    if {"teacher_mse", "base_mse"} <= have:
-        out["eval/ar_teacher_fve"] = MetricSpec(1.0, fve("teacher_mse", "base_mse:teacher"))
-    if {"prompt_mse", "roundtrip_mse", "base_mse"} <= have:
-        out["eval/prompt_fve"] = MetricSpec(1.0, fve("prompt_mse", "base_mse:prompt"))
-        beats = (
-            Ratio(-1.0, "roundtrip_mse:prompt", "base_mse:prompt"),
-            Ratio(1.0, "prompt_mse", "base_mse:prompt"),
-        )
-        out["eval/beats_prompt"] = MetricSpec(0.0, beats)
-    if {"nll_real", "nll_shuffled", "nll_tokens"} <= have:
-        out["eval/av_nll_gap"] = MetricSpec(0.0, (Ratio(1.0, "nll_gap", "nll_tokens"),))
-    if "tag_failure" in have:
-        out["eval/tag_failure_rate"] = MetricSpec(
-            0.0, (Ratio(1.0, "tag_failure", "one"),), higher=False
-        )
+    out = row_specs(columns)  # the registered metrics' own definitions
     faithful = sorted(c.removeprefix("faithful_") for c in have if c.startswith("faithful_"))
     contradict = sorted(c.removeprefix("contradict_") for c in have if c.startswith("contradict_"))
     for name in faithful:

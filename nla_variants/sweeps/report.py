@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nla_variants.common.errors import NLAError
 from nla_variants.common.io import write_text_atomic
+from nla_variants.evaluation.metrics import lookup
 from nla_variants.evaluation.row_scores import read_row_scores
 from nla_variants.sweeps import confidence as C
 from nla_variants.sweeps.runner import aggregate
@@ -106,12 +107,16 @@ def rows(study: optuna.Study) -> list[Row]:
 
 # -- intervals, differences and verdicts (nla_variants/sweeps/confidence.py) ----------------------
 
-LOWER_IS_BETTER = re.compile(
-    r"contradict|tag_failure|schema_violation|quote_rate|wall_s$|shuffled_fve$|^eval/ar_empty_fve$"
-)
+# Names outside the metric registry (the faithfulness family, the stages' figures): by name.
+LOWER_IS_BETTER = re.compile(r"contradict|wall_s$")
 
 
 def higher_is_better(metric: str) -> bool:
+    """The registered metric's direction (nla_variants/evaluation/metrics.py; a diagnostic with
+    neither counts as higher), else the name rule above."""
+    known = lookup(metric)
+    if known is not None:
+        return known.higher is not False
     return not LOWER_IS_BETTER.search(metric)
 
 
