@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from nla_variants.common.errors import NLAError, format_validation_error
+from nla_variants.common.plugins import load_entry_points
 from nla_variants.common.strict import Strict
 from nla_variants.variants.registry import ARSection, AVSection
 
@@ -174,17 +175,8 @@ def teacher_sections() -> dict[str, type[BaseModel] | None]:
     """Every teacher a config may name -> its config class (plugins loaded on first use)."""
     global _teacher_plugins_loaded
     if not _teacher_plugins_loaded:
-        from importlib.metadata import entry_points
-
         _teacher_plugins_loaded = True
-        for ep in entry_points(group=TEACHER_ENTRY_POINT_GROUP):
-            try:
-                ep.load()
-            except Exception as e:  # a broken plugin must say which one it is
-                raise NLAError(
-                    f"teacher plugin {ep.name!r} ({ep.value}) failed to import: {e}",
-                    "fix or uninstall that package",
-                ) from e
+        load_entry_points(TEACHER_ENTRY_POINT_GROUP, "teacher")
     return dict(TEACHER_SECTIONS)
 
 

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any
 
 import torch
 
-from nla_variants.common.errors import NLAError
+from nla_variants.common.plugins import load_entry_points
 
 ENTRY_POINT_GROUP = "nla_variants.metrics"  # modules whose import registers metrics
 
@@ -95,14 +94,7 @@ def _ensure_loaded() -> None:
     if _loaded_plugins:
         return
     _loaded_plugins = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            ep.load()
-        except Exception as e:  # a broken plugin must say which one it is
-            raise NLAError(
-                f"metric plugin {ep.name!r} ({ep.value}) failed to import: {e}",
-                "fix or uninstall that package",
-            ) from e
+    load_entry_points(ENTRY_POINT_GROUP, "metric")
 
 
 def _add(metric: Metric) -> Metric:

@@ -16,13 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import import_module
-from importlib.metadata import entry_points
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, GetCoreSchemaHandler, ValidationError
 from pydantic_core import core_schema
 
 from nla_variants.common.errors import NLAError, format_validation_error
+from nla_variants.common.plugins import load_entry_points
 
 Kind = Literal["av", "ar"]
 ENTRY_POINT_GROUP = "nla_variants.variants"
@@ -101,14 +101,7 @@ def _ensure_loaded() -> None:
         for module in BUILTIN_VARIANT_MODULES:
             import_module(module)
     if not _loaded_plugins:
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            try:
-                ep.load()
-            except Exception as e:  # a broken plugin must say which one it is
-                raise NLAError(
-                    f"variant plugin {ep.name!r} ({ep.value}) failed to import: {e}",
-                    "fix or uninstall that package",
-                ) from e
+        load_entry_points(ENTRY_POINT_GROUP, "variant")
         _loaded_plugins = True
 
 
