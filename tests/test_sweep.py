@@ -537,7 +537,13 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(
         except Exception:  # the study is still being created
             continue
         done = [t for t in trials if t.state == TrialState.COMPLETE]
-        running = [t for t in trials if t.state == TrialState.RUNNING]
+        # killed once it has its configuration and its MLflow run: a fast machine got here
+        # between a trial's start and its first suggestion, and that trial has nothing to retry
+        running = [
+            t
+            for t in trials
+            if t.state == TrialState.RUNNING and t.params and t.user_attrs.get("mlflow_run_ids")
+        ]
         if done and running:
             completed_before = {t.number: (t.params, t.values) for t in done}
             break
