@@ -566,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compute_args(p)
     p.add_argument("--out", help="also write every hit and the precision as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no info logs")
-    p.set_defaults(func=_cmd_search)
+    p.set_defaults(func=_cmd_search, quick_exit=True)
 
     p = sub.add_parser(
         "steer",
@@ -593,7 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the result as JSON")
     p.add_argument("--html", help="also write a page with both continuations and distributions")
     p.add_argument("-q", "--quiet", action="store_true", help="no info logs")
-    p.set_defaults(func=_cmd_steer)
+    p.set_defaults(func=_cmd_steer, quick_exit=True)
 
     p = sub.add_parser(
         "export",
@@ -700,5 +700,19 @@ def main(argv: list[str] | None = None) -> int:
             sys.modules["nla_variants.common.distributed"].close()
 
 
+def run() -> None:
+    """The `nla` console command. A read-only command (`quick_exit`: steer, search) has written
+    everything when it returns, so it leaves without the interpreter's teardown of torch and
+    transformers, which takes 0.4-1 s: a tenth of a whole `nla steer`."""
+    argv = sys.argv[1:]
+    code = main(argv)
+    if code == 0 and getattr(build_parser().parse_args(argv), "quick_exit", False):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -314,9 +314,9 @@ def source_adds_bos(source: ModelSource) -> bool:
     """Whether this model's sequences start with BOS (its tokenizer prepends one, as Gemma's and
     Llama-3's do): extraction and the AR then read BOS first. Refuses a model that needs BOS
     whose tokenizer prepends none (`check_bos`). Loads the tokenizer and config, no weights."""
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
-    tokenizer = AutoTokenizer.from_pretrained(source.load_path)
+    tokenizer = load_tokenizer(source.load_path)
     check_bos(AutoConfig.from_pretrained(source.load_path), tokenizer, source.spec)
     return tokenizer_adds_bos(tokenizer)
 
@@ -364,11 +364,20 @@ def length_buckets(lengths: Sequence[int], max_batch_tokens: int) -> Iterator[li
         yield batch
 
 
-def load_lm(source: ModelSource) -> tuple[nn.Module, object]:
-    """A fresh fp32 copy of the model and its tokenizer (the AV and AR each train their own)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+@cache
+def load_tokenizer(load_path: str) -> object:
+    """One tokenizer per model directory, shared: nothing here changes a tokenizer, and the
+    target, the AV and the AR each loading their own cost ~0.3 s apiece."""
+    from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(source.load_path)
+    return AutoTokenizer.from_pretrained(load_path)
+
+
+def load_lm(source: ModelSource) -> tuple[nn.Module, object]:
+    """A fresh fp32 copy of the model (the AV and AR each train their own) and its tokenizer."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(source.load_path)
     model = AutoModelForCausalLM.from_pretrained(source.load_path, dtype=torch.float32)
     check_bos(model.config, tokenizer, source.spec)
     return model, tokenizer

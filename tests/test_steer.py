@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,38 @@ def test_the_writer_takes_one_change_per_row(tiny_model_dir):
     moved = seen[1] - seen[0]
     torch.testing.assert_close(moved[:, 3], deltas, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(moved[:, 4:], torch.zeros_like(moved[:, 4:]))
+
+
+def test_the_unsteered_row_is_the_targets_own_continuation(run, tmp_path, tiny_model_dir):
+    """Both continuations decode as one batch: the unsteered one must be what the target says
+    alone, cut where it stops."""
+    r = steer(run, tmp_path, "--explanation", SAID, "--position", "4", "--new-tokens", "8")
+    model = TargetModel(str(tiny_model_dir), "fp32", "cpu")
+    ids = torch.tensor([model.tokenize([TEXT])[0]])
+    with torch.no_grad():
+        out = model.model.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False
+        )
+    assert r["continuation"]["before"] == model.tokenizer.decode(out[0, ids.shape[1] :])
+
+
+def test_the_console_command_leaves_early_with_its_output_written(run, tmp_path):
+    """`nla steer` skips the interpreter's teardown: the JSON and the printed table must be
+    complete all the same."""
+    out = tmp_path / "steer.json"
+    argv = ["steer", str(run), "--text", TEXT, "--explanation", SAID, "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "nla_variants.cli", *argv, "--new-tokens", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "before and after" in done.stdout and json.loads(out.read_text())["edited"] == SAID
+    bad = subprocess.run(
+        [sys.executable, "-m", "nla_variants.cli", *argv, "--position", "999"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "outside the text" in bad.stderr

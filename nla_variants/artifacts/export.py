@@ -330,7 +330,7 @@ def load_export(ref: NLARef) -> NLA:
         av,
         ar,
         ref,
-        train_mean=stats.get("train_mean"),
+        mean=stats.get("train_mean"),
         teacher=side.get("teacher"),
         metrics=side.get("metrics") or {},
         data=side.get("data") or {},

@@ -250,18 +250,21 @@ def locate_run(run_dir: Path) -> NLARef:
     )
 
 
-def _dataset_summary(path: Path | None) -> tuple[torch.Tensor | None, dict[str, Any]]:
-    """The mean training direction (the FVE baseline) and the dataset's provenance."""
+def _train_mean(path: Path) -> torch.Tensor:
+    """The mean training direction (the FVE baseline): read only when a score needs it."""
     from nla_variants.core.vectors import mean_direction
     from nla_variants.data.store import StoredDataset
 
-    if path is None or not (path / "dataset.yaml").is_file():
-        return None, {}
     ds = StoredDataset.open(path)
     vectors = np.concatenate([ds.vectors("av_sft"), ds.vectors("ar_sft")])
-    side = ds.sidecar
+    return mean_direction(torch.from_numpy(vectors))
+
+
+def _provenance(path: Path) -> dict[str, Any]:
+    """What the model card says about the dataset, from its sidecar alone."""
+    side = read_yaml_mapping(path / "dataset.yaml", "dataset sidecar")
     keep = ("name", "model", "layer", "vectors", "corpus", "sampling", "teacher", "splits")
-    return mean_direction(torch.from_numpy(vectors)), {k: side[k] for k in keep if k in side}
+    return {k: side[k] for k in keep if k in side}
 
 
 def load_run(ref: NLARef) -> NLA:
@@ -272,16 +275,16 @@ def load_run(ref: NLARef) -> NLA:
     ar, _ = load_component(ref.detail["ar"], ctx)
     record = read_run_record(ref.path) or {}
     dataset = Path(record["dataset"]) if record.get("dataset") else None
-    train_mean, data = _dataset_summary(dataset)
-    if train_mean is None:
+    if dataset is None or not (dataset / "dataset.yaml").is_file():
         log.warning("the run's dataset is gone: scores are cosines only (no FVE)")
+        dataset = None
     return NLA(
         av,
         ar,
         ref,
-        train_mean=train_mean,
+        mean=(lambda: _train_mean(dataset)) if dataset else None,
         teacher={**cfg.data.teacher.model_dump(mode="json"), "seed": cfg.data.seed},
         metrics=dict(record.get("metrics", {})),
-        data=data,
+        data=_provenance(dataset) if dataset else {},
         note=ref.detail["weights"],
     )

@@ -300,13 +300,12 @@ def _token_texts(
 ) -> tuple[list[str], list[str | None]]:
     """(current token, next token) texts: the prefix re-tokenised (its last token) and the stored
     next token id, decoded with the dataset's tokenizer."""
-    from transformers import AutoTokenizer
 
-    from nla_variants.target import resolve_model
+    from nla_variants.target import load_tokenizer, resolve_model
 
     spec = dataset.sidecar["model"]["spec"]
     try:
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model(spec).load_path)
+        tokenizer = load_tokenizer(resolve_model(spec).load_path)
     except (OSError, ValueError, NLAError) as e:
         raise NLAError(
             f"dataset {dataset.path} has no property columns and its model {spec} cannot be "

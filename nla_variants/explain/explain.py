@@ -389,15 +389,14 @@ def explain(
 ) -> ExplainResult:
     """Explain every chosen token of every input with the NLA at `ref` (see the module doc).
     Every input check runs before any weights load; nothing is written here."""
-    from transformers import AutoTokenizer
 
     from nla_variants.artifacts.loading import load
-    from nla_variants.target import default_device, resolve_model
+    from nla_variants.target import default_device, load_tokenizer, resolve_model
 
     check_settings(s)
     clock = [time.perf_counter()]
     source = resolve_model(ref.target)
-    tokenizer = AutoTokenizer.from_pretrained(source.load_path)
+    tokenizer = load_tokenizer(source.load_path)
     docs = tokenize_inputs(tokenizer, inputs, ref, s, _context_size(source.load_path))
     make_extractor = _extractor(ref, s, s.diff_model or ref.diff_model)
     device = torch.device(s.device) if s.device else default_device()

@@ -109,13 +109,16 @@ class ResidualWriter:
 
 @torch.inference_mode()
 def continue_text(
-    lm, ids: list[int], n: int, device, pad_id: int
-) -> tuple[list[int], torch.Tensor]:
-    """Greedy continuation of `ids` for up to n tokens and the next-token log-probabilities
-    after the text."""
-    inputs = torch.tensor([ids], device=device)
+    lm, ids: list[int], n: int, rows: int, device, pad_id: int
+) -> tuple[list[list[int]], torch.Tensor]:
+    """Greedy continuations of `ids` for up to n tokens, `rows` copies in one batch (a writer
+    hook tells the copies apart), and each copy's next-token log-probabilities after the text.
+    One batch of two decodes nearly as fast as one sequence: a step reads every weight once."""
+    inputs = torch.tensor([ids] * rows, device=device)
     if n == 0:
-        return [], torch.log_softmax(lm(input_ids=inputs).logits[0, -1].float(), -1).cpu()
+        return [[] for _ in range(rows)], torch.log_softmax(
+            lm(input_ids=inputs).logits[:, -1].float(), -1
+        ).cpu()
     out = lm.generate(
         inputs,
         attention_mask=torch.ones_like(inputs),
@@ -125,8 +128,14 @@ def continue_text(
         output_logits=True,
         return_dict_in_generate=True,
     )
-    first = torch.log_softmax(out.logits[0][0].float(), -1).cpu()
-    return out.sequences[0, len(ids) :].tolist(), first
+    first = torch.log_softmax(out.logits[0].float(), -1).cpu()
+    stops = lm.generation_config.eos_token_id
+    stops = set(stops if isinstance(stops, list) else [stops])
+    found = []
+    for seq in out.sequences[:, len(ids) :].tolist():
+        end = next((i for i, t in enumerate(seq) if t in stops), None)
+        found.append(seq if end is None else seq[: end + 1])  # a row that stopped is padded
+    return found, first
 
 
 def _top(logprobs: torch.Tensor, tokenizer, k: int) -> list[dict[str, Any]]:
@@ -213,14 +222,16 @@ def steer(nla_path: str, text: str, s: SteerSettings, target: str | None = None)
 
     lm, tok = model.model, model.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    with model.autocast():
-        before, logp_before = continue_text(lm, ids, s.new_tokens, device, pad)
-        block = decoder_blocks(lm)[ref.layer - 1]  # its output is hidden_states[layer]
-        handle = block.register_forward_hook(ResidualWriter(delta, position, s.through))
-        try:
-            after, logp_after = continue_text(lm, ids, s.new_tokens, device, pad)
-        finally:
-            handle.remove()
+    block = decoder_blocks(lm)[ref.layer - 1]  # its output is hidden_states[layer]
+    # row 0 runs unsteered, row 1 steered
+    writer = ResidualWriter(torch.stack([torch.zeros_like(delta), delta]), position, s.through)
+    handle = block.register_forward_hook(writer)
+    try:
+        with model.autocast():
+            (before, after), logp = continue_text(lm, ids, s.new_tokens, 2, device, pad)
+    finally:
+        handle.remove()
+    logp_before, logp_after = logp[0], logp[1]
     clock.append(time.perf_counter())
     kl = float((logp_after.exp() * (logp_after - logp_before)).sum())
     cosine = {

@@ -8,7 +8,9 @@ never care where it came from.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +40,17 @@ class NLA:
     av: nn.Module
     ar: nn.Module | None
     ref: NLARef
-    train_mean: torch.Tensor | None = None  # mean training direction: the FVE baseline
+    # the mean training direction (the FVE baseline), or a function that reads it when first
+    # asked: a run's dataset takes about a second to read, and steering never needs it
+    mean: torch.Tensor | Callable[[], torch.Tensor | None] | None = field(default=None, repr=False)
     teacher: dict[str, Any] | None = None  # the warm-start teacher (the text-only baseline)
     metrics: dict[str, float] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)  # dataset provenance (model card)
     note: str = ""  # which weights these are, e.g. "warm start (RL weights not kept)"
+
+    @cached_property
+    def train_mean(self) -> torch.Tensor | None:
+        return self.mean() if callable(self.mean) else self.mean
 
     @property
     def d_model(self) -> int:

@@ -28,10 +28,10 @@ from collections.abc import Sequence
 import torch
 from pydantic import Field
 from torch import nn
-from transformers import AutoTokenizer
 
 from nla_variants.common.strict import Strict
 from nla_variants.core.vectors import normalized_mse
+from nla_variants.target import load_tokenizer
 from nla_variants.variants.registry import BuildContext, register_ar
 
 _WORD = re.compile(r"[a-z]+")
@@ -71,7 +71,7 @@ class FlowchartAR(nn.Module):
     def __init__(self, cfg: FlowchartARConfig, ctx: BuildContext) -> None:
         super().__init__()
         self.cfg = cfg
-        tokenizer = AutoTokenizer.from_pretrained(ctx.source.load_path)
+        tokenizer = load_tokenizer(ctx.source.load_path)
         words = tokenizer_words(tokenizer, cfg.min_word_len, cfg.vocab_size)
         for w in (w.lower() for w in cfg.extra_words):
             if _WORD.fullmatch(w) and w not in words:
