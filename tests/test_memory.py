@@ -218,7 +218,8 @@ def test_gradient_checkpointing_finds_the_ar_backbone(ctx):
 
 
 def test_frozen_weights_in_bf16_are_a_no_op_under_autocast(ctx):
-    assert frozen_weight_dtype("cpu", "bf16-mixed") is None  # CPU stays as it was
+    assert frozen_weight_dtype("cpu", "bf16-mixed") == torch.bfloat16
+    assert frozen_weight_dtype("cpu", "32-true") is None
     assert frozen_weight_dtype("cuda", "bf16-mixed") == torch.bfloat16
     assert frozen_weight_dtype("cuda", "32-true") is None
     section = {"finetune": "lora", "lora_r": 4}

@@ -75,6 +75,7 @@ from nla_variants.variants.large_models import (
     enable_gradient_checkpointing,
     frozen_weight_dtype,
     hold_frozen_weights,
+    train_attention,
 )
 from nla_variants.variants.registry import BuildContext, Kind, VariantSection
 
@@ -334,6 +335,7 @@ def _start(
     if isinstance(component, VerifiesInjection):
         component.verify_injection()
     component.train()
+    train_attention(component, t.device)
     if t.cfg.train.gradient_checkpointing:
         enable_gradient_checkpointing(component)
     if sft.checkpoint_every and t.leader:
@@ -606,6 +608,8 @@ def _rl(t: _Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, 
     ar.to(t.device).train()
     reference.to(t.device).requires_grad_(False)
     hold_frozen_weights(reference, t.ctx.frozen_dtype)  # built trainable, so not cast then
+    for component in (av, ar, reference):
+        train_attention(component, t.device)
     if t.cfg.train.gradient_checkpointing:  # cache hits and resumes too; idempotent
         enable_gradient_checkpointing(av)
         enable_gradient_checkpointing(ar)

@@ -55,6 +55,7 @@ from nla_variants.target import (
     resolve_model,
     resolve_precision,
 )
+from nla_variants.training.optim import adamw
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def _batches(examples: list[list[int]], cfg: FinetuneConfig, pad: int):
 
 def _train(model, examples, cfg, device, dtype, pad, progress) -> tuple[list[float], int]:
     model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = adamw(model.parameters(), cfg.lr, cfg.weight_decay)
     warm = max(cfg.warmup_steps, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
     cast = autocast_context(device, dtype)

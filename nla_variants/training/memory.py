@@ -93,7 +93,7 @@ def estimate_trial_memory(
     sharded = tr.strategy in ("fsdp", "deepspeed")
     precision = {"auto": "auto", "bf16-mixed": "bf16"}.get(tr.precision, "fp32")
     act_b = 2 if resolve_precision(precision, device) == torch.bfloat16 else 4
-    frozen_b = 2 if (device.type == "cuda" and act_b == 2) else 4  # frozen_weight_dtype
+    frozen_b = act_b  # frozen_weight_dtype: bf16 under bf16-mixed
     ckpt = tr.gradient_checkpointing
     d, big = shape.d_model, num_params > LORA_AUTO_THRESHOLD
     embed = shape.embedding_params

@@ -47,6 +47,7 @@ from nla_variants.training.checkpoint import (
     read_sidecar,
     save_checkpoint,
 )
+from nla_variants.training.optim import adamw
 from nla_variants.training.readout import fit_head, head_inputs, linear_head
 from nla_variants.variants.registry import BuildContext
 
@@ -127,8 +128,8 @@ class RLModule(L.LightningModule):
     def configure_optimizers(self):
         cfg = self.cfg
         av_params = [p for p in self.av.parameters() if p.requires_grad]
-        opt_av = torch.optim.AdamW(av_params, lr=cfg.av_lr, weight_decay=0.0)
-        opt_ar = torch.optim.AdamW(self.ar.parameters(), lr=cfg.ar_lr, weight_decay=0.0)
+        opt_av = adamw(av_params, cfg.av_lr, 0.0)
+        opt_ar = adamw(self.ar.parameters(), cfg.ar_lr, 0.0)
         scheds = [
             torch.optim.lr_scheduler.LambdaLR(o, warmup_constant(cfg.warmup_steps))
             for o in (opt_av, opt_ar)

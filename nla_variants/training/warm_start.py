@@ -20,6 +20,7 @@ from torch import nn
 from nla_variants.common import distributed
 from nla_variants.evaluation.evaluation import nll_gap_scores, nll_rows
 from nla_variants.training.checkpoint import trainable_state
+from nla_variants.training.optim import adamw
 
 
 def warmup_cosine(warmup: int, total: int, offset: int = 0):
@@ -94,7 +95,7 @@ class WarmStart(L.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.component.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        opt = adamw(params, self.lr, self.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, warmup_cosine(self.warmup_steps, self.total_steps, self.step_offset)
         )

@@ -42,7 +42,7 @@ class BuildContext:
     # per-dimension mean and std of the raw training vectors (an AV's injection centring)
     data_mean: Any = None  # torch.Tensor [d] or None
     data_std: Any = None
-    # torch.bfloat16: hold every built component's frozen Linear weights in it (a trial on CUDA
+    # torch.bfloat16: hold every built component's frozen Linear weights in it (a trial
     # under bf16-mixed, `nla_variants.variants.large_models.frozen_weight_dtype`); None: as loaded
     frozen_dtype: Any = None
 
