@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from nla_variants.config import TrialConfig, load_config
@@ -36,9 +35,7 @@ def main() -> None:
     )
     av, _ = load_component(args.run_dir / "av_checkpoint", ctx)
     ar, _ = load_component(args.run_dir / "ar_checkpoint", ctx)
-    mean = mean_direction(
-        torch.from_numpy(np.concatenate([ds.vectors("av_sft"), ds.vectors("ar_sft")]))
-    )
+    mean = mean_direction(torch.from_numpy(ds.training_vectors()))
     scores, table, _ = evaluate(
         av.eval(),
         ar.eval(),

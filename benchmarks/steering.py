@@ -101,7 +101,7 @@ class Directions:
     def __init__(self, ds: StoredDataset) -> None:
         from nla_variants.evaluation.faithfulness import fit_probes
 
-        vectors = np.concatenate([ds.vectors("av_sft"), ds.vectors("ar_sft")])
+        vectors = ds.training_vectors()
         props = [load_properties(ds, s) for s in ("av_sft", "ar_sft")]
         self.values = {k: props[0].values[k] + props[1].values[k] for k in props[0].values}
         self.x = torch.from_numpy(vectors).float()

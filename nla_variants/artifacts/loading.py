@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from nla_variants.common.errors import NLAError, format_validation_error
@@ -255,9 +254,7 @@ def _train_mean(path: Path) -> torch.Tensor:
     from nla_variants.core.vectors import mean_direction
     from nla_variants.data.store import StoredDataset
 
-    ds = StoredDataset.open(path)
-    vectors = np.concatenate([ds.vectors("av_sft"), ds.vectors("ar_sft")])
-    return mean_direction(torch.from_numpy(vectors))
+    return mean_direction(torch.from_numpy(StoredDataset.open(path).training_vectors()))
 
 
 def _provenance(path: Path) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from nla_variants.data.properties import BY_NAME, LABEL, STORED
 FORMAT_VERSION = 1
 SIDECAR = "dataset.yaml"
 CONFIG = "config.yaml"
+TRAINING_SPLITS = ("av_sft", "ar_sft")  # the rows a trial's statistics come from
 
 
 def shard_name(index: int) -> str:
@@ -125,6 +126,12 @@ class StoredDataset:
     def vectors(self, split: str | None = None) -> np.ndarray:
         """Raw fp32 vectors [n, d_model] of a split (all rows when split is None)."""
         return vector_matrix(self.table(split, ["vector"]))
+
+    def training_vectors(self) -> np.ndarray:
+        """The SFT splits' vectors, av_sft then ar_sft: what a trial's statistics are taken from
+        (the injection centring, the mean direction FVE is measured against). One function, so
+        every reader sums them in the same order and gets the same bits."""
+        return np.concatenate([self.vectors(split) for split in TRAINING_SPLITS])
 
 
 @dataclass

@@ -466,7 +466,7 @@ class Faithfulness:
             {k: [v for t in train for v in t.values[k]] for k in train[0].values},
             train[0].computed,
         )
-        vectors = np.concatenate([dataset.vectors("av_sft"), dataset.vectors("ar_sft")])
+        vectors = dataset.training_vectors()
         g = torch.Generator().manual_seed(seed)
         keep = torch.randperm(len(vectors), generator=g)[:max_train_rows].sort().values.tolist()
         table = table.take([table.example_ids[i] for i in keep])

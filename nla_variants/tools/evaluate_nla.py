@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from nla_variants.checks import check_device
@@ -120,7 +119,7 @@ def evaluate_nla(
     if nla.ar is None:
         raise NLAError(f"{nla_path} has no AR", "evaluate an NLA with both models")
     log.info("%s NLA %s: %s; dataset %s", ref.kind, ref.path, nla.note or "final weights", path)
-    train = torch.from_numpy(np.concatenate([ds.vectors("av_sft"), ds.vectors("ar_sft")]))
+    train = torch.from_numpy(ds.training_vectors())
     faithfulness = Faithfulness.from_dataset(ds, s.seed)
     max_new_tokens = s.max_new_tokens or _eval_setting(ref, "max_new_tokens", 96)
     batch_size = s.batch_size or _eval_setting(ref, "batch_size", 32)

@@ -736,9 +736,7 @@ def run_trial(
     data = prepare(data_cfg, progress=progress, wait=True)  # sweep workers may race
     dataset = StoredDataset.open(data.path)
     side = dataset.sidecar
-    train_vecs = torch.from_numpy(
-        np.concatenate([dataset.vectors("av_sft"), dataset.vectors("ar_sft")])
-    )
+    train_vecs = torch.from_numpy(dataset.training_vectors())
     ctx = BuildContext(
         resolve_model(cfg.data.target.model),
         side["layer"],
