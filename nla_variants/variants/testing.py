@@ -454,6 +454,13 @@ def _check_av_shapes(case: _Case, m: ActivationVerbalizer, b: int) -> None:
     assert bool(torch.isfinite(logp).all()), "response_logprobs: non-finite log-probs"
     assert bool((logp[mask.bool()] <= 1e-6).all()), "response_logprobs: a log-prob above 0"
     assert bool((logp[~mask.bool()] == 0).all()), "response_logprobs: padding must be zeroed"
+    with torch.no_grad():  # batching (padding, a shared prompt prefix) must not change a row
+        for i, response in enumerate(responses):
+            alone, _ = m.response_logprobs(case.vectors[i : i + 1], [response])
+            torch.testing.assert_close(
+                logp[i, : len(response)].detach(), alone[0], atol=1e-4, rtol=1e-4,
+                msg=lambda why, i=i: f"response_logprobs: row {i} differs alone and in its batch ({why})",
+            )  # fmt: skip
     for text in EXPLANATIONS:  # what the AV is taught to write must pass its own extraction
         tagged = wrap_explanation(m.render_target(text))
         assert isinstance(m.extract(tagged), str), (
