@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from pydantic import Field, field_validator
 from torch import nn
+from torch.nn import functional as F
 from transformers import DynamicCache, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from nla_variants.common.errors import NLAError
@@ -311,7 +312,7 @@ class BaselineAV(nn.Module):
         self, vectors: torch.Tensor, responses: Sequence[Sequence[int]]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token log-probs of given responses: ([B, R], mask [B, R]). The LM head runs only
-        on response positions (a 49k-vocab head over the prompt would be thrown away)."""
+        on response tokens (a 49k-vocab head over the prompt or the padding is thrown away)."""
         p, r = len(self.prompt_ids), max(len(x) for x in responses)
         prompt = self.prompt_ids.tolist()
         seqs = [prompt + list(resp) for resp in responses]
@@ -321,11 +322,12 @@ class BaselineAV(nn.Module):
             hidden = self._decoder(
                 input_ids=ids[:, s:], attention_mask=mask, cache=cache
             ).last_hidden_state
-        logits = self._logits(hidden[:, p - 1 - s : p + r - 1 - s])
-        targets = ids[:, p:]
-        logp = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        resp_mask = mask[:, p:].to(logp.dtype)
-        return logp * resp_mask, resp_mask
+        # the head and its softmax only where a response token is, not on the padding
+        real = mask[:, p:].bool()
+        logits = self._logits(hidden[:, p - 1 - s : p + r - 1 - s][real])
+        nll = F.cross_entropy(logits, ids[:, p:][real], reduction="none")
+        logp = torch.zeros(real.shape, dtype=nll.dtype, device=nll.device)
+        return logp.masked_scatter(real, -nll), real.to(nll.dtype)
 
     def _shared_prefix(self, b: int) -> tuple[int, DynamicCache | None]:
         """The prompt before the first placeholder never sees the vector (attention is causal),
