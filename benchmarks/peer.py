@@ -962,16 +962,7 @@ def cpu_model() -> str:
 
 def context(ds: StoredDataset) -> BuildContext:
     """As a trial builds it: the median norm, and the mean/std of the SFT vectors (centring)."""
-    side = ds.sidecar
-    train = torch.from_numpy(ds.training_vectors())
-    return BuildContext(
-        resolve_model("embedded"),
-        side["layer"],
-        side["d_model"],
-        side["norms"]["all"]["p50"],
-        data_mean=train.mean(0),
-        data_std=train.std(0),
-    )
+    return BuildContext.from_dataset(resolve_model("embedded"), ds)
 
 
 def make_piece(

@@ -22,6 +22,7 @@ from nla_variants.data.prepare import prepare
 from nla_variants.data.store import StoredDataset
 from nla_variants.data.teachers.predictions import prediction_line
 from nla_variants.target import TargetModel
+from nla_variants.variants.registry import BuildContext
 
 
 def test_prepare_writes_a_complete_store_and_rerun_is_a_cache_hit(
@@ -59,6 +60,14 @@ def test_prepare_writes_a_complete_store_and_rerun_is_a_cache_hit(
 
     second = prepare(cfg, progress=False)
     assert second.cache_hit and second.path == first.path
+
+    # what a trial builds its variants with: the SFT vectors (av_sft then ar_sft), read once
+    train = np.concatenate([ds.vectors("av_sft"), ds.vectors("ar_sft")])
+    ctx = BuildContext.from_dataset(None, ds)
+    assert (ctx.layer, ctx.d_model, ctx.data_norm) == (2, 64, side["norms"]["all"]["p50"])
+    torch.testing.assert_close(ctx.data_mean, torch.from_numpy(train).mean(0), rtol=0, atol=0)
+    torch.testing.assert_close(ctx.data_std, torch.from_numpy(train).std(0), rtol=0, atol=0)
+    assert ds.training_vectors() is ds.training_vectors()
 
 
 def test_address_changes_with_content_not_with_speed_settings(

@@ -13,7 +13,7 @@ the row's texts; datasets written before them lack them and still open.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +98,7 @@ class StoredDataset:
 
     path: Path
     sidecar: dict
+    _training: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def open(cls, path: str | Path) -> StoredDataset:
@@ -130,8 +131,11 @@ class StoredDataset:
     def training_vectors(self) -> np.ndarray:
         """The SFT splits' vectors, av_sft then ar_sft: what a trial's statistics are taken from
         (the injection centring, the mean direction FVE is measured against). One function, so
-        every reader sums them in the same order and gets the same bits."""
-        return np.concatenate([self.vectors(split) for split in TRAINING_SPLITS])
+        every reader sums them in the same order and gets the same bits. Read once per opened
+        dataset (a trial takes two statistics from them), and shared: never modify it."""
+        if self._training is None:
+            self._training = np.concatenate([self.vectors(split) for split in TRAINING_SPLITS])
+        return self._training
 
 
 @dataclass

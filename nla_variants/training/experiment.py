@@ -735,20 +735,12 @@ def run_trial(
     data_cfg = with_built_diff_model(cfg.data)  # a `finetune:` diff_model: the built checkpoint
     data = prepare(data_cfg, progress=progress, wait=True)  # sweep workers may race
     dataset = StoredDataset.open(data.path)
-    side = dataset.sidecar
-    train_vecs = torch.from_numpy(dataset.training_vectors())
-    ctx = BuildContext(
+    ctx = BuildContext.from_dataset(
         resolve_model(cfg.data.target.model),
-        side["layer"],
-        side["d_model"],
-        side["norms"]["all"]["p50"],
-        data_mean=train_vecs.mean(0),
-        data_std=train_vecs.std(0),
-        frozen_dtype=frozen_weight_dtype(
-            device, resolve_trainer_precision(cfg.train.precision, device)
-        ),
+        dataset,
+        frozen_weight_dtype(device, resolve_trainer_precision(cfg.train.precision, device)),
     )
-    train_mean = mean_direction(train_vecs)
+    train_mean = mean_direction(torch.from_numpy(dataset.training_vectors()))
     if not leader:
         with tempfile.TemporaryDirectory(prefix="nla-follower-") as scratch:
             t = _Trial(

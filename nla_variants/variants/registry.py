@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import import_module
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, GetCoreSchemaHandler, ValidationError
 from pydantic_core import core_schema
@@ -45,6 +45,36 @@ class BuildContext:
     # torch.bfloat16: hold every built component's frozen Linear weights in it (a trial
     # under bf16-mixed, `nla_variants.variants.large_models.frozen_weight_dtype`); None: as loaded
     frozen_dtype: Any = None
+
+    @classmethod
+    def from_dataset(
+        cls, source: Any, dataset: HoldsTrainingVectors, frozen_dtype: Any = None
+    ) -> BuildContext:
+        """As a trial builds it: the layer and width the dataset was extracted at, its median
+        norm (the `data` injection scale) and the per-dimension mean and std of its SFT vectors
+        (the injection's centring)."""
+        import torch
+
+        side = dataset.sidecar
+        vectors = torch.from_numpy(dataset.training_vectors())
+        return cls(
+            source,
+            side["layer"],
+            side["d_model"],
+            side["norms"]["all"]["p50"],
+            data_mean=vectors.mean(0),
+            data_std=vectors.std(0),
+            frozen_dtype=frozen_dtype,
+        )
+
+
+class HoldsTrainingVectors(Protocol):
+    """What `BuildContext.from_dataset` reads: `nla_variants.data.store.StoredDataset` (a room
+    above this one, so named by what it offers, not imported)."""
+
+    sidecar: dict
+
+    def training_vectors(self) -> Any: ...
 
 
 @dataclass(frozen=True)
