@@ -121,6 +121,7 @@ LAYERS = (
     "artifacts",  # trained NLAs found, loaded and exported (a sweep's best trial included)
     "explain",  # nla explain and its viewer
     "tools",  # what uses a trained NLA: nla evaluate, search, steer, compare --cross
+    "auditing",  # nla audit: model organisms, and what an NLA reveals of them
     "cli",
 )
 
