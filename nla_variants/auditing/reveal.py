@@ -32,12 +32,6 @@ class Reveal:
     chance: float
     n: int
 
-    def line(self, name: str) -> str:
-        return (
-            f"{name}: reveals {self.rate:.1%} [{self.low:.1%}, {self.high:.1%}] of {self.n} cases "
-            f"(chance {self.chance:.1%})"
-        )
-
 
 @cache
 def _pattern(word: str) -> re.Pattern[str]:
