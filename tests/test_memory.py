@@ -22,6 +22,7 @@ from nla_variants.variants.large_models import (
     ModelShape,
     enable_gradient_checkpointing,
     frozen_weight_dtype,
+    head_cast_once,
     hold_frozen_weights,
     resolve_finetune,
     target_shape,
@@ -238,3 +239,25 @@ def test_frozen_weights_in_bf16_are_a_no_op_under_autocast(ctx):
     assert hold_frozen_weights(plain, None) == 0
     # a full fine-tune has no frozen Linear: nothing changes
     assert hold_frozen_weights(build("av", {}, ctx), torch.bfloat16) == 0
+
+
+def test_a_frozen_head_is_cast_once_per_generate_with_the_same_logits(ctx):
+    av = build("av", {"finetune": "lora", "lora_r": 4}, replace(ctx, frozen_dtype=torch.bfloat16))
+    base = av.lm.get_base_model()
+    head = base.get_output_embeddings()
+    assert not head.weight.requires_grad and head.weight.dtype == torch.float32
+    hidden = torch.randn(3, head.in_features)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = head(hidden)
+        with head_cast_once(base):
+            low = base.get_output_embeddings()
+            assert low is not head and low.weight.dtype == torch.bfloat16
+            got = low(hidden)
+        assert base.get_output_embeddings() is head  # given back
+    assert torch.equal(got, want)
+    # outside autocast, or with a head that trains (autocast caches its cast): nothing changes
+    with head_cast_once(base):
+        assert base.get_output_embeddings() is head
+    full = build("av", {}, ctx).lm
+    with torch.autocast("cpu", dtype=torch.bfloat16), head_cast_once(full):
+        assert full.get_output_embeddings().weight.dtype == torch.float32

@@ -2,9 +2,11 @@
 
 `torch.multinomial` over a batch draws from one random stream, so a rollout's sample depends
 on which rows share its batch and on the global RNG state. Here each rollout has its own
-generator and a token is argmax(logits / T + Gumbel noise), which is a draw from
-softmax(logits / T): the same rollout gets the same tokens alone, in any batch, on any rank of
-a multi-process trial, and after a resume.
+generator, and a token is drawn from softmax(logits / T) by the inverse of its cumulative
+distribution at one uniform number of that generator: the same rollout gets the same tokens
+alone, in any batch, on any rank of a multi-process trial, and after a resume. One number per
+token, not one per vocabulary entry (Gumbel noise over a 49k vocabulary took a fifth of a
+decode step on a 2-core CPU).
 """
 
 from __future__ import annotations
@@ -29,18 +31,25 @@ def rollout_seeds(row_seeds: Sequence[int], samples: int) -> list[int]:
 
 
 class SeededSampling(LogitsProcessor):
-    """Turns greedy decoding into sampling at `temperature` with one generator per row."""
+    """Turns greedy decoding into sampling at `temperature` with one generator per row: the
+    scores it returns are 0 at the drawn token and -inf elsewhere."""
 
     def __init__(self, seeds: Sequence[int], temperature: float, device: torch.device) -> None:
         self.temperature = temperature
         self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
-        vocab = scores.shape[-1]
-        exp = torch.stack(
+        # fp32: the running sum's rounding (~1e-6 of the total) moves no token's probability by
+        # more than that, far below what 10^4 rollouts could tell apart
+        cdf = torch.softmax(scores.float() * (1.0 / self.temperature), dim=-1).cumsum(-1)
+        u = torch.cat(
             [
-                torch.empty(vocab, device=scores.device).exponential_(generator=g)
+                torch.rand(1, generator=g, device=scores.device, dtype=cdf.dtype)
                 for g in self.generators
             ]
         )
-        return scores.float() / self.temperature - exp.log()  # -log Exp(1) is Gumbel noise
+        # the first token whose cumulative probability exceeds u: never a zero-probability one
+        pick = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True)
+        pick = pick.clamp_max(scores.shape[-1] - 1)
+        out = torch.full(scores.shape, float("-inf"), device=scores.device)
+        return out.scatter_(1, pick, 0.0)

@@ -5,6 +5,8 @@ held in bf16. Imported by the variants and the registry, so it imports no config
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 
@@ -208,3 +210,34 @@ def hold_frozen_weights(component: nn.Module, dtype: torch.dtype | None) -> int:
                 p.data = p.data.to(dtype)
                 cast += p.numel()
     return cast
+
+
+@contextmanager
+def head_cast_once(model: nn.Module) -> Iterator[None]:
+    """Within it, a frozen fp32 output head (tied to the input embedding, so `hold_frozen_weights`
+    leaves it fp32) is held as a bf16 copy while bf16 autocast is on. Autocast caches the casts of
+    weights that require a gradient only, so in decoding it recasts a frozen 49k x 576 head at
+    every token, about a sixth of a decode step on a 2-core CPU. The copy is the cast autocast
+    makes, so the logits are bit-identical. Anything else (a trainable or already low-precision
+    head, an adapter on the head, no autocast): nothing changes."""
+    head = model.get_output_embeddings()
+    weight = getattr(head, "weight", None)
+    device = weight.device.type if weight is not None else "cpu"
+    if not (
+        type(head) is nn.Linear
+        and weight.dtype == torch.float32
+        and not weight.requires_grad
+        and torch.is_autocast_enabled(device)
+        and torch.get_autocast_dtype(device) == torch.bfloat16
+    ):
+        yield
+        return
+    low = nn.Linear(head.in_features, head.out_features, bias=head.bias is not None, device="meta")
+    low.weight = nn.Parameter(weight.detach().to(torch.bfloat16), requires_grad=False)
+    if head.bias is not None:
+        low.bias = nn.Parameter(head.bias.detach().to(torch.bfloat16), requires_grad=False)
+    model.set_output_embeddings(low)
+    try:
+        yield
+    finally:
+        model.set_output_embeddings(head)

@@ -32,7 +32,7 @@ from nla_variants.target import (
     embedding_multiplier,
     load_lm,
 )
-from nla_variants.variants.large_models import resolve_finetune
+from nla_variants.variants.large_models import head_cast_once, resolve_finetune
 from nla_variants.variants.registry import BuildContext, TargetDims, register_av
 
 PLACEHOLDER_SLOT = "{placeholder}"
@@ -374,7 +374,8 @@ class BaselineAV(nn.Module):
         # Pad finished rows with the placeholder id, not EOS (they are the same token in many
         # chat tokenizers), so a sampled EOS stays distinguishable from padding.
         gen_pad = self.placeholder.token_id
-        with self.injecting(ids, vectors):
+        base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+        with self.injecting(ids, vectors), head_cast_once(base):
             out = self.lm.generate(
                 input_ids=ids,
                 attention_mask=torch.ones((b, p), dtype=torch.long, device=ids.device),
