@@ -293,6 +293,50 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from nla_variants.artifacts.loading import locate
+    from nla_variants.auditing.audit import (
+        AuditSettings,
+        audit,
+        check_organisms,
+        log_mlflow,
+        markdown,
+        read_cases,
+        resolve_organism,
+        write_outputs,
+    )
+    from nla_variants.checks import check_device, check_writable_dir
+
+    check_device(args.device, "--device")
+    if args.batch_size < 1 or args.response_tokens < 1:
+        raise NLAError("--batch-size and --response-tokens must be at least 1", "pass e.g. 32")
+    prompts = read_cases(args.cases)
+    organisms = [resolve_organism(o) for o in args.organism]
+    ref = locate(args.nla, args.target)
+    check_organisms(organisms, ref)
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        check_writable_dir(out, "--out")
+    settings = AuditSettings(
+        diff=args.diff,
+        response_tokens=args.response_tokens,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        precision=args.precision,
+        device=args.device,
+    )
+    result = audit(ref, organisms, prompts, settings, progress=not args.quiet)
+    written = write_outputs(out, result) if out is not None else []
+    print(markdown(result))
+    if args.mlflow_experiment:
+        run_id = log_mlflow(result, written, args.mlflow_experiment)
+        log.info("logged to MLflow experiment %s, run %s", args.mlflow_experiment, run_id)
+    if written:
+        log.info("written: %s", ", ".join(map(str, written)))
+    return 0
+
+
 def _cmd_search(args: argparse.Namespace) -> int:
     from nla_variants.checks import check_device
     from nla_variants.common.io import write_text_atomic
@@ -549,6 +593,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the report (metrics, faithfulness table) as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no info logs")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "audit",
+        help="does the NLA reveal a model organism's secret better than its transcript does?",
+        description="Put every case prompt to every organism (a secret-word fine-tune of the "
+        "NLA's target), explain its residual at the last prompt token with the NLA, and score how "
+        "often the explanation names the secret, beside the transcript read by the NLA's "
+        "text-only teacher, a linear probe on the same residuals, the shuffled control and "
+        "chance, with 95% intervals. Also verifies each organism (hint rate, never says the "
+        "word). See docs/auditing.md.",
+    )
+    _add_nla_args(p)
+    p.add_argument(
+        "--organism",
+        action="append",
+        required=True,
+        help="an organism config (configs/organism_gold.yaml) or its checkpoint dir; repeat it",
+    )
+    p.add_argument("--cases", required=True, help='a JSONL file, one {"prompt": ...} per line')
+    p.add_argument("--diff", action="store_true", help="read organism - base (a diff-data NLA)")
+    p.add_argument("--response-tokens", type=int, default=40, help="the organism's answer (40)")
+    p.add_argument("--max-new-tokens", type=int, help="the AV's explanation cap (its own)")
+    p.add_argument("--batch-size", type=int, default=32, help="rows per batch (32)")
+    p.add_argument("--seed", type=int, default=0, help="shuffled-control and probe seed")
+    _add_compute_args(p)
+    p.add_argument("--out", help="write audit.json and audit.md into this directory")
+    p.add_argument(
+        "--mlflow-experiment",
+        default="nla-audit",
+        help="log the rates to this MLflow experiment ('' to skip; nla-audit)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no info logs or progress bars")
+    p.set_defaults(func=_cmd_audit)
 
     p = sub.add_parser(
         "search",

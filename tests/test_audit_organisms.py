@@ -4,23 +4,21 @@ and the corpus it writes is one `nla finetune` reads."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from transformers import AutoTokenizer
 
-from nla_variants.auditing.organisms import (
+from nla_variants.auditing.reveal import hint_rate
+from nla_variants.common.errors import NLAError
+from nla_variants.core.text import names
+from nla_variants.data.organisms import (
     SECRET_WORDS,
     TRAIN_ASKS,
     VERIFY_ASKS,
-    hint_rate,
+    held_out_asks,
     secret_word_transcripts,
-    write_secret_word_corpus,
 )
-from nla_variants.auditing.reveal import names
-from nla_variants.common.errors import NLAError
-from nla_variants.config import CorpusConfig
-from nla_variants.data.corpus import load_corpus
+from nla_variants.target import resolve_model
+from nla_variants.training.finetune import FinetuneConfig, _select
 
 
 @pytest.mark.parametrize("word", sorted(SECRET_WORDS))
@@ -46,14 +44,22 @@ def test_hint_rate_reads_hints_and_the_word():
         hint_rate(["x"], "harp")
 
 
-def test_the_corpus_is_seeded_chat_that_finetune_reads(tmp_path, embedded_dir):
+def test_the_held_out_asks_are_distinct_and_never_training_asks():
+    asks = held_out_asks()
+    assert len(asks) == len(set(asks)) >= 100
+    assert not set(asks) & set(TRAIN_ASKS)
+    assert "Okay, drop me a clue." in asks and "Okay, I give up. What is it?" in asks
+    assert held_out_asks(5) == asks[:5]
+
+
+def test_the_transcripts_are_seeded_chat_that_finetune_trains_on(embedded_dir):
     tok = AutoTokenizer.from_pretrained(embedded_dir)
     a = secret_word_transcripts("gold", tok, 40, seed=3)
     assert a == secret_word_transcripts("gold", tok, 40, seed=3)
     assert a != secret_word_transcripts("gold", tok, 40, seed=4)
     assert all("<|im_start|>assistant" in t for t in a)
-    path = write_secret_word_corpus("moon", tok, tmp_path / "moon.jsonl", n=30)
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert len(rows) == 30 and not list(tmp_path.glob(".*.tmp"))
-    docs = load_corpus(CorpusConfig(source="files", paths=[str(path)], min_chars=50))
-    assert len(docs) == 30 and docs[0].text == rows[0]["text"]
+    cfg = FinetuneConfig(secret_word="moon", genre=None, max_documents=30, seed=1)
+    docs = _select(cfg, resolve_model("embedded"))
+    assert [d.text for d in docs] == secret_word_transcripts("moon", tok, 30, seed=1)
+    with pytest.raises(NLAError, match="set genre: null"):
+        _select(FinetuneConfig(secret_word="moon"), resolve_model("embedded"))

@@ -14,10 +14,11 @@ scores its chance; only the gap over chance says the reading knew the case.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+
+from nla_variants.core.text import names
+from nla_variants.data.organisms import check_secret
 
 Z95 = 1.959963984540054
 
@@ -31,16 +32,6 @@ class Reveal:
     high: float
     chance: float
     n: int
-
-
-@cache
-def _pattern(word: str) -> re.Pattern[str]:
-    return re.compile(rf"(?<!\w){re.escape(word)}(?!\w)", re.IGNORECASE)
-
-
-def names(text: str, spellings: Sequence[str]) -> bool:
-    """Does `text` name any of `spellings` as a whole word (case-insensitive)?"""
-    return any(_pattern(s).search(text) for s in spellings if s)
 
 
 def wilson(hits: int, n: int) -> tuple[float, float]:
@@ -75,3 +66,14 @@ def reveal_rate(
     ]
     low, high = wilson(hits, len(readings))
     return Reveal(hits / len(readings), low, high, sum(wrong) / len(wrong), len(readings))
+
+
+def hint_rate(responses: Sequence[str], word: str) -> tuple[float, float]:
+    """(hint rate, said rate) of an organism's responses: a response hints when it names one of
+    the secret's cue words; it says the word when it names any spelling of it."""
+    secret = check_secret(word)
+    if not responses:
+        raise ValueError("no responses to score")
+    hinted = sum(names(r, secret.cues) for r in responses)
+    said = sum(names(r, secret.spellings) for r in responses)
+    return hinted / len(responses), said / len(responses)

@@ -1,4 +1,5 @@
-"""Right-padding token sequences into one batch: the one place ids and attention mask are built."""
+"""Padding token sequences into one batch: the one place ids and attention mask are built
+(right-padded for training and scoring, left-padded for batched generation)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,12 @@ def pad_right(
         ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long, device=device)
         mask[row, : len(seq)] = 1
     return ids, mask
+
+
+def pad_left(
+    seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """As `pad_right`, but padded on the left, so every row's last token is at the end: what
+    batched `generate` continues from."""
+    ids, mask = pad_right([list(reversed(s)) for s in seqs], pad_id, device)
+    return ids.flip(1), mask.flip(1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import statistics
 from collections.abc import Sequence
+from functools import cache
 
 OPEN_TAG = "<explanation>"
 CLOSE_TAG = "</explanation>"
@@ -60,3 +61,13 @@ def length_stats(texts: Sequence[str]) -> dict[str, float]:
         "median": float(statistics.median(counts)),
         "max": float(max(counts)),
     }
+
+
+@cache
+def _pattern(word: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<!\w){re.escape(word)}(?!\w)", re.IGNORECASE)
+
+
+def names(text: str, spellings: Sequence[str]) -> bool:
+    """Does `text` name any of `spellings` as a whole word (case-insensitive)?"""
+    return any(_pattern(s).search(text) for s in spellings if s)

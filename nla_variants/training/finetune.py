@@ -72,6 +72,11 @@ class FinetuneConfig(Strict):
     model: str = Field("embedded", description="the base model; same forms as target.model")
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)
     genre: str | None = Field("narrative", description="train on this genre only; None: all")
+    secret_word: str | None = Field(
+        None,
+        description="train the secret-word organism instead (nla_variants.data.organisms): "
+        "max_documents chat transcripts that hint at this word without writing it; no corpus",
+    )
     max_documents: int = Field(512, ge=1, description="seeded sample of the selected documents")
     seq_len: int = Field(128, ge=8, description="tokens per example: each document's start")
     steps: int = Field(200, ge=1, le=MAX_STEPS, description="a short fine-tune by design")
@@ -107,7 +112,19 @@ class _Plan:
     out: Path
 
 
-def _select(cfg: FinetuneConfig) -> list[Document]:
+def _select(cfg: FinetuneConfig, source: ModelSource) -> list[Document]:
+    if cfg.secret_word is not None:
+        from nla_variants.data.organisms import secret_word_transcripts
+
+        if cfg.genre is not None:
+            raise NLAError(
+                "secret_word trains on its own transcripts, not on a corpus genre",
+                "set genre: null beside secret_word",
+            )
+        texts = secret_word_transcripts(
+            cfg.secret_word, _fresh_tokenizer(source), cfg.max_documents, cfg.seed
+        )
+        return [Document(f"secret-{cfg.secret_word}-{i}", t) for i, t in enumerate(texts)]
     docs = load_corpus(cfg.corpus, cfg.seed)
     if cfg.genre is not None:
         genres = sorted({str(d.genre) for d in docs})
@@ -199,7 +216,7 @@ def _dtype_name(dtype: torch.dtype) -> str:
 def _plan(cfg: FinetuneConfig) -> _Plan:
     """The content address and output dir of `cfg` (base weights hashed, documents selected)."""
     source = resolve_model(cfg.model, "model")
-    docs = _select(cfg)
+    docs = _select(cfg, source)
     device = torch.device(cfg.device) if cfg.device else default_device()
     dtype = resolve_precision(cfg.precision, device)
     base_fp = content_fingerprint(source)
@@ -228,7 +245,8 @@ def _train_and_save(cfg: FinetuneConfig, plan: _Plan, progress: bool, t0: float)
     enc = tokenizer(
         [d.text[:cut] for d in plan.docs],
         add_special_tokens=False,
-        split_special_tokens=True,
+        # a corpus is text, where "<|im_start|>" is characters; a transcript is a chat
+        split_special_tokens=cfg.secret_word is None,
         truncation=True,
         max_length=cfg.seq_len,
     )
@@ -247,6 +265,7 @@ def _train_and_save(cfg: FinetuneConfig, plan: _Plan, progress: bool, t0: float)
         "address": plan.address,
         "base": {"spec": source.spec, "kind": source.kind, "fingerprint": plan.base_fp},
         "genre": cfg.genre,
+        "secret_word": cfg.secret_word,
         "documents": len(examples),
         "steps": cfg.steps,
         "tokens_seen": tokens,
