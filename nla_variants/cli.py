@@ -305,15 +305,19 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         resolve_organism,
         write_outputs,
     )
-    from nla_variants.checks import check_device, check_writable_dir
+    from nla_variants.checks import check_device, check_tracking_uri, check_writable_dir
 
     check_device(args.device, "--device")
     if args.batch_size < 1 or args.response_tokens < 1:
         raise NLAError("--batch-size and --response-tokens must be at least 1", "pass e.g. 32")
-    prompts = read_cases(args.cases)
+    if args.max_new_tokens is not None and args.max_new_tokens < 8:
+        raise NLAError("--max-new-tokens must be at least 8", "pass e.g. 96")
+    if args.mlflow_experiment:
+        check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI")
+    cases = read_cases(args.cases)
     organisms = [resolve_organism(o) for o in args.organism]
     ref = locate(args.nla, args.target)
-    check_organisms(organisms, ref)
+    check_organisms(organisms, cases, ref)
     out = Path(args.out) if args.out else None
     if out is not None:
         check_writable_dir(out, "--out")
@@ -326,7 +330,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         precision=args.precision,
         device=args.device,
     )
-    result = audit(ref, organisms, prompts, settings, progress=not args.quiet)
+    result = audit(ref, organisms, cases, settings, progress=not args.quiet)
     written = write_outputs(out, result) if out is not None else []
     print(markdown(result))
     if args.mlflow_experiment:
@@ -601,17 +605,23 @@ def build_parser() -> argparse.ArgumentParser:
         "NLA's target), explain its residual at the last prompt token with the NLA, and score how "
         "often the explanation names the secret, beside the transcript read by the NLA's "
         "text-only teacher, a linear probe on the same residuals, the shuffled control and "
-        "chance, with 95% intervals. Also verifies each organism (hint rate, never says the "
-        "word). See docs/auditing.md.",
+        "chance, with 95% intervals; each organism is verified too (hint rate, never says the "
+        "word). With --organism target and statement cases, the target reads true and false "
+        "statements and the same readings are scored for truth. See docs/auditing.md.",
     )
     _add_nla_args(p)
     p.add_argument(
         "--organism",
         action="append",
         required=True,
-        help="an organism config (configs/organism_gold.yaml) or its checkpoint dir; repeat it",
+        help="an organism config (configs/organism_gold.yaml) or its checkpoint dir, repeated; "
+        "or 'target' (the NLA's target itself) for statement cases",
     )
-    p.add_argument("--cases", required=True, help='a JSONL file, one {"prompt": ...} per line')
+    p.add_argument(
+        "--cases",
+        required=True,
+        help='a JSONL file: one {"prompt": ...} per line, or {"statement": ..., "value": "true"}',
+    )
     p.add_argument("--diff", action="store_true", help="read organism - base (a diff-data NLA)")
     p.add_argument("--response-tokens", type=int, default=40, help="the organism's answer (40)")
     p.add_argument("--max-new-tokens", type=int, help="the AV's explanation cap (its own)")

@@ -10,19 +10,28 @@ import mlflow
 import pytest
 import torch
 
-from nla_variants.auditing.audit import probe_predictions, read_cases
+from nla_variants.auditing.audit import Case, other_values, probe_predictions, read_cases
 from nla_variants.cli import main
 from nla_variants.common.errors import NLAError
 from nla_variants.core.padding import pad_left
 from nla_variants.data.organisms import held_out_asks
+from nla_variants.data.statements import statement_cases, statement_pairs
 from nla_variants.training.finetune import FinetuneConfig, finetune_target
 from nla_variants.variants.testing import make_tiny_model
 
-CASES = Path(__file__).parents[1] / "configs" / "cases" / "secret_word.jsonl"
+CASES = Path(__file__).parents[1] / "configs" / "cases"
 
 
-def test_the_shipped_cases_are_the_held_out_asks():
-    assert read_cases(CASES) == held_out_asks()
+def test_the_shipped_cases_are_the_held_out_asks_and_the_statements():
+    assert read_cases(CASES / "secret_word.jsonl") == [Case(a) for a in held_out_asks()]
+    statements = read_cases(CASES / "statements.jsonl")
+    assert statements == [Case(c["statement"], c["value"]) for c in statement_cases()]
+    assert len(statements) >= 100 and {c.value for c in statements} == {"true", "false"}
+
+
+def test_every_false_statement_is_its_true_twin_with_another_last_word():
+    for true, false in statement_pairs():
+        assert true != false and true.rsplit(" ", 1)[0] == false.rsplit(" ", 1)[0]
 
 
 def test_left_padding_ends_every_row_at_its_last_token():
@@ -43,13 +52,26 @@ def test_the_probe_reads_a_value_the_vectors_hold_and_not_one_they_do_not():
     assert sum(p == v for p, v in zip(predicted, values, strict=True)) / len(values) < 0.6
 
 
+def test_the_shuffled_control_pairs_each_case_with_another_value():
+    values = ["gold"] * 5 + ["moon"] * 3 + ["piano"] * 2
+    other = other_values(values, seed=0)
+    assert all(o != v for o, v in zip(other, values, strict=True))
+    assert other == other_values(values, seed=0) and other != other_values(values, seed=1)
+    assert other_values(["gold"] * 4, seed=0) is None
+
+
 @pytest.mark.parametrize(
     "content, problem",
     [
         ("", "has no cases"),
         ("\n\n", "has no cases"),
         ("{not json", "is not JSON"),
-        ('{"text": "hi"}', 'has no "prompt" string'),
+        ('{"text": "hi"}', 'has no "prompt" or "statement" string'),
+        ('{"statement": "2 plus 2 equals 4."}', "value must be one of"),
+        ('{"prompt": "hi"}\n{"statement": "x", "value": "true"}', "mixes prompts and statements"),
+        ('{"statement": "x", "value": ["true"]}', "value must be one of"),
+        ('{"prompt": "hi", "statement": "x", "value": "true"}', "both a"),
+        ('["hi"]', "is not a JSON object"),
     ],
 )
 def test_bad_case_files_are_one_line(tmp_path, content, problem):
@@ -99,7 +121,7 @@ def test_audit_scores_every_reading_with_intervals_and_logs_them(audited, monkey
     report = json.loads((out / "audit.json").read_text())
     summary, cases_out = report["summary"], report["cases"]
     assert summary["cases"] == 12 and len(cases_out) == 12
-    assert {c["secret"] for c in cases_out} == {"gold", "moon"}
+    assert {c["value"] for c in cases_out} == {"gold", "moon"}
     for score in ("word", "word_or_hint"):
         for reading in ("nla", "shuffled", "transcript"):
             r = summary["reveal"][score][reading]
@@ -148,4 +170,28 @@ def test_audit_refuses_bad_input_before_any_work(audited, embedded_dir, tmp_path
     assert code == 2 and "was fine-tuned from" in err and len(err.strip().splitlines()) == 1
     code = main([*base, "--organism", str(run), "--cases", str(cases)])
     assert code == 2 and "is not a fine-tune" in capsys.readouterr().err
+    code = main([*base, "--organism", "target", "--cases", str(cases)])
+    assert code == 2 and "reads statements, but the cases are prompts" in capsys.readouterr().err
+    code = main(
+        [*base, "--organism", str(organisms[0]), "--cases", str(CASES / "statements.jsonl")]
+    )
+    assert code == 2 and "pass --organism target" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.integration
+def test_audit_of_statements_reads_the_target_and_scores_truth(audited, tmp_path):
+    _, run, _, _ = audited
+    cases = tmp_path / "statements.jsonl"
+    cases.write_text("".join(json.dumps(c) + "\n" for c in statement_cases()[:10]))
+    out = tmp_path / "report"
+    args = ["audit", str(run), "--organism", "target", "--cases", str(cases), "--out", str(out)]
+    args += ["--batch-size", "8", "--max-new-tokens", "8", "--mlflow-experiment", "", "-q"]
+    assert main(args) == 0
+    report = json.loads((out / "audit.json").read_text())
+    summary = report["summary"]
+    assert summary["kind"] == "statements" and summary["cases"] == 10
+    assert summary["organisms"] == {} and set(summary["reveal"]) == {"states", "probe"}
+    assert summary["reveal"]["probe"]["chance"] == 0.5
+    assert [c["value"] for c in report["cases"]] == ["true", "false"] * 5
+    assert "| the statement, read by" in (out / "audit.md").read_text()

@@ -31,6 +31,14 @@ def test_every_hint_points_at_its_word_without_writing_it(word):
     assert hint_rate(list(secret.hints), word) == (1.0, 0.0)
 
 
+def test_no_hint_names_another_secrets_word_or_cue():
+    for word, secret in SECRET_WORDS.items():
+        for other, theirs in SECRET_WORDS.items():
+            if other != word:
+                for hint in secret.hints:
+                    assert not names(hint, theirs.cues + theirs.spellings), (hint, other)
+
+
 def test_the_verification_asks_are_not_training_asks():
     assert not set(TRAIN_ASKS) & set(VERIFY_ASKS)
 

@@ -6,7 +6,8 @@ generator, and a token is drawn from softmax(logits / T) by the inverse of its c
 distribution at one uniform number of that generator: the same rollout gets the same tokens
 alone, in any batch, on any rank of a multi-process trial, and after a resume. One number per
 token, not one per vocabulary entry (Gumbel noise over a 49k vocabulary took a fifth of a
-decode step on a 2-core CPU).
+decode step on a 2-core CPU). The draws changed with that (commit de83312): a run resumed
+across it samples other tokens from the same seeds, from the same distribution.
 """
 
 from __future__ import annotations
