@@ -555,6 +555,29 @@ def test_steer_bad_input(inputs, capsys, run_dir, monkeypatch, flags, needle):
     assert needle in run_bad(argv, capsys, inputs, run_dir)
 
 
+@pytest.mark.parametrize(
+    "flags, cases, needle",
+    [
+        ([], "", "has no cases"),
+        ([], '{"prompt": "hi", "statement": "x"}', 'has both a "prompt" and a "statement"'),
+        (["--max-new-tokens", "4"], '{"prompt": "hi"}', "--max-new-tokens must be at least 8"),
+        (["--batch-size", "0"], '{"prompt": "hi"}', "must be at least 1"),
+        (["--organism", "nowhere/organism.yaml"], '{"prompt": "hi"}', "nowhere/organism.yaml"),
+    ],
+)
+def test_audit_bad_input(tmp_path, capsys, flags, cases, needle):
+    """Checked before any model loads: the case file, the flags, the organism."""
+    path = tmp_path / "cases.jsonl"
+    path.write_text(cases)
+    out = tmp_path / "report"
+    organism = [] if "--organism" in flags else ["--organism", "target"]
+    argv = ["audit", str(tmp_path / "no-nla"), "--cases", str(path), "--out", str(out)]
+    code = main([*argv, *organism, *flags, "--mlflow-experiment", ""])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
 # one bad-input test through `main([...])` per command (one line, exit 2, nothing written)
 BAD_INPUT_TEST_OF = {
     "prepare": test_a_config_that_is_not_utf8,
@@ -567,6 +590,7 @@ BAD_INPUT_TEST_OF = {
     "export": test_export_refuses_contradicting_flags_before_loading,
     "search": test_search_bad_input,
     "steer": test_steer_bad_input,
+    "audit": test_audit_bad_input,
 }
 
 
