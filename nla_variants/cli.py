@@ -298,7 +298,6 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     from nla_variants.auditing.audit import (
         AuditSettings,
         audit,
-        check_organisms,
         log_mlflow,
         markdown,
         read_cases,
@@ -316,8 +315,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI")
     cases = read_cases(args.cases)
     organisms = [resolve_organism(o) for o in args.organism]
-    ref = locate(args.nla, args.target)
-    check_organisms(organisms, cases, ref)
+    ref = locate(args.nla, args.target)  # audit() checks the organisms against it first
     out = Path(args.out) if args.out else None
     if out is not None:
         check_writable_dir(out, "--out")

@@ -103,13 +103,9 @@ def resolve_organism(spec: str) -> Organism:
 
     if spec == TARGET:
         return Organism(spec)
-    if spec.endswith((".yaml", ".yml")) and not spec.startswith(FINETUNE_SPEC_PREFIX):
-        spec_dir = resolve_finetune_spec(
-            FINETUNE_SPEC_PREFIX + spec
-        )  # names the command if unbuilt
-    else:
-        spec_dir = resolve_finetune_spec(spec)
-    path = Path(spec_dir)
+    config = spec.endswith((".yaml", ".yml")) and not spec.startswith(FINETUNE_SPEC_PREFIX)
+    # a config resolves to the dir `nla finetune` saved, or an error naming that command
+    path = Path(resolve_finetune_spec(FINETUNE_SPEC_PREFIX + spec if config else spec))
     meta_path = path / FINETUNE_META
     if not meta_path.is_file():
         raise NLAError(

@@ -242,14 +242,17 @@ class BaselineAV(nn.Module):
     # -- shared machinery ---------------------------------------------------------------------------
 
     @property
+    def _base(self) -> nn.Module:
+        """The causal LM under a PEFT wrapper (or the LM itself)."""
+        return self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+
+    @property
     def _decoder(self) -> nn.Module:
-        base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
-        return base.get_decoder()
+        return self._base.get_decoder()
 
     @property
     def _head(self) -> nn.Module:
-        base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
-        return base.get_output_embeddings()
+        return self._base.get_output_embeddings()
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """fp32 next-token logits of final hidden states, soft-capped where the model caps
@@ -374,8 +377,7 @@ class BaselineAV(nn.Module):
         # Pad finished rows with the placeholder id, not EOS (they are the same token in many
         # chat tokenizers), so a sampled EOS stays distinguishable from padding.
         gen_pad = self.placeholder.token_id
-        base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
-        with self.injecting(ids, vectors), head_cast_once(base):
+        with self.injecting(ids, vectors), head_cast_once(self._base):
             out = self.lm.generate(
                 input_ids=ids,
                 attention_mask=torch.ones((b, p), dtype=torch.long, device=ids.device),
