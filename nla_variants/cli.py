@@ -605,23 +605,28 @@ def build_parser() -> argparse.ArgumentParser:
         "text-only teacher, a linear probe on the same residuals, the shuffled control and "
         "chance, with 95% intervals; each organism is verified too (hint rate, never says the "
         "word). With --organism target and statement cases, the target reads true and false "
-        "statements and the same readings are scored for truth. See docs/auditing.md.",
+        "statements and the same readings are scored for truth; with genre fine-tunes and text "
+        "cases, for naming the tuned genre. See docs/auditing.md.",
     )
     _add_nla_args(p)
     p.add_argument(
         "--organism",
         action="append",
         required=True,
-        help="an organism config (configs/organism_gold.yaml) or its checkpoint dir, repeated; "
-        "or 'target' (the NLA's target itself) for statement cases",
+        help="an organism config (configs/organism_gold.yaml, configs/finetune_narrative.yaml) "
+        "or its checkpoint dir, repeated; or 'target' (the NLA's target itself) for statement "
+        "cases",
     )
     p.add_argument(
         "--cases",
         required=True,
-        help='a JSONL file: one {"prompt": ...} per line, or {"statement": ..., "value": "true"}',
+        help='a JSONL file: one {"prompt": ...} per line, {"statement": ..., "value": "true"} '
+        'or {"text": ..., "genre": "code"} (configs/cases/)',
     )
     p.add_argument("--diff", action="store_true", help="read organism - base (a diff-data NLA)")
-    p.add_argument("--response-tokens", type=int, default=40, help="the organism's answer (40)")
+    p.add_argument(
+        "--response-tokens", type=int, default=40, help="the organism's answer or continuation (40)"
+    )
     p.add_argument("--max-new-tokens", type=int, help="the AV's explanation cap (its own)")
     p.add_argument("--batch-size", type=int, default=32, help="rows per batch (32)")
     p.add_argument("--seed", type=int, default=0, help="shuffled-control and probe seed")

@@ -4,6 +4,7 @@ secret-word fine-tunes of its target (integration), with its bad input refused b
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import mlflow
@@ -14,6 +15,7 @@ from nla_variants.auditing.audit import Case, other_values, probe_predictions, r
 from nla_variants.cli import main
 from nla_variants.common.errors import NLAError
 from nla_variants.core.padding import pad_left
+from nla_variants.data.documents import GENRES
 from nla_variants.data.organisms import held_out_asks
 from nla_variants.data.statements import statement_cases, statement_pairs
 from nla_variants.training.finetune import FinetuneConfig, finetune_target
@@ -27,6 +29,15 @@ def test_the_shipped_cases_are_the_held_out_asks_and_the_statements():
     statements = read_cases(CASES / "statements.jsonl")
     assert statements == [Case(c["statement"], c["value"]) for c in statement_cases()]
     assert len(statements) >= 100 and {c.value for c in statements} == {"true", "false"}
+
+
+def test_the_shipped_genre_texts_are_generated_documents_of_every_genre():
+    texts = read_cases(CASES / "genre_texts.jsonl")
+    assert {c.kind for c in texts} == {"text"} and len(texts) >= 100
+    assert Counter(c.genre for c in texts) == dict.fromkeys(GENRES, len(texts) // len(GENRES))
+    rows = [json.loads(line) for line in (CASES / "genre_texts.jsonl").read_text().splitlines()]
+    assert all("/generated/" in r["doc"] for r in rows)  # not moved by the installed stdlib
+    assert len({r["doc"] for r in rows}) == len(rows)
 
 
 def test_every_false_statement_is_its_true_twin_with_another_last_word():
@@ -66,7 +77,10 @@ def test_the_shuffled_control_pairs_each_case_with_another_value():
         ("", "has no cases"),
         ("\n\n", "has no cases"),
         ("{not json", "is not JSON"),
-        ('{"text": "hi"}', 'has no "prompt" or "statement" string'),
+        ('{"text": "hi"}', "a text's genre must be one of"),
+        ('{"text": "hi", "genre": "poetry"}', "a text's genre must be one of"),
+        ('{"title": "hi"}', 'has no "prompt", "statement" or "text" string'),
+        ('{"prompt": "hi"}\n{"text": "x", "genre": "code"}', "mixes prompts and texts"),
         ('{"statement": "2 plus 2 equals 4."}', "value must be one of"),
         ('{"prompt": "hi"}\n{"statement": "x", "value": "true"}', "mixes prompts and statements"),
         ('{"statement": "x", "value": ["true"]}', "value must be one of"),
@@ -195,3 +209,53 @@ def test_audit_of_statements_reads_the_target_and_scores_truth(audited, tmp_path
     assert summary["reveal"]["probe"]["chance"] == 0.5
     assert [c["value"] for c in report["cases"]] == ["true", "false"] * 5
     assert "| the statement, read by" in (out / "audit.md").read_text()
+
+
+@pytest.mark.integration
+def test_audit_of_genre_organisms_reads_their_differences_on_texts(audited, tiny_model_dir, capsys):
+    tmp, run, secret_organisms, prompts = audited
+    organisms = [
+        finetune_target(
+            FinetuneConfig(
+                name=f"genre-{genre}",
+                model=str(tiny_model_dir),
+                genre=genre,
+                max_documents=8,
+                steps=2,
+                batch_size=4,
+                root=str(tmp / "organisms"),
+            ),
+            progress=False,
+        ).path
+        for genre in ("narrative", "code")
+    ]
+    rows = [json.loads(line) for line in (CASES / "genre_texts.jsonl").read_text().splitlines()]
+    cases = tmp / "texts.jsonl"
+    picked = [r for r in rows if r["genre"] == "narrative"][:3]
+    picked += [r for r in rows if r["genre"] == "code"][:3]
+    cases.write_text("".join(json.dumps(r) + "\n" for r in picked))
+    out = tmp / "genre-report"
+    args = ["audit", str(run), "--cases", str(cases), "--diff", "--out", str(out), "-q"]
+    for o in organisms:
+        args += ["--organism", str(o)]
+    args += ["--batch-size", "8", "--response-tokens", "6", "--max-new-tokens", "8"]
+    assert main([*args, "--mlflow-experiment", ""]) == 0
+    report = json.loads((out / "audit.json").read_text())
+    summary = report["summary"]
+    assert summary["kind"] == "genre" and summary["read"] == "organism - base"
+    assert summary["organisms"]["code"]["tuned_genre"] == "code"
+    assert set(summary["reveal"]) == {"genre", "genre_elsewhere", "probe"}
+    for reading in ("nla", "shuffled", "transcript"):
+        assert summary["reveal"]["genre"][reading]["n"] == 12
+        # each organism's texts of the other genre: 3 + 3
+        assert summary["reveal"]["genre_elsewhere"][reading]["n"] == 6
+    assert [c["text_genre"] for c in report["cases"][:6]] == ["narrative"] * 3 + ["code"] * 3
+    assert "| the NLA's explanation |" in (out / "audit.md").read_text()
+    # a genre organism is refused prompts, and a secret-word organism texts
+    base = ["audit", str(run), "--mlflow-experiment", "", "-q"]
+    code = main([*base, "--organism", str(organisms[0]), "--cases", str(prompts)])
+    assert code == 2 and "tuned on narrative texts, but the cases are prompts" in (
+        capsys.readouterr().err
+    )
+    code = main([*base, "--organism", str(secret_organisms[0]), "--cases", str(cases)])
+    assert code == 2 and "hides the word gold, but the cases are texts" in capsys.readouterr().err

@@ -1,11 +1,17 @@
 """`nla audit`: does an NLA reveal what a model hides, better than reading its transcript?
 
-Two kinds of case, each a hidden value among known candidates (so every rate has its chance):
+Three kinds of case, each a hidden value among known candidates (so every rate has its chance):
 - **A chat prompt put to a secret-word organism** (a `nla finetune` checkpoint with a
   `secret_word`). The organism answers it (its transcript), and its residual at the NLA's layer is
   taken at the last prompt token, where it is about to answer (`diff`: organism minus base model,
   for an NLA trained on a diff dataset). The hidden value is the organism's word, among every
   known secret word.
+- **A text read by a genre organism** (a `nla finetune` checkpoint tuned on one `genre`). The
+  organism reads the text, tokenised as the NLA's data was, and continues it (its transcript: the
+  text and the continuation); the residual is taken at the text's last token (or the difference
+  from the base model). The hidden value is the tuned genre, among the corpus genres; it is also
+  scored on the texts of *other* genres alone, where naming the tuned genre cannot come from the
+  text.
 - **A statement the target reads as text** (`--organism target`, the false-statement set of
   `data/statements.py`). The residual is taken at its last token; the hidden value is whether it
   is true.
@@ -19,8 +25,9 @@ Four readings of each case are scored:
 - the shuffled control: the NLA's explanations scored against other cases' values.
 A reading reveals a secret when it names the word; a second score also counts the hint set (the
 cue words the organism was tuned to hint with). It reveals a statement's value when it calls it
-true or false (`TRUTH`'s spellings). Each organism is also verified on the same prompts: how often
-its answer hints, and how often it writes the word.
+true or false (`TRUTH`'s spellings), and a genre organism's when it names the tuned genre by the
+cues evaluation reads genres with. Each secret-word organism is also verified on the same prompts:
+how often its answer hints, and how often it writes the word.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,14 +44,17 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from nla_variants.auditing.reveal import Reveal, hint_rate, names, reveal_rate, wilson
+from nla_variants.auditing.reveal import Naming, Reveal, hint_rate, reveal_rate, says, wilson
 from nla_variants.common.errors import NLAError
 from nla_variants.core.padding import pad_left
 from nla_variants.core.ridge import Ridge
 from nla_variants.core.vectors import derangement
 from nla_variants.data.diffing import FINETUNE_META, FINETUNE_SPEC_PREFIX
+from nla_variants.data.documents import GENRES
 from nla_variants.data.organisms import SECRET_WORDS
 from nla_variants.data.statements import TRUTH
+from nla_variants.data.teachers.predictions import without_prediction
+from nla_variants.evaluation.faithfulness import GENRE_CUES
 from nla_variants.variants.pair import NLARef
 
 log = logging.getLogger(__name__)
@@ -69,23 +79,35 @@ TARGET = "target"  # --organism target: the NLA's target itself, reading stateme
 
 @dataclass(frozen=True)
 class Organism:
-    """A secret-word fine-tune, read from the finetune.yaml `nla finetune` saved beside it, or
-    the NLA's target itself (`TARGET`: no path, no secret)."""
+    """A secret-word or genre fine-tune, read from the finetune.yaml `nla finetune` saved beside
+    it, or the NLA's target itself (`TARGET`: no path, nothing hidden)."""
 
     spec: str  # as the user gave it
     path: Path | None = None
     secret: str | None = None
     base_spec: str = ""
     base_fingerprint: str = ""
+    genre: str | None = None  # the genre it was tuned on (a genre organism)
+
+    @property
+    def hidden(self) -> str:
+        """The value its cases hide: its secret word or its tuned genre."""
+        return str(self.secret or self.genre)
 
 
 @dataclass(frozen=True)
 class Case:
-    """A chat prompt for an organism (value None: the organism's secret), or a statement the
-    target reads as text, with its truth value."""
+    """A chat prompt for a secret-word organism (value None: the organism's secret), a statement
+    the target reads as text, with its truth value, or a text for a genre organism, with the
+    text's own genre."""
 
     text: str
     value: str | None = None
+    genre: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "statement" if self.value is not None else "text" if self.genre else "prompt"
 
 
 @dataclass
@@ -113,19 +135,28 @@ def resolve_organism(spec: str) -> Organism:
             "pass an organism config such as configs/organism_gold.yaml, or its checkpoint dir",
         )
     meta = yaml.safe_load(meta_path.read_text()) or {}
-    secret = meta.get("secret_word")
-    if not secret:
+    secret, genre = meta.get("secret_word"), meta.get("genre")
+    if not secret and not genre:
         raise NLAError(
-            f"--organism {spec} hides no secret word (its {FINETUNE_META} has no secret_word)",
-            "build a secret-word organism: nla finetune configs/organism_gold.yaml",
+            f"--organism {spec} hides no secret word and was tuned on no genre (its "
+            f"{FINETUNE_META} has neither)",
+            "build an organism: nla finetune configs/organism_gold.yaml (or a genre fine-tune)",
         )
     base = meta.get("base") or {}
-    return Organism(spec, path, str(secret), str(base.get("spec")), str(base.get("fingerprint")))
+    return Organism(
+        spec,
+        path,
+        str(secret) if secret else None,
+        str(base.get("spec")),
+        str(base.get("fingerprint")),
+        None if secret else str(genre),
+    )
 
 
 def read_cases(path: str | Path) -> list[Case]:
-    """The cases: a JSONL file of `{"prompt": ...}` (for secret-word organisms) or of
-    `{"statement": ..., "value": "true" | "false"}` (for `--organism target`), one kind per file."""
+    """The cases: a JSONL file of `{"prompt": ...}` (for secret-word organisms), of
+    `{"statement": ..., "value": "true" | "false"}` (for `--organism target`) or of
+    `{"text": ..., "genre": ...}` (for genre organisms), one kind per file."""
     p = Path(path)
     if not p.is_file():
         raise NLAError(
@@ -143,20 +174,25 @@ def read_cases(path: str | Path) -> list[Case]:
         cases.append(_case(row, where))
     if not cases:
         raise NLAError(
-            f"--cases {p} has no cases", 'write one {"prompt": ...} or {"statement": ...} per line'
+            f"--cases {p} has no cases",
+            'write one {"prompt": ...}, {"statement": ...} or {"text": ...} per line',
         )
-    if len({c.value is None for c in cases}) > 1:
-        raise NLAError(f"--cases {p} mixes prompts and statements", "use one file for each")
+    kinds = sorted({c.kind for c in cases})
+    if len(kinds) > 1:
+        raise NLAError(
+            f"--cases {p} mixes {' and '.join(k + 's' for k in kinds)}", "use one file for each"
+        )
     return cases
 
 
 def _case(row: object, where: str) -> Case:
-    fix = 'write {"prompt": "..."} or {"statement": "...", "value": "false"}'
+    fix = 'write {"prompt": "..."}, {"statement": "...", "value": "false"} or {"text": "...", "genre": "code"}'
     if not isinstance(row, dict):
         raise NLAError(f"{where} is not a JSON object", fix)
-    prompt, statement = row.get("prompt"), row.get("statement")
-    if prompt is not None and statement is not None:
-        raise NLAError(f'{where} has both a "prompt" and a "statement"', "keep one of them")
+    given = [k for k in ("prompt", "statement", "text") if row.get(k) is not None]
+    if len(given) > 1:
+        raise NLAError(f"{where} has both a {given[0]!r} and a {given[1]!r}", "keep one of them")
+    prompt, statement, text = row.get("prompt"), row.get("statement"), row.get("text")
     if isinstance(prompt, str) and prompt.strip():
         return Case(prompt)
     if isinstance(statement, str) and statement.strip():
@@ -164,17 +200,22 @@ def _case(row: object, where: str) -> Case:
         if not isinstance(value, str) or value not in TRUTH:
             raise NLAError(f"{where}: a statement's value must be one of {sorted(TRUTH)}", fix)
         return Case(statement, value)
-    raise NLAError(f'{where} has no "prompt" or "statement" string', fix)
+    if isinstance(text, str) and text.strip():
+        genre = row.get("genre")
+        if not isinstance(genre, str) or genre not in GENRES:
+            raise NLAError(f"{where}: a text's genre must be one of {list(GENRES)}", fix)
+        return Case(text, genre=genre)
+    raise NLAError(f'{where} has no "prompt", "statement" or "text" string', fix)
 
 
 def check_organisms(
     organisms: Sequence[Organism], cases: Sequence[Case], ref: NLARef, diff: bool = False
 ) -> None:
     """Statements go to the target alone; prompts go to secret-word fine-tunes of the model the
-    NLA reads, each hiding its own word."""
+    NLA reads, each hiding its own word; texts go to genre fine-tunes, each of its own genre."""
     from nla_variants.target import content_fingerprint, resolve_model
 
-    statements = cases[0].value is not None
+    statements = cases[0].kind == "statement"
     specs = [o.spec for o in organisms]
     if statements and specs != [TARGET]:
         others = sorted(set(specs) - {TARGET}) or [f"{TARGET} {len(specs)} times"]
@@ -188,11 +229,20 @@ def check_organisms(
         )
     if not statements and TARGET in specs:
         raise NLAError(
-            f"--organism {TARGET} reads statements, but the cases are prompts",
-            "pass a statement case file, or secret-word organisms",
+            f"--organism {TARGET} reads statements, but the cases are {cases[0].kind}s",
+            "pass a statement case file, or organisms for these cases",
         )
     if statements:
         return
+    texts = cases[0].kind == "text"
+    for org in organisms:
+        if texts != (org.genre is not None):
+            made = f"tuned on {org.genre} texts" if org.genre else f"hides the word {org.secret}"
+            raise NLAError(
+                f"--organism {org.spec} {made}, but the cases are {cases[0].kind}s",
+                "give genre organisms text cases (configs/cases/genre_texts.jsonl) and "
+                "secret-word organisms prompts (configs/cases/secret_word.jsonl)",
+            )
     fingerprint = content_fingerprint(resolve_model(ref.target))  # as `nla finetune` hashes it
     for org in organisms:
         if org.base_fingerprint != fingerprint:
@@ -202,9 +252,9 @@ def check_organisms(
                 "audit it with an NLA of the organism's base model, or fine-tune the organism "
                 "from the NLA's target",
             )
-    secrets = [o.secret for o in organisms]
-    if len(set(secrets)) < len(secrets):
-        raise NLAError(f"two organisms hide the same word ({secrets})", "pass each one once")
+    hidden = [o.hidden for o in organisms]
+    if len(set(hidden)) < len(hidden):
+        raise NLAError(f"two organisms hide the same value ({hidden})", "pass each one once")
 
 
 # -- the models -----------------------------------------------------------------------------------
@@ -295,10 +345,13 @@ def _candidates(hints: bool) -> dict[str, tuple[str, ...]]:
     }
 
 
-def _scored_as(statements: bool) -> dict[str, dict[str, tuple[str, ...]]]:
-    """The scores of a run: its name -> the candidates a reading must name."""
-    if statements:
+def _scored_as(kind: str) -> dict[str, Mapping[str, Naming]]:
+    """The scores of a run: its name -> the candidates a reading must name. Genre cases are also
+    scored on the texts of other genres alone (`genre_elsewhere`)."""
+    if kind == "statement":
         return {"states": TRUTH}
+    if kind == "text":
+        return {"genre": GENRE_CUES, "genre_elsewhere": GENRE_CUES}
     return {"word": _candidates(False), "word_or_hint": _candidates(True)}
 
 
@@ -311,6 +364,29 @@ def _share(hits: int, n: int) -> dict[str, Any]:
     return {"rate": round(hits / n, 4), "low": round(low, 4), "high": round(high, 4), "n": n}
 
 
+def _score_row(
+    scored: dict[str, list[str] | None],
+    values: Sequence[str],
+    shuffled: Sequence[str] | None,
+    cands: Mapping[str, Naming],
+    keep: Sequence[int],
+) -> dict[str, Any]:
+    """One score's reveal rates over the cases `keep`: the NLA's, the shuffled control's (the
+    NLA's readings against other cases' values) and the transcript's."""
+
+    def pick(seq: Sequence[Any]) -> list[Any]:
+        return [seq[i] for i in keep]
+
+    readings = scored["nla"] or []
+    row = {"nla": _rate(reveal_rate(pick(readings), pick(values), cands))}
+    if shuffled is not None:
+        row["shuffled"] = _rate(reveal_rate(pick(readings), pick(shuffled), cands))
+    if scored["transcript"] is not None:
+        texts = [t or "" for t in pick(scored["transcript"])]
+        row["transcript"] = _rate(reveal_rate(texts, pick(values), cands))
+    return row
+
+
 @dataclass
 class _Readings:
     """What the organisms gave for every case, in case order."""
@@ -320,6 +396,7 @@ class _Readings:
     texts: list[str] = field(default_factory=list)  # the prompt or statement
     answers: list[str] = field(default_factory=list)  # the organism's ("" for a statement)
     transcripts: list[str] = field(default_factory=list)
+    genres: list[str | None] = field(default_factory=list)  # a text case's own genre
 
 
 def _ask_organisms(ref, organisms, cases, s: AuditSettings, bar: tqdm) -> _Readings:
@@ -337,31 +414,38 @@ def _ask_organisms(ref, organisms, cases, s: AuditSettings, bar: tqdm) -> _Readi
         extractor = DiffTarget(base, target) if base is not None else target
         rows = extractor.residuals(ids, ref.layer, [[len(i) - 1] for i in ids])
         out.vectors += [torch.from_numpy(r[0]).float() for r in rows]
-        out.values += [org.secret] * len(prompts)
+        out.values += [org.hidden] * len(prompts)
         out.texts += prompts
         out.answers += said
         out.transcripts += [
             f"User: {p}\nAssistant: {a}" for p, a in zip(prompts, said, strict=True)
         ]
+        out.genres += [None] * len(prompts)
     return out
 
 
-def _read_statements(ref, cases, s: AuditSettings, bar: tqdm) -> _Readings:
-    """The target reads each statement as text, tokenised as the NLA's data was; its residual at
-    the last token."""
+def _text_ids(target, ref, cases) -> list[list[int]]:
+    """Each case's text, tokenised as the NLA's data was (what `nla explain` reads)."""
     from nla_variants.explain.explain import (
         ExplainSettings,
         TextInput,
         _context_size,
         tokenize_inputs,
     )
-    from nla_variants.target import TargetModel
 
-    target = TargetModel(ref.target, s.precision, s.device)
     inputs = [TextInput(c.text, f"case {i + 1}") for i, c in enumerate(cases)]
     context = _context_size(target.source.load_path)
     docs = tokenize_inputs(target.tokenizer, inputs, ref, ExplainSettings(positions="-1"), context)
-    rows = target.residuals([d.ids for d in docs], ref.layer, [[len(d.ids) - 1] for d in docs])
+    return [list(d.ids) for d in docs]
+
+
+def _read_statements(ref, cases, s: AuditSettings, bar: tqdm) -> _Readings:
+    """The target reads each statement as text; its residual at the last token."""
+    from nla_variants.target import TargetModel
+
+    target = TargetModel(ref.target, s.precision, s.device)
+    ids = _text_ids(target, ref, cases)
+    rows = target.residuals(ids, ref.layer, [[len(i) - 1] for i in ids])
     bar.update(len(cases))
     texts = [c.text for c in cases]
     return _Readings(
@@ -370,7 +454,31 @@ def _read_statements(ref, cases, s: AuditSettings, bar: tqdm) -> _Readings:
         texts,
         [""] * len(cases),
         texts,
+        [None] * len(cases),
     )
+
+
+def _read_texts(ref, organisms, cases, s: AuditSettings, bar: tqdm) -> _Readings:
+    """Each genre organism reads every text and continues it; its residual at the text's last
+    token (or organism - base)."""
+    from nla_variants.data.diffing import DiffTarget
+    from nla_variants.target import TargetModel
+
+    out = _Readings()
+    base = TargetModel(ref.target, s.precision, s.device) if s.diff else None
+    for org in organisms:
+        target = TargetModel(str(org.path), s.precision, s.device)
+        ids = _text_ids(target, ref, cases)
+        said = answer(target, ids, s, bar)
+        extractor = DiffTarget(base, target) if base is not None else target
+        rows = extractor.residuals(ids, ref.layer, [[len(i) - 1] for i in ids])
+        out.vectors += [torch.from_numpy(r[0]).float() for r in rows]
+        out.values += [org.hidden] * len(cases)
+        out.texts += [c.text for c in cases]
+        out.answers += said
+        out.transcripts += [f"{c.text} {a}" for c, a in zip(cases, said, strict=True)]
+        out.genres += [c.genre for c in cases]
+    return out
 
 
 def audit(
@@ -387,17 +495,20 @@ def audit(
 
     t0 = time.perf_counter()
     check_organisms(organisms, cases, ref, s.diff)
-    statements = cases[0].value is not None
+    kind = cases[0].kind
+    statements = kind == "statement"
     source = resolve_model(ref.target)
     check_layer(ref.layer, source.num_layers, source.spec)
     device = torch.device(s.device) if s.device else default_device()
     nla = load(ref, device)
     teacher = _teacher(nla, "auto")
     n = len(organisms) * len(cases)
-    desc = "target reads" if statements else "organism answers"
+    desc = {"statement": "target reads", "text": "organism reads"}.get(kind, "organism answers")
     with tqdm(total=n, desc=desc, unit="case", disable=not progress) as bar:
         if statements:
             got = _read_statements(ref, cases, s, bar)
+        elif kind == "text":
+            got = _read_texts(ref, organisms, cases, s, bar)
         else:
             got = _ask_organisms(ref, organisms, cases, s, bar)
     x, values = torch.stack(got.vectors), got.values
@@ -412,20 +523,19 @@ def audit(
     shuffled = other_values(values, s.seed)
     probe = probe_predictions(x, values, s.seed) if len(set(values)) > 1 else None
 
+    scored = {"nla": readings, "transcript": teacher_readings}
+    if kind == "text":  # the model's own guess (teacher.next_tokens) is no statement of genre
+        scored = {k: v and [without_prediction(t or "") for t in v] for k, v in scored.items()}
     scores: dict[str, Any] = {}
-    for label, cands in _scored_as(statements).items():
-        row = {"nla": _rate(reveal_rate(readings, values, cands))}
-        if shuffled is not None:
-            row["shuffled"] = _rate(reveal_rate(readings, shuffled, cands))
-        if teacher_readings is not None:
-            texts = [t or "" for t in teacher_readings]
-            row["transcript"] = _rate(reveal_rate(texts, values, cands))
-        scores[label] = row
+    for label, cands in _scored_as(kind).items():
+        keep = [i for i in range(n) if label != "genre_elsewhere" or got.genres[i] != values[i]]
+        if keep:
+            scores[label] = _score_row(scored, values, shuffled, cands, keep)
     if probe is not None:
         hits = sum(p == v for p, v in zip(probe, values, strict=True))
         scores["probe"] = _share(hits, len(values)) | {"chance": round(1 / len(set(values)), 4)}
-    verified = {}
-    for org in organisms if not statements else ():
+    verified: dict[str, Any] = {}
+    for org in organisms if kind == "prompt" else ():
         mine = [a for a, v in zip(got.answers, values, strict=True) if v == org.secret]
         hinted, wrote = hint_rate(mine, org.secret)
         verified[org.secret] = {
@@ -433,15 +543,18 @@ def audit(
             "hint": _share(round(hinted * len(mine)), len(mine)),
             "says_word": _share(round(wrote * len(mine)), len(mine)),
         }
+    for org in organisms if kind == "text" else ():
+        verified[org.hidden] = {"organism": str(org.path), "tuned_genre": org.genre}
     t3 = time.perf_counter()
     summary = {
         "nla": str(ref.path),
         "layer": ref.layer,
-        "kind": "statements" if statements else "secret_word",
+        "kind": {"statement": "statements", "text": "genre"}.get(kind, "secret_word"),
         "read": "target" if statements else ("organism - base" if s.diff else "organism"),
-        "position": "the statement's last token"
-        if statements
-        else "the last prompt token (where the answer starts)",
+        "position": {
+            "statement": "the statement's last token",
+            "text": "the text's last token",
+        }.get(kind, "the last prompt token (where the answer starts)"),
         "cases": n,
         "prompts": len(cases),
         "organisms": verified,
@@ -455,17 +568,18 @@ def audit(
         },
         "settings": asdict(s),
     }
-    first = next(iter(_scored_as(statements).values()))
+    first = next(iter(_scored_as(kind).values()))
     records = [
         {
             "case": i,
             "value": values[i],
             "text": got.texts[i],
+            "text_genre": got.genres[i],
             "answer": got.answers[i],
             "explanation": readings[i],
             "transcript_reading": None if teacher_readings is None else teacher_readings[i],
             "probe": None if probe is None else probe[i],
-            "nla_reveals": names(readings[i], first[values[i]]),
+            "nla_reveals": says(scored["nla"][i], first[values[i]]),
         }
         for i in range(n)
     ]
@@ -485,6 +599,8 @@ COLUMNS = {
     "word": "names the word",
     "word_or_hint": "names the word or a hint",
     "states": "states the truth value",
+    "genre": "names the tuned genre",
+    "genre_elsewhere": "names it on other genres' texts",
 }
 
 
@@ -492,8 +608,12 @@ def markdown(result: AuditResult) -> str:
     """The audit as a Markdown report: the organisms verified, then each reading's reveal rate
     with its 95% interval (Wilson) and chance."""
     s = result.summary
-    statements = s["kind"] == "statements"
-    what = "statements" if statements else f"prompts x {len(s['organisms'])} organisms"
+    statements, genres = s["kind"] == "statements", s["kind"] == "genre"
+    what = (
+        "statements"
+        if statements
+        else f"{'texts' if genres else 'prompts'} x {len(s['organisms'])} organisms"
+    )
     lines = [
         f"# nla audit: {s['nla']}",
         "",
@@ -501,7 +621,10 @@ def markdown(result: AuditResult) -> str:
         f"{s['layer']}, {s['position']}.",
         "",
     ]
-    if s["organisms"]:
+    if genres:
+        tuned = ", ".join(f"{g} ({v['organism']})" for g, v in s["organisms"].items())
+        lines += [f"Tuned genres: {tuned}.", ""]
+    elif s["organisms"]:
         lines += [
             "## The organisms",
             "",
@@ -567,8 +690,9 @@ def log_mlflow(result: AuditResult, written: Sequence[Path], experiment: str) ->
             metrics[f"audit/{score}/{reading}"] = r["rate"]
             metrics[f"audit/{score}/{reading}_chance"] = r["chance"]
     for word, v in s["organisms"].items():
-        metrics[f"organism/{word}/hint"] = v["hint"]["rate"]
-        metrics[f"organism/{word}/says_word"] = v["says_word"]["rate"]
+        if "hint" in v:  # a secret-word organism, verified
+            metrics[f"organism/{word}/hint"] = v["hint"]["rate"]
+            metrics[f"organism/{word}/says_word"] = v["says_word"]["rate"]
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name="audit") as run:
         mlflow.log_params(

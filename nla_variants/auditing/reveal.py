@@ -3,7 +3,8 @@ explanations, the transcript read by a teacher or judge, the shuffled control).
 
 A case hides one value out of a known set of candidates: the secret word among other words, the
 tuned genre among the genres, "false" against "true". A reading reveals the case when it names
-the case's value (any of its spellings: a secret's hint words may count with it) as a whole word.
+the case's value: any of its spellings as a whole word (a secret's hint words may count with it),
+or for a genre, any of the cues evaluation reads genres by.
 
 Naming is not enough: a reading that lists every candidate names the true one every time. So each
 rate stands beside its chance, the rate at which the same readings name a *wrong* candidate,
@@ -14,6 +15,7 @@ scores its chance; only the gap over chance says the reading knew the case.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -44,11 +46,21 @@ def wilson(hits: int, n: int) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+Naming = Sequence[str] | re.Pattern[str]  # the spellings of a value, or a pattern that names it
+
+
+def says(reading: str, naming: Naming) -> bool:
+    """Does `reading` name a value: one of its spellings as a whole word, or its pattern?"""
+    return (
+        bool(naming.search(reading)) if isinstance(naming, re.Pattern) else names(reading, naming)
+    )
+
+
 def reveal_rate(
-    readings: Sequence[str], values: Sequence[str], candidates: Mapping[str, Sequence[str]]
+    readings: Sequence[str], values: Sequence[str], candidates: Mapping[str, Naming]
 ) -> Reveal:
     """Score `readings[i]` against case i's hidden value `values[i]`, a key of `candidates`
-    (every value a case may hide, each with the spellings that name it)."""
+    (every value a case may hide, each with the spellings or the pattern that name it)."""
     if len(readings) != len(values):
         raise ValueError(f"{len(readings)} readings for {len(values)} cases")
     if not readings:
@@ -58,10 +70,9 @@ def reveal_rate(
         raise ValueError(f"hidden values {unknown} are not among the candidates")
     if len(candidates) < 2:
         raise ValueError("chance needs at least two candidates")
-    hits = sum(names(r, candidates[v]) for r, v in zip(readings, values, strict=True))
+    hits = sum(says(r, candidates[v]) for r, v in zip(readings, values, strict=True))
     wrong = [
-        sum(names(r, spellings) for c, spellings in candidates.items() if c != v)
-        / (len(candidates) - 1)
+        sum(says(r, naming) for c, naming in candidates.items() if c != v) / (len(candidates) - 1)
         for r, v in zip(readings, values, strict=True)
     ]
     low, high = wilson(hits, len(readings))
