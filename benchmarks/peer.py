@@ -105,7 +105,9 @@ inside the step (as it does in training); in the SFT pieces the plain loop gets 
 ready-made, as from a DataLoader. GFLOP/s count the work the step needs, the same for both
 loops (as train_throughput.py: 6 x block parameters x tokens, the LM head on response tokens,
 causal attention; forward only (2x) for frozen blocks and 4x for a frozen head), so the plain
-loop's extra work (the LM head on prompt tokens) counts as its overhead. Between loops and
+loop's extra work (the LM head on prompt tokens) counts as its overhead. The bf16 ceiling is
+measured right before and right after each piece's timing, and the fraction is of the higher of
+the two (this host's ceiling moves between 677 and 2,059 GFLOP/s from one minute to the next). Between loops and
 after the checks (untimed) the heap's free pages are handed back to the system (glibc keeps
 them otherwise), so one loop's freed memory does not pile on the other's.
 `--quick`: 1 repeat of 1 step at batch 4 (a smoke run; `rl` keeps the recipe's batch, 4 x 8).
@@ -1007,7 +1009,8 @@ def main() -> None:
     ctx = context(ds)
     ceiling, cpu = matmul_ceiling(torch.bfloat16), cpu_model()
     print(
-        f"bf16 matmul ceiling {ceiling:.0f} GFLOP/s on {cpu}, {torch.get_num_threads()} threads; "
+        f"bf16 matmul ceiling {ceiling:.0f} GFLOP/s at the start on {cpu}, "
+        f"{torch.get_num_threads()} threads; "
         f"{args.repeats} repeats x {args.steps} steps after {WARMUP} warm-up"
     )
     for name in args.pieces:
@@ -1021,7 +1024,11 @@ def main() -> None:
             piece.checks(piece)
         as_in_training(piece)
         release_memory()
-        report(piece, time_piece(piece, args.repeats, args.steps), ceiling, cpu)
+        before = matmul_ceiling(torch.bfloat16)
+        rates = time_piece(piece, args.repeats, args.steps)
+        after = matmul_ceiling(torch.bfloat16)
+        print(f"  bf16 ceiling before and after the timing: {before:.0f}, {after:.0f} GFLOP/s")
+        report(piece, rates, max(before, after), cpu)
         del piece
         release_memory()
 
