@@ -51,6 +51,17 @@ LAYER_CONVENTION = (
 )
 
 
+def release_layer_index(layer: int) -> int:
+    """This project's hidden_states[layer] is the output of block layer - 1 (the public NLA
+    release's layer index K)."""
+    return layer - 1
+
+
+def layer_from_release(index: int) -> int:
+    """The release's layer K (output of block K) is this project's hidden_states[K + 1]."""
+    return index + 1
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """A resolved model spec: where the loadable checkpoint lives and what identifies it."""

@@ -15,15 +15,11 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from nla_variants.artifacts.loading import load, locate
-from nla_variants.artifacts.public_layout import (
-    export_public,
-    layer_from_release,
-    release_layer_index,
-)
+from nla_variants.artifacts.public_layout import export_public
 from nla_variants.cli import main
 from nla_variants.common.errors import NLAError
 from nla_variants.explain.explain import ExplainSettings, TextInput, explain
-from nla_variants.target import resolve_model
+from nla_variants.target import layer_from_release, release_layer_index, resolve_model
 from nla_variants.variants.pair import NLA, NLARef
 from nla_variants.variants.registry import BuildContext, build
 

@@ -53,6 +53,7 @@ from nla_variants.target import (
     EMBEDDED_NAME,
     LAYER_CONVENTION,
     config_dims,
+    release_layer_index,
     resolve_model,
 )
 from nla_variants.variants.pair import NLA, NLARef
@@ -173,7 +174,7 @@ def export_sidecar(nla: NLA, av: dict, ar: dict | None) -> dict[str, Any]:
             },
             "layer": ref.layer,
             "layer_convention": LAYER_CONVENTION,
-            "public_layer_index": ref.layer - 1,
+            "public_layer_index": release_layer_index(ref.layer),
             "d_model": nla.d_model,
             "vectors": "diff" if ref.diff_model else "activations",
             "diff_model": ref.diff_model,

@@ -47,7 +47,7 @@ from nla_variants.artifacts.hf_checkpoints import (
 from nla_variants.common.errors import NLAError
 from nla_variants.common.io import atomic_dir
 from nla_variants.config import read_yaml_mapping
-from nla_variants.target import config_dims
+from nla_variants.target import config_dims, layer_from_release, release_layer_index
 from nla_variants.variants.ar.release import release_token_ids
 from nla_variants.variants.pair import NLA, NLARef
 from nla_variants.variants.registry import BuildContext
@@ -59,16 +59,6 @@ ROLES = {"av": "av", "actor": "av", "ar": "ar", "critic": "ar"}
 SQRT_D = "sqrt_d_model"
 MAX_RESPONSE_TOKENS = 150  # the release's RL response cap
 FIX = "export with --layout nla_variants"
-
-
-def release_layer_index(layer: int) -> int:
-    """This project's hidden_states[layer] is the output of block layer - 1 (the release's K)."""
-    return layer - 1
-
-
-def layer_from_release(index: int) -> int:
-    """The release's layer K (output of block K) is this project's hidden_states[K + 1]."""
-    return index + 1
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -253,7 +243,8 @@ def _load_release_ar(directory: Path, meta: dict, layer: int, d: int) -> nn.Modu
     blocks = _hf_layers(directory)
     if blocks != layer:
         raise NLAError(
-            f"{directory}: the AR has {blocks} blocks but reads layer index {layer - 1}, which "
+            f"{directory}: the AR has {blocks} blocks but reads layer index "
+            f"{release_layer_index(layer)}, which "
             f"needs {layer}",
             "fix num_hidden_layers in config.json or the sidecar's extraction_layer_index",
         )
