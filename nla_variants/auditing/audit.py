@@ -191,7 +191,7 @@ def _case(row: object, where: str) -> Case:
         raise NLAError(f"{where} is not a JSON object", fix)
     given = [k for k in ("prompt", "statement", "text") if row.get(k) is not None]
     if len(given) > 1:
-        raise NLAError(f"{where} has both a {given[0]!r} and a {given[1]!r}", "keep one of them")
+        raise NLAError(f'{where} has both a "{given[0]}" and a "{given[1]}"', "keep one of them")
     prompt, statement, text = row.get("prompt"), row.get("statement"), row.get("text")
     if isinstance(prompt, str) and prompt.strip():
         return Case(prompt)

@@ -72,14 +72,9 @@ class NonFiniteError(RuntimeError):
     """Too many consecutive steps with a non-finite loss or reward: the trial has diverged."""
 
 
-# Every random draw of a step is seeded by `seed_of(trial seed, step, stream)`: a row's samples
-# by its index (>= 0), the step's other draws by these negative streams, so none share a stream.
-BATCH_STREAM, CONTRAST_STREAM = -1, -2
-
-
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
     """The rows a step trains on: a pure function of (seed, step), so resuming is exact."""
-    g = torch.Generator().manual_seed(seed_of(seed, step, BATCH_STREAM))
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
     return torch.randperm(n, generator=g)[:batch_size].tolist()
 
 
@@ -184,7 +179,7 @@ class RLModule(L.LightningModule):
         (chosen by seed and step): the shuffled control as a reward term. The MSE reward alone
         pays for hedging towards the mean direction when unsure, which raises the shuffled
         control as much as the round trip; this term pays for being far from other rows."""
-        g = torch.Generator().manual_seed(seed_of(self.seed, self.step_no, CONTRAST_STREAM))
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step_no + 7_919)
         pick = torch.randint(len(self.rows), (self.cfg.contrast_rows,), generator=g).tolist()
         other = torch.from_numpy(self.rows.vectors[pick]).to(pred.device).float()
         return (normalize(pred)[:, None, :] - normalize(other)[None]).pow(2).sum(-1).mean(1)
