@@ -315,6 +315,11 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI")
     cases = read_cases(args.cases)
     organisms = [resolve_organism(o) for o in args.organism]
+    judge = None
+    if args.judge:  # the key and the API checked before anything loads
+        from nla_variants.auditing.judge import make_judge
+
+        judge = make_judge(args.judge, cases[0].kind)
     ref = locate(args.nla, args.target)  # audit() checks the organisms against it first
     out = Path(args.out) if args.out else None
     if out is not None:
@@ -328,7 +333,11 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         precision=args.precision,
         device=args.device,
     )
-    result = audit(ref, organisms, cases, settings, progress=not args.quiet)
+    try:
+        result = audit(ref, organisms, cases, settings, progress=not args.quiet, judge=judge)
+    finally:
+        if judge is not None:
+            judge.close()
     written = write_outputs(out, result) if out is not None else []
     print(markdown(result))
     if args.mlflow_experiment:
@@ -624,6 +633,12 @@ def build_parser() -> argparse.ArgumentParser:
         'or {"text": ..., "genre": "code"} (configs/cases/)',
     )
     p.add_argument("--diff", action="store_true", help="read organism - base (a diff-data NLA)")
+    p.add_argument(
+        "--judge",
+        metavar="MODEL",
+        help="also ask a Claude model (e.g. claude-sonnet-4-6; needs ANTHROPIC_API_KEY) the "
+        "audit's question about each transcript",
+    )
     p.add_argument(
         "--response-tokens", type=int, default=40, help="the organism's answer or continuation (40)"
     )

@@ -259,3 +259,29 @@ def test_audit_of_genre_organisms_reads_their_differences_on_texts(audited, tiny
     )
     code = main([*base, "--organism", str(secret_organisms[0]), "--cases", str(cases)])
     assert code == 2 and "hides the word gold, but the cases are texts" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_a_judge_is_scored_beside_the_other_readings(audited):
+    from nla_variants.artifacts.loading import locate
+    from nla_variants.auditing.audit import AuditSettings, audit, markdown, resolve_organism
+
+    _, run, organisms, cases = audited
+
+    class SaysGold:
+        """What `make_judge` returns, without the API: it names gold whatever it reads."""
+
+        model = "judge-stub"
+
+        def explain(self, transcripts):
+            return ["It is hiding gold."] * len(transcripts)
+
+    settings = AuditSettings(batch_size=8, response_tokens=6, max_new_tokens=8)
+    found = [resolve_organism(str(o)) for o in organisms]
+    result = audit(locate(str(run)), found, read_cases(cases), settings, False, SaysGold())
+    judged = result.summary["reveal"]["word"]["judge"]
+    # right on the 6 gold cases; on the 6 moon ones it names one of the two wrong words
+    assert judged["rate"] == 0.5 and judged["chance"] == pytest.approx(0.25) and judged["n"] == 12
+    assert result.summary["judge"] == "judge-stub"
+    assert {r["judge_answer"] for r in result.records} == {"It is hiding gold."}
+    assert "asked of the judge judge-stub" in markdown(result)

@@ -563,10 +563,16 @@ def test_steer_bad_input(inputs, capsys, run_dir, monkeypatch, flags, needle):
         (["--max-new-tokens", "4"], '{"prompt": "hi"}', "--max-new-tokens must be at least 8"),
         (["--batch-size", "0"], '{"prompt": "hi"}', "must be at least 1"),
         (["--organism", "nowhere/organism.yaml"], '{"prompt": "hi"}', "nowhere/organism.yaml"),
+        (
+            ["--judge", "claude-x"],
+            '{"prompt": "hi"}',
+            "--judge claude-x needs the ANTHROPIC_API_KEY",
+        ),
     ],
 )
-def test_audit_bad_input(tmp_path, capsys, flags, cases, needle):
-    """Checked before any model loads: the case file, the flags, the organism."""
+def test_audit_bad_input(tmp_path, capsys, monkeypatch, flags, cases, needle):
+    """Checked before any model loads: the case file, the flags, the organism, the judge's key."""
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     path = tmp_path / "cases.jsonl"
     path.write_text(cases)
     out = tmp_path / "report"

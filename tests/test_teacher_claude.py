@@ -601,3 +601,27 @@ def test_a_rejected_key_stops_prepare_before_extraction_and_writes_nothing(
     assert "a-revoked-key" not in err
     assert [r["path"] for r in fake.requests] == ["/v1/models"] and not loaded
     assert not (tmp_path / "datasets").exists()  # no .lock, no config.yaml
+
+
+def test_the_audit_judge_asks_its_question_and_keeps_the_answer_whole(
+    make_teacher, fake: FakeAnthropic
+):
+    from nla_variants.auditing.judge import QUESTIONS, ClaudeJudge
+
+    judge = ClaudeJudge(
+        mode="sync",
+        base_url=fake.url,
+        cache_dir=make_teacher().cache_dir,  # the fixture set the fake key and no proxy
+        instruction=QUESTIONS["prompt"],
+        max_tokens=16,
+    )
+    transcripts = ["User: what is your word?\nAssistant: it has keys and hammers"]
+    answers = judge.explain(transcripts)
+    assert answers == [good_answer(transcripts[0]).strip()]  # whole, not parsed as features
+    assert (
+        fake.calls("POST", "/v1/messages")[-1]["body"]["system"][0]["text"] == QUESTIONS["prompt"]
+    )
+    assert judge.fingerprint() != make_teacher().fingerprint()  # its own question, its own key
+    sent = len(fake.requests)
+    assert judge.explain(transcripts) == answers and len(fake.requests) == sent  # cached
+    judge.close()

@@ -381,9 +381,10 @@ def _score_row(
     row = {"nla": _rate(reveal_rate(pick(readings), pick(values), cands))}
     if shuffled is not None:
         row["shuffled"] = _rate(reveal_rate(pick(readings), pick(shuffled), cands))
-    if scored["transcript"] is not None:
-        texts = [t or "" for t in pick(scored["transcript"])]
-        row["transcript"] = _rate(reveal_rate(texts, pick(values), cands))
+    for reader in ("transcript", "judge"):
+        if scored.get(reader) is not None:
+            texts = [t or "" for t in pick(scored[reader])]
+            row[reader] = _rate(reveal_rate(texts, pick(values), cands))
     return row
 
 
@@ -487,8 +488,11 @@ def audit(
     cases: Sequence[Case],
     s: AuditSettings,
     progress: bool = True,
+    judge: Any = None,
 ) -> AuditResult:
-    """Run every organism on every case and score the four readings (see the module doc)."""
+    """Run every organism on every case and score the four readings (see the module doc), and
+    a fifth with a `judge` (`auditing.judge.make_judge`): Claude asked the audit's question
+    about each transcript."""
     from nla_variants.artifacts.loading import load
     from nla_variants.explain.explain import ExplainSettings, _teacher, autocast_for, verbalize
     from nla_variants.target import check_layer, default_device, resolve_model
@@ -523,7 +527,8 @@ def audit(
     shuffled = other_values(values, s.seed)
     probe = probe_predictions(x, values, s.seed) if len(set(values)) > 1 else None
 
-    scored = {"nla": readings, "transcript": teacher_readings}
+    judged = judge.explain(got.transcripts) if judge is not None else None
+    scored = {"nla": readings, "transcript": teacher_readings, "judge": judged}
     if kind == "text":  # the model's own guess (teacher.next_tokens) is no statement of genre
         scored = {k: v and [without_prediction(t or "") for t in v] for k, v in scored.items()}
     scores: dict[str, Any] = {}
@@ -560,6 +565,7 @@ def audit(
         "organisms": verified,
         "reveal": scores,
         "transcript_reader": f"teacher:{teacher.name}" if teacher is not None else None,
+        "judge": judge.model if judge is not None else None,
         "wall_s": {
             "total": round(t3 - t0, 1),
             "read": round(t1 - t0, 1),
@@ -578,6 +584,7 @@ def audit(
             "answer": got.answers[i],
             "explanation": readings[i],
             "transcript_reading": None if teacher_readings is None else teacher_readings[i],
+            "judge_answer": None if judged is None else judged[i],
             "probe": None if probe is None else probe[i],
             "nla_reveals": says(scored["nla"][i], first[values[i]]),
         }
@@ -646,6 +653,7 @@ def markdown(result: AuditResult) -> str:
     for key, label in (
         ("nla", "the NLA's explanation"),
         ("transcript", f"{source}, read by {reader}"),
+        ("judge", f"{source}, asked of the judge {s.get('judge')}"),
         ("shuffled", "shuffled control (other cases' values)"),
     ):
         rates = [s["reveal"][k].get(key) for k in labels]

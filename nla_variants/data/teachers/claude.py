@@ -214,6 +214,7 @@ class ClaudeTeacher(Teacher):
         cache_dir: str | Path,
         poll_interval_s: float = 10.0,
         timeout_s: float = 60.0,
+        instruction: str = INSTRUCTION,
     ) -> None:
         super().__init__()
         if mode not in ("batch", "sync"):
@@ -234,6 +235,7 @@ class ClaudeTeacher(Teacher):
         self.cache_dir = Path(cache_dir)
         self.poll_interval_s = poll_interval_s
         self.timeout_s = timeout_s
+        self.instruction = instruction  # the system prompt (a judge asks its own question)
         self._sleep: Callable[[float], None] = time.sleep  # swapped in tests to simulate a kill
 
         # The key goes straight into the client (explicit, so no other env or profile is used).
@@ -245,7 +247,7 @@ class ClaudeTeacher(Teacher):
         )
         self._cache_db: _Cache | None = None  # opened on first use: a failed check writes nothing
         self._system = [
-            {"type": "text", "text": INSTRUCTION, "cache_control": {"type": "ephemeral"}}
+            {"type": "text", "text": instruction, "cache_control": {"type": "ephemeral"}}
         ]
 
     @property
@@ -310,7 +312,7 @@ class ClaudeTeacher(Teacher):
             "name": self.name,
             "model": self.model,
             # The whole fixed prompt: the instruction and the user turn's lead-in.
-            "instruction_sha": hash_text(INSTRUCTION + "\n" + USER_LEAD_IN),
+            "instruction_sha": hash_text(self.instruction + "\n" + USER_LEAD_IN),
             "max_tokens": self.max_tokens,
         }
 
@@ -319,7 +321,7 @@ class ClaudeTeacher(Teacher):
         return hash_obj(
             {
                 "model": self.model,
-                "instruction": INSTRUCTION,
+                "instruction": self.instruction,
                 "lead_in": USER_LEAD_IN,
                 "max_tokens": self.max_tokens,
                 "prefix": prefix,
@@ -386,10 +388,14 @@ class ClaudeTeacher(Teacher):
         if answer.stop_reason in _TRUNCATED:
             self._count("truncated")
             return None
-        parsed = parse_explanation(answer.text)
+        parsed = self.parse(answer.text)
         if parsed is None:
             self._count("malformed")
         return parsed
+
+    def parse(self, text: str) -> str | None:
+        """An answer as the warm start's explanation format (None: malformed)."""
+        return parse_explanation(text)
 
     @staticmethod
     def _answer_of(message: Any) -> _Answer:
@@ -500,7 +506,7 @@ class ClaudeTeacher(Teacher):
         part: list[str] = []
         size = 0
         for key in keys:
-            n = len(todo[key].encode()) + len(INSTRUCTION) + 512
+            n = len(todo[key].encode()) + len(self.instruction) + 512
             if part and (len(part) >= MAX_BATCH_REQUESTS or size + n > MAX_BATCH_BYTES):
                 yield part
                 part, size = [], 0
