@@ -22,7 +22,9 @@ Four readings of each case are scored:
   statement);
 - a probe: a ridge classifier on the same residuals, cross-validated over the cases (what the
   vector holds; it needs two or more hidden values);
-- the shuffled control: the NLA's explanations scored against other cases' values.
+- the shuffled control: the NLA's explanations scored against other cases' values;
+- with `--judge`, a fifth: Claude asked the audit's question about the transcript
+  (`auditing.judge`).
 A reading reveals a secret when it names the word; a second score also counts the hint set (the
 cue words the organism was tuned to hint with). It reveals a statement's value when it calls it
 true or false (`TRUTH`'s spellings), and a genre organism's when it names the tuned genre by the
@@ -53,6 +55,7 @@ from nla_variants.data.diffing import FINETUNE_META, FINETUNE_SPEC_PREFIX
 from nla_variants.data.documents import GENRES
 from nla_variants.data.organisms import SECRET_WORDS
 from nla_variants.data.statements import TRUTH
+from nla_variants.data.teachers.base import Teacher
 from nla_variants.data.teachers.predictions import without_prediction
 from nla_variants.evaluation.faithfulness import GENRE_CUES
 from nla_variants.variants.pair import NLARef
@@ -488,7 +491,7 @@ def audit(
     cases: Sequence[Case],
     s: AuditSettings,
     progress: bool = True,
-    judge: Any = None,
+    judge: Teacher | None = None,
 ) -> AuditResult:
     """Run every organism on every case and score the four readings (see the module doc), and
     a fifth with a `judge` (`auditing.judge.make_judge`): Claude asked the audit's question
@@ -565,7 +568,7 @@ def audit(
         "organisms": verified,
         "reveal": scores,
         "transcript_reader": f"teacher:{teacher.name}" if teacher is not None else None,
-        "judge": judge.model if judge is not None else None,
+        "judge": getattr(judge, "model", None),
         "wall_s": {
             "total": round(t3 - t0, 1),
             "read": round(t1 - t0, 1),
