@@ -43,10 +43,10 @@ from nla_variants.evaluation.rollouts import explain
 from nla_variants.evaluation.row_scores import FILE as ROW_SCORES
 from nla_variants.evaluation.row_scores import RowScores
 from nla_variants.target import autocast_context, resolve_model, resolve_precision
+from nla_variants.training.callbacks import ComponentCheckpoint, PeriodicEval, ResumeOptimizer
 from nla_variants.training.checkpoint import (
     SIDECAR,
     load_component,
-    load_optimizer_state,
     rebuilt,
     save_checkpoint,
 )
@@ -137,47 +137,6 @@ def resolve_trainer_precision(precision: str, device: torch.device) -> str:
     if precision != "auto":
         return precision
     return "bf16-mixed" if resolve_precision("auto", device) == torch.bfloat16 else "32-true"
-
-
-class ComponentCheckpoint(L.Callback):
-    """Every N optimiser steps, a resumable safetensors checkpoint (weights, optimiser, step)."""
-
-    def __init__(self, every: int, directory: Path, kind: str, ctx: BuildContext) -> None:
-        self.every, self.directory, self.kind, self.ctx = every, directory, kind, ctx
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        step = module.step_offset + trainer.global_step
-        if self.every and trainer.global_step % self.every == 0:
-            save_checkpoint(
-                self.directory,
-                module.component,
-                self.kind,
-                self.ctx,
-                step=step,
-                optimizer=trainer.optimizers[0],
-                scheduler=trainer.lr_scheduler_configs[0].scheduler,
-            )
-
-
-class _ResumeOptimizer(L.Callback):
-    def __init__(self, directory: str) -> None:
-        self.directory = directory
-
-    def on_train_start(self, trainer, module) -> None:
-        load_optimizer_state(self.directory, trainer.optimizers[0])
-
-
-class PeriodicEval(L.Callback):
-    """Every `every` RL steps, the held-out eval (logged and reported by `run_eval`); a reporter
-    may end the trial here by raising TrialStopped, which Lightning passes through."""
-
-    def __init__(self, every: int, run_eval: Callable[[int], dict[str, float]]) -> None:
-        self.every, self.run_eval = every, run_eval
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        if self.every and module.step_no % self.every == 0:
-            scores = self.run_eval(module.step_no)
-            module.history[-1].update({f"eval/{k}": v for k, v in scores.items()})
 
 
 GAP_METRIC = "val/nll_gap"  # logged by AVWarmStart's validation loop
@@ -329,7 +288,7 @@ def _start(
     if sft.resume_from:
         component, meta = load_component(sft.resume_from, t.ctx)
         offset = int(meta["step"])
-        callbacks.append(_ResumeOptimizer(sft.resume_from))
+        callbacks.append(ResumeOptimizer(sft.resume_from))
     else:
         component = section.build(t.ctx)
     if isinstance(component, VerifiesInjection):
