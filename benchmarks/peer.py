@@ -107,9 +107,9 @@ loops (as train_throughput.py: 6 x block parameters x tokens, the LM head on res
 causal attention; forward only (2x) for frozen blocks and 4x for a frozen head), so the plain
 loop's extra work (the LM head on prompt tokens) counts as its overhead. The bf16 ceiling is
 measured right before and right after each piece's timing, and the fraction is of the higher of
-the two (this host's ceiling moves between 677 and 2,059 GFLOP/s from one minute to the next). Between loops and
-after the checks (untimed) the heap's free pages are handed back to the system (glibc keeps
-them otherwise), so one loop's freed memory does not pile on the other's.
+the two (this host's ceiling moves between 677 and 2,059 GFLOP/s from one minute to the next).
+Between loops and after the checks (untimed) the heap's free pages are handed back to the system
+(glibc keeps them otherwise), so one loop's freed memory does not pile on the other's.
 `--quick`: 1 repeat of 1 step at batch 4 (a smoke run; `rl` keeps the recipe's batch, 4 x 8).
 """
 

@@ -95,25 +95,29 @@ def test_bad_case_files_are_one_line(tmp_path, content, problem):
         read_cases(path)
 
 
+def tiny_organism(root: Path, model: Path, name: str, **settings) -> Path:
+    """A tiny fine-tune of `model` (a secret word or a genre, as `settings` say), saved under
+    `root`."""
+    cfg = FinetuneConfig(name=name, model=str(model), root=str(root), **settings)
+    return finetune_target(cfg, progress=False).path
+
+
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory, tiny_model_dir, trained_run):
     """A tiny run and two tiny secret-word fine-tunes of its target (2 steps each)."""
     tmp = tmp_path_factory.mktemp("audit")
     run = trained_run(tmp, tiny_model_dir)
     organisms = [
-        finetune_target(
-            FinetuneConfig(
-                name=f"secret-{word}",
-                model=str(tiny_model_dir),
-                secret_word=word,
-                genre=None,
-                max_documents=16,
-                steps=2,
-                batch_size=4,
-                root=str(tmp / "organisms"),
-            ),
-            progress=False,
-        ).path
+        tiny_organism(
+            tmp / "organisms",
+            tiny_model_dir,
+            f"secret-{word}",
+            secret_word=word,
+            genre=None,
+            max_documents=16,
+            steps=2,
+            batch_size=4,
+        )
         for word in ("gold", "moon")
     ]
     cases = tmp / "cases.jsonl"
@@ -166,19 +170,16 @@ def test_audit_refuses_bad_input_before_any_work(audited, embedded_dir, tmp_path
     assert code == 2 and "has no cases" in capsys.readouterr().err
     # an organism fine-tuned from another model than the NLA's target (other random weights)
     other_base = make_tiny_model(tmp_path / "other-base", tokenizer=embedded_dir, seed=1)
-    other = finetune_target(
-        FinetuneConfig(
-            name="secret-piano",
-            model=str(other_base),
-            secret_word="piano",
-            genre=None,
-            max_documents=4,
-            steps=1,
-            batch_size=2,
-            root=str(tmp_path / "organisms"),
-        ),
-        progress=False,
-    ).path
+    other = tiny_organism(
+        tmp_path / "organisms",
+        other_base,
+        "secret-piano",
+        secret_word="piano",
+        genre=None,
+        max_documents=4,
+        steps=1,
+        batch_size=2,
+    )
     code = main([*base, "--organism", str(other), "--cases", str(cases)])
     err = capsys.readouterr().err
     assert code == 2 and "was fine-tuned from" in err and len(err.strip().splitlines()) == 1
@@ -215,18 +216,15 @@ def test_audit_of_statements_reads_the_target_and_scores_truth(audited, tmp_path
 def test_audit_of_genre_organisms_reads_their_differences_on_texts(audited, tiny_model_dir, capsys):
     tmp, run, secret_organisms, prompts = audited
     organisms = [
-        finetune_target(
-            FinetuneConfig(
-                name=f"genre-{genre}",
-                model=str(tiny_model_dir),
-                genre=genre,
-                max_documents=8,
-                steps=2,
-                batch_size=4,
-                root=str(tmp / "organisms"),
-            ),
-            progress=False,
-        ).path
+        tiny_organism(
+            tmp / "organisms",
+            tiny_model_dir,
+            f"genre-{genre}",
+            genre=genre,
+            max_documents=8,
+            steps=2,
+            batch_size=4,
+        )
         for genre in ("narrative", "code")
     ]
     rows = [json.loads(line) for line in (CASES / "genre_texts.jsonl").read_text().splitlines()]

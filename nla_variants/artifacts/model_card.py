@@ -64,8 +64,8 @@ def render_model_card(side: dict[str, Any]) -> str:
         _front_matter(side),
         f"# Natural Language Autoencoder for `{target}`, layer {layer}\n",
         f"An NLA that reads {what} of `{target}` at `hidden_states[{layer}]` (the residual after "
-        f"{layer} blocks; layer index {release_layer_index(layer)} in the public NLA release's convention) and "
-        "says in words what they hold. The Activation Verbalizer (`av/`, "
+        f"{layer} blocks; layer index {release_layer_index(layer)} in the public NLA release's "
+        "convention) and says in words what they hold. The Activation Verbalizer (`av/`, "
         f"variant `{av['variant']}`) turns a vector into an explanation; the Activation "
         f"Reconstructor (`ar/`, variant `{ar.get('variant', 'none')}`) turns the explanation back "
         "into a vector, which scores how much of the vector the words carry.\n",

@@ -397,34 +397,38 @@ class _Readings:
 
     vectors: list[torch.Tensor] = field(default_factory=list)
     values: list[str] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)  # the prompt or statement
+    texts: list[str] = field(default_factory=list)  # the prompt, statement or text
     answers: list[str] = field(default_factory=list)  # the organism's ("" for a statement)
     transcripts: list[str] = field(default_factory=list)
     genres: list[str | None] = field(default_factory=list)  # a text case's own genre
 
 
 def _ask_organisms(ref, organisms, cases, s: AuditSettings, bar: tqdm) -> _Readings:
-    """Each secret-word organism answers every prompt; its residual where the answer starts."""
+    """Each organism takes every case and answers it: a secret-word organism answers the prompt
+    as a chat (its residual where the answer starts), a genre organism continues the text (its
+    residual at the text's last token). With `s.diff`, organism - base."""
     from nla_variants.data.diffing import DiffTarget
     from nla_variants.target import TargetModel
 
     out = _Readings()
     base = TargetModel(ref.target, s.precision, s.device) if s.diff else None
-    prompts = [c.text for c in cases]
+    texts = [c.text for c in cases]
+    chat = cases[0].kind == "prompt"
     for org in organisms:
         target = TargetModel(str(org.path), s.precision, s.device)
-        ids = chat_ids(target.tokenizer, prompts)
+        ids = chat_ids(target.tokenizer, texts) if chat else _text_ids(target, ref, cases)
         said = answer(target, ids, s, bar)
         extractor = DiffTarget(base, target) if base is not None else target
         rows = extractor.residuals(ids, ref.layer, [[len(i) - 1] for i in ids])
         out.vectors += [torch.from_numpy(r[0]).float() for r in rows]
-        out.values += [org.hidden] * len(prompts)
-        out.texts += prompts
+        out.values += [org.hidden] * len(cases)
+        out.texts += texts
         out.answers += said
         out.transcripts += [
-            f"User: {p}\nAssistant: {a}" for p, a in zip(prompts, said, strict=True)
+            f"User: {t}\nAssistant: {a}" if chat else f"{t} {a}"
+            for t, a in zip(texts, said, strict=True)
         ]
-        out.genres += [None] * len(prompts)
+        out.genres += [c.genre for c in cases]
     return out
 
 
@@ -462,29 +466,6 @@ def _read_statements(ref, cases, s: AuditSettings, bar: tqdm) -> _Readings:
     )
 
 
-def _read_texts(ref, organisms, cases, s: AuditSettings, bar: tqdm) -> _Readings:
-    """Each genre organism reads every text and continues it; its residual at the text's last
-    token (or organism - base)."""
-    from nla_variants.data.diffing import DiffTarget
-    from nla_variants.target import TargetModel
-
-    out = _Readings()
-    base = TargetModel(ref.target, s.precision, s.device) if s.diff else None
-    for org in organisms:
-        target = TargetModel(str(org.path), s.precision, s.device)
-        ids = _text_ids(target, ref, cases)
-        said = answer(target, ids, s, bar)
-        extractor = DiffTarget(base, target) if base is not None else target
-        rows = extractor.residuals(ids, ref.layer, [[len(i) - 1] for i in ids])
-        out.vectors += [torch.from_numpy(r[0]).float() for r in rows]
-        out.values += [org.hidden] * len(cases)
-        out.texts += [c.text for c in cases]
-        out.answers += said
-        out.transcripts += [f"{c.text} {a}" for c, a in zip(cases, said, strict=True)]
-        out.genres += [c.genre for c in cases]
-    return out
-
-
 def audit(
     ref: NLARef,
     organisms: Sequence[Organism],
@@ -514,8 +495,6 @@ def audit(
     with tqdm(total=n, desc=desc, unit="case", disable=not progress) as bar:
         if statements:
             got = _read_statements(ref, cases, s, bar)
-        elif kind == "text":
-            got = _read_texts(ref, organisms, cases, s, bar)
         else:
             got = _ask_organisms(ref, organisms, cases, s, bar)
     x, values = torch.stack(got.vectors), got.values
