@@ -50,7 +50,7 @@ def main() -> None:
     begin = time.perf_counter()
     ref = locate(args.run_dir)
     nla = load(ref)
-    ds = StoredDataset.open(read_run_record(ref.path)["dataset"])
+    ds = StoredDataset.open(read_run_record(ref.path).dataset)
     train = load_split(ds, "ar_sft").with_explanations()
     if train.prompts is None:
         raise SystemExit(f"{ds.path} keeps no text-only prompts: not a teacher.next_tokens dataset")

@@ -39,7 +39,7 @@ def main() -> None:
     cfg = load_config(args.trial, TrialConfig)
     ds = StoredDataset.open(prepare(cfg.data, progress=False).path)
     meta = read_sidecar(args.after)
-    ctx = BuildContext(resolve_model(cfg.data.target.model), meta["layer"], meta["d_model"])
+    ctx = BuildContext(resolve_model(cfg.data.target.model), meta.layer, meta.d_model)
     rows = load_split(ds, "eval").take(range(args.rows))
     vectors = torch.from_numpy(rows.vectors.copy())
     columns = {}

@@ -31,7 +31,7 @@ def main() -> None:
     ds = StoredDataset.open(prepare(cfg.data, progress=False).path)
     meta = read_sidecar(args.run_dir / "ar_checkpoint")
     ctx = BuildContext(
-        resolve_model(cfg.data.target.model), meta["layer"], meta["d_model"], meta["data_norm"]
+        resolve_model(cfg.data.target.model), meta.layer, meta.d_model, meta.data_norm
     )
     av, _ = load_component(args.run_dir / "av_checkpoint", ctx)
     ar, _ = load_component(args.run_dir / "ar_checkpoint", ctx)

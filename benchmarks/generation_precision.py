@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("run")
     run = ap.parse_args().run
     nla = load(locate(run), torch.device("cpu"))
-    ds = StoredDataset.open(read_run_record(run)["dataset"])
+    ds = StoredDataset.open(read_run_record(run).dataset)
     vecs = torch.from_numpy(np.array(ds.vectors("eval")[:64])).float()
 
     for b in (1, 8, 64):

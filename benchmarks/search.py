@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--precision", default="auto")
     args = ap.parse_args()
-    dataset = args.dataset or read_run_record(args.run)["dataset"]
+    dataset = args.dataset or read_run_record(args.run).dataset
     find = searcher(args.run, dataset, precision=args.precision)
     find(QUERIES[0], args.k)  # a warm-up: first-call allocations are not the search's cost
     print(f"{len(find.ids)} vectors; precision@{args.k} (95% Clopper-Pearson) against chance\n")

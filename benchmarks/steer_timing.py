@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
     args = ap.parse_args()
-    ds = StoredDataset.open(read_run_record(args.run)["dataset"])
+    ds = StoredDataset.open(read_run_record(args.run).dataset)
     target = TargetModel(locate(args.run).target)
     prefixes = load_split(ds, "eval").prefixes
     text = next(d for d in prefixes if len(target.tokenize([d])[0]) >= args.tokens)

@@ -158,7 +158,7 @@ def main() -> None:
     torch.manual_seed(0)
     ref = locate(args.run)
     nla = load(ref)
-    ds = StoredDataset.open(read_run_record(ref.path)["dataset"])
+    ds = StoredDataset.open(read_run_record(ref.path).dataset)
     target = TargetModel(ref.target)
     tok = target.tokenizer
     rows = scored_rows(load_split(ds, "eval"), args.pool or 4 * args.per_kind)

@@ -50,7 +50,7 @@ def main() -> None:
     args = ap.parse_args()
     ds = StoredDataset.open(prepare(load_config("configs/quickstart.yaml", PrepareConfig)).path)
     rows = load_split(ds, "av_sft").with_explanations()
-    ctx = BuildContext(resolve_model("embedded"), 20, 576, ds.sidecar["norms"]["all"]["p50"])
+    ctx = BuildContext(resolve_model("embedded"), 20, 576, ds.meta.injection_norm)
     ceiling = matmul_ceiling(torch.bfloat16)
     print(f"bf16 matmul ceiling: {ceiling:.0f} GFLOP/s, threads {torch.get_num_threads()}")
     bench_av(ctx, rows, args.batch_av, args.steps, ceiling)

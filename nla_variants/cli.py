@@ -63,19 +63,19 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     check_device(cfg.target.device, "target.device")
     cfg = with_built_diff_model(cfg)
     result = prepare(cfg, progress=not args.quiet)
-    side = result.sidecar
+    side = result.meta
     console = Console(stderr=False)
     status = "cache hit (already complete)" if result.cache_hit else "built"
     console.print(f"dataset {status}: {result.path}")
     table = Table("split", "rows", "documents", "explained")
-    for split, c in side["splits"].items():
-        table.add_row(split, str(c["rows"]), str(c["documents"]), str(c["explained"]))
+    for split, c in side.splits.items():
+        table.add_row(split, str(c.rows), str(c.documents), str(c.explained))
     console.print(table)
-    tp = side.get("throughput", {})
+    tp = side.throughput
     if not result.cache_hit and tp.get("tokens_per_s"):
         console.print(
             f"extracted {tp['tokens']} tokens at {tp['tokens_per_s']:.0f} tok/s; "
-            f"teacher dropped {side['counts']['dropped']} of {side['counts']['teacher_rows']}"
+            f"teacher dropped {side.counts['dropped']} of {side.counts['teacher_rows']}"
         )
     return 0
 
@@ -202,8 +202,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     status = "cache hit (already trained)" if result.cache_hit else "trained"
     print(f"fine-tune {status}: {result.path}")
     print(
-        f"{meta['steps']} steps on {meta['documents']} {meta['genre'] or 'all-genre'} documents,"
-        f" loss {meta['loss_first']:.3f} -> {meta['loss_last']:.3f}"
+        f"{meta.steps} steps on {meta.documents} {meta.genre or 'all-genre'} documents,"
+        f" loss {meta.loss_first:.3f} -> {meta.loss_last:.3f}"
     )
     print(f"use it as: --set target.diff_model={result.path}")
     return 0

@@ -59,7 +59,7 @@ def _round_trip(ar, ctx, path, srcs=SOURCES) -> None:
     _perturb(ar)
     save_checkpoint(path, ar, "ar", ctx, step=3)
     loaded, meta = load_component(path, ctx)
-    assert meta["variant"] == ar.variant_name
+    assert meta.variant == ar.variant_name
     ar.eval()
     loaded.eval()
     with torch.no_grad():

@@ -199,7 +199,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(kind, av, ar, ctx, tmp_pa
             p.add_(torch.randn_like(p) * 1e-2)
     save_checkpoint(tmp_path / kind, component, kind, ctx, step=7)
     loaded, meta = load_component(tmp_path / kind, ctx)
-    assert meta["step"] == 7 and meta["variant"] == "baseline"
+    assert meta.step == 7 and meta.variant == "baseline"
     v = vectors(2)
     with torch.no_grad():
         if kind == "av":

@@ -147,7 +147,7 @@ def test_multitoken_checkpoint_restores_the_learned_map(ctx, tmp_path, finetune)
                 p.add_(torch.randn_like(p) * 1e-2)
     save_checkpoint(tmp_path / "av", av, "av", ctx, step=3)
     loaded, meta = load_component(tmp_path / "av", ctx)
-    assert meta["variant"] == "multitoken" and meta["metadata"]["k"] == 2
+    assert meta.variant == "multitoken" and meta.metadata["k"] == 2
     torch.testing.assert_close(loaded.slot_maps, av.slot_maps, atol=0, rtol=0)
     v = vectors(2)
     torch.testing.assert_close(logprobs(loaded, v), logprobs(av, v), atol=0, rtol=0)
@@ -266,7 +266,7 @@ def test_structured_checkpoint_round_trip(ctx, tmp_path):
             p.add_(torch.randn_like(p) * 1e-2)
     save_checkpoint(tmp_path / "av", av, "av", ctx)
     loaded, meta = load_component(tmp_path / "av", ctx)
-    assert meta["metadata"]["schema"]["fields"] == ["genre", "next"]
+    assert meta.metadata["schema"]["fields"] == ["genre", "next"]
     assert loaded.cfg.fields == ["genre", "next"] and loaded.cfg.max_field_words == 20
     v = vectors(2)
     torch.testing.assert_close(logprobs(loaded, v), logprobs(av, v), atol=0, rtol=0)

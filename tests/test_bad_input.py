@@ -518,7 +518,7 @@ def test_search_bad_input(inputs, capsys, run_dir, flags, needle):
 
     from nla_variants.training.runs import read_run_record
 
-    dataset = Path(read_run_record(run_dir)["dataset"])
+    dataset = Path(read_run_record(run_dir).dataset)
     if "--no-vectors" in flags:  # a copy of the dataset whose shards lost their vectors
         flags = [f for f in flags if f != "--no-vectors"]
         copy = inputs / "no-vectors"

@@ -66,9 +66,9 @@ def diff_config(write_config):
 def test_finetune_changes_weights_saves_safetensors_and_rerun_is_a_cache_hit(tuned, tiny_model_dir):
     cfg, first = tuned
     assert not first.cache_hit and first.path.parent == Path(cfg.root)
-    assert first.meta["genre"] == "narrative" and first.meta["steps"] == 4
-    assert first.meta["tokens_seen"] > 0 and np.isfinite(first.meta["loss_last"])
-    assert first.meta["loss_last"] < first.meta["loss_first"]  # it learnt something
+    assert first.meta.genre == "narrative" and first.meta.steps == 4
+    assert first.meta.tokens_seen > 0 and np.isfinite(first.meta.loss_last)
+    assert first.meta.loss_last < first.meta.loss_first  # it learnt something
     files = {p.name for p in first.path.iterdir()}
     assert {"config.json", "model.safetensors", "finetune.yaml"} <= files
     assert "tokenizer.json" in files or "tokenizer_config.json" in files
@@ -94,7 +94,7 @@ def test_finetune_changes_weights_saves_safetensors_and_rerun_is_a_cache_hit(tun
     again = finetune_target(cfg, progress=False)
     assert again.cache_hit and again.path == first.path
     assert (first.path / "model.safetensors").stat().st_mtime_ns == mtime
-    assert again.meta["address"] == first.meta["address"]
+    assert again.meta.address == first.meta.address
 
     other = finetune_target(_finetune_cfg(tiny_model_dir, cfg.root, genre="code"), progress=False)
     assert not other.cache_hit and other.path != first.path

@@ -30,7 +30,7 @@ def run(tmp_path_factory, tiny_model_dir, trained_run) -> Path:
 
 @pytest.fixture(scope="module")
 def dataset(run) -> Path:
-    return Path(read_run_record(run)["dataset"])
+    return Path(read_run_record(run).dataset)
 
 
 def test_hits_are_the_nearest_vectors_to_the_ar_reading(run, dataset):

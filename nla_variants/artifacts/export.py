@@ -20,7 +20,6 @@ a one-line error rather than an AV that reads the placeholder's own embedding.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -33,7 +32,7 @@ from safetensors.torch import load_file, save_file
 from nla_variants import __version__
 from nla_variants.artifacts.hf_checkpoints import (
     build_component,
-    dir_source,
+    directory_context,
     has_lora,
     lm_part,
     load_adapter,
@@ -47,12 +46,11 @@ from nla_variants.artifacts.hf_checkpoints import (
 from nla_variants.common.errors import NLAError
 from nla_variants.common.io import atomic_dir
 from nla_variants.common.masking import mask_tree
-from nla_variants.config import read_yaml_mapping
+from nla_variants.common.schema import ExportSidecar, ReleaseSidecar
 from nla_variants.target import (
     EMBEDDED,
     EMBEDDED_NAME,
     LAYER_CONVENTION,
-    config_dims,
     release_layer_index,
     resolve_model,
 )
@@ -61,11 +59,11 @@ from nla_variants.variants.registry import BuildContext
 
 log = logging.getLogger(__name__)
 
-FORMAT = "nla_variants.nla"
-VERSION = 1
-SIDECAR = "nla.yaml"
+FORMAT = ExportSidecar.FORMAT
+VERSION = ExportSidecar.VERSION
+SIDECAR = ExportSidecar.FILE
 CONTEXT = "context.safetensors"
-MARKERS = (SIDECAR, "nla_meta.yaml")  # an existing OUT holding one of these may be replaced
+MARKERS = (SIDECAR, ReleaseSidecar.FILE)  # an existing OUT holding one of these may be replaced
 
 
 def check_out_dir(out: Path) -> None:
@@ -217,6 +215,7 @@ def export_nla(nla: NLA, out: Path, lora: str = "merge") -> Path:
         if context:
             save_file(context, tmp / CONTEXT)
         sidecar = export_sidecar(nla, av, ar)
+        ExportSidecar.parse(sidecar, out / SIDECAR)  # nothing a reader would refuse
         (tmp / SIDECAR).write_text(yaml.safe_dump(sidecar, sort_keys=False, allow_unicode=True))
         write_model_card(tmp / "README.md", sidecar)
         share(tmp)
@@ -226,32 +225,20 @@ def export_nla(nla: NLA, out: Path, lora: str = "merge") -> Path:
 # -- loading --------------------------------------------------------------------------------
 
 
-def read_export_sidecar(root: Path) -> dict[str, Any]:
-    side = read_yaml_mapping(root / SIDECAR, "NLA sidecar")
-    if side.get("format") != FORMAT:
-        raise NLAError(f"{root / SIDECAR} is not an nla_variants export", "run nla export again")
-    if int(side.get("version", 0)) > VERSION:
-        raise NLAError(
-            f"{root} was exported by a newer nla_variants (format {side.get('version')})",
-            "upgrade nla_variants",
-        )
-    return side
-
-
 def locate_export(root: Path) -> NLARef:
-    side = read_export_sidecar(root)
-    for part in ("av", "ar"):
-        if side.get(part) and not (root / side[part]["dir"]).is_dir():
-            raise NLAError(f"{root} has no {side[part]['dir']}/ directory", "export it again")
+    side = ExportSidecar.read(root)
+    for part in (side.av, side.ar):
+        if part and not (root / part.dir).is_dir():
+            raise NLAError(f"{root} has no {part.dir}/ directory", "export it again")
     return NLARef(
         "export",
         root,
-        side["target"]["model"],
-        int(side["layer"]),
-        diff_model=side.get("diff_model"),
-        add_bos=bool(side.get("tokenization", {}).get("add_bos", False)),
-        target_fingerprint=side["target"].get("fingerprint"),
-        detail={"sidecar": side, "recipe": side.get("recipe")},
+        side.target.model,
+        side.layer,
+        diff_model=side.diff_model,
+        add_bos=side.add_bos,
+        target_fingerprint=side.target.fingerprint,
+        detail={"sidecar": side, "recipe": side.recipe},
     )
 
 
@@ -275,14 +262,9 @@ def verify_placeholder(tokenizer: Any, cfg: dict, recorded: dict, n_slots: int, 
         )
 
 
-def _context(root: Path, side: dict) -> dict[str, torch.Tensor]:
-    path = root / side.get("context", {}).get("file", CONTEXT)
+def _context(root: Path, side: ExportSidecar) -> dict[str, torch.Tensor]:
+    path = root / side.context.get("file", CONTEXT)
     return load_file(path) if path.is_file() else {}
-
-
-def _hf_layers(directory: Path) -> int:
-    config = directory / "config.json"
-    return config_dims(json.loads(config.read_text()))[0] if config.is_file() else 0
 
 
 def load_export(ref: NLARef) -> NLA:
@@ -290,50 +272,49 @@ def load_export(ref: NLARef) -> NLA:
 
     root, side = ref.path, ref.detail["sidecar"]
     stats = _context(root, side)
-    d = int(side["d_model"])
-    spec = side["av"]
-    av_dir = root / spec["dir"]
+    d = side.d_model
+    spec = side.av
+    av_dir = root / spec.dir
     verify_placeholder(
         AutoTokenizer.from_pretrained(av_dir),
-        spec["config"],
-        spec["metadata"]["placeholder"],
-        int(spec["metadata"].get("n_slots", 1)),
+        spec.config,
+        spec.metadata["placeholder"],
+        int(spec.metadata.get("n_slots", 1)),
         f"{root / SIDECAR}",
     )
     data_stats = {k: stats[k] for k in ("data_mean", "data_std") if k in stats}
-    if spec["weights"] == "adapter":
+    if spec.weights == "adapter":
         source = resolve_model(ref.target)
         if ref.target_fingerprint and source.fingerprint != ref.target_fingerprint:
             raise NLAError(
                 f"the AV adapter in {av_dir} needs {ref.target}, which has changed",
                 "export the NLA with --lora merge",
             )
+        ctx = BuildContext(source, ref.layer, d, **data_stats)
     else:
-        source = dir_source(av_dir, _hf_layers(av_dir), d)
-    ctx = BuildContext(source, ref.layer, d, **data_stats)
-    av = build_component("av", {"variant": spec["variant"], **spec["config"]}, ctx)
-    if spec["weights"] == "adapter":
+        ctx = directory_context(av_dir, ref.layer, d, **data_stats)
+    av = build_component("av", {"variant": spec.variant, **spec.config}, ctx)
+    if spec.weights == "adapter":
         load_adapter(av, av_dir)
     load_own_tensors(av, av_dir)
-    if [int(i) for i in av.prompt_ids.tolist()] != spec["prompt_ids"]:
+    if [int(i) for i in av.prompt_ids.tolist()] != spec.prompt_ids:
         raise NLAError(
             f"{root / SIDECAR}: the AV prompt tokenises differently from when it was exported",
             "use the tokenizer the NLA was exported with",
         )
     ar = None
-    if side.get("ar"):
-        spec = side["ar"]
-        ar_dir = root / spec["dir"]
-        ctx = BuildContext(dir_source(ar_dir, _hf_layers(ar_dir), d), ref.layer, d, **data_stats)
-        ar = build_component("ar", {"variant": spec["variant"], **spec["config"]}, ctx)
+    if side.ar:
+        ar_dir = root / side.ar.dir
+        ctx = directory_context(ar_dir, ref.layer, d, **data_stats)
+        ar = build_component("ar", {"variant": side.ar.variant, **side.ar.config}, ctx)
         load_own_tensors(ar, ar_dir)
     return NLA(
         av,
         ar,
         ref,
         mean=stats.get("train_mean"),
-        teacher=side.get("teacher"),
-        metrics=side.get("metrics") or {},
-        data=side.get("data") or {},
-        note=side.get("source", {}).get("weights", ""),
+        teacher=side.teacher,
+        metrics=dict(side.metrics),
+        data=side.data,
+        note=side.weights,
     )

@@ -14,6 +14,7 @@ then loads the component's own tensors: a checkpoint is only ever config files a
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from torch import nn
 
 from nla_variants.common.errors import NLAError
 from nla_variants.common.hashing import hash_obj
-from nla_variants.target import ModelSource, decoder_blocks
+from nla_variants.target import ModelSource, config_dims, decoder_blocks
 from nla_variants.variants.registry import BuildContext, build
 
 OWN_TENSORS = "component.safetensors"
@@ -152,6 +153,21 @@ def dir_source(directory: Path, num_layers: int, d_model: int) -> ModelSource:
     fingerprint = "export:" + hash_obj([str(directory.name), files])
     path = str(directory.resolve())
     return ModelSource(path, "local", path, fingerprint, num_layers, d_model)
+
+
+def hf_layers(directory: Path) -> int:
+    """How many decoder blocks a saved component directory's config.json holds (none without
+    one: a tokenizer-only component)."""
+    config = directory / "config.json"
+    return config_dims(json.loads(config.read_text()))[0] if config.is_file() else 0
+
+
+def directory_context(directory: Path, layer: int, d_model: int, **stats: Any) -> BuildContext:
+    """The context a component saved as a transformers directory (an export's, a release's) is
+    rebuilt in: its own blocks are the source; `stats` are the training statistics saved beside
+    it (`data_mean`, `data_std`)."""
+    source = dir_source(directory, hf_layers(directory), d_model)
+    return BuildContext(source, layer, d_model, **stats)
 
 
 def build_component(kind: str, section: dict[str, Any], ctx: BuildContext) -> nn.Module:

@@ -19,6 +19,13 @@ from typing import Any
 import torch
 
 from nla_variants.common.errors import NLAError, format_validation_error
+from nla_variants.common.schema import (
+    CheckpointSidecar,
+    DatasetSidecar,
+    ExportSidecar,
+    ReleaseSidecar,
+    RunRecord,
+)
 from nla_variants.common.tracking import tracking_store_exists
 from nla_variants.config import (
     MLflowConfig,
@@ -34,8 +41,8 @@ from nla_variants.variants.registry import BuildContext
 log = logging.getLogger(__name__)
 
 WHAT = "a run directory (.nla/runs/RUN_ID), a sweep directory or config, or an exported NLA"
-EXPORT_SIDECAR = "nla.yaml"
-PUBLIC_SIDECAR = "nla_meta.yaml"
+EXPORT_SIDECAR = ExportSidecar.FILE
+PUBLIC_SIDECAR = ReleaseSidecar.FILE
 
 
 def locate(path: str | Path, target: str | None = None) -> NLARef:
@@ -201,8 +208,8 @@ def _cache_tags(run_id: str, cfg: RunConfig) -> dict[str, Path]:
 
 def run_checkpoints(run_dir: Path, cfg: RunConfig) -> tuple[Path, Path, str]:
     """(AV dir, AR dir, which weights) of a run: after RL if kept, else the warm starts."""
-    record = read_run_record(run_dir) or {}
-    found = {k: Path(v) for k, v in record.get("checkpoints", {}).items()}
+    record = read_run_record(run_dir) or RunRecord()
+    found = {k: Path(v) for k, v in record.checkpoints.items()}
     rl = found.get("rl_checkpoint", run_dir / "rl_checkpoint")
     if _finished(rl / "av") and _finished(rl / "ar"):
         return rl / "av", rl / "ar", "after RL"
@@ -223,12 +230,10 @@ def run_checkpoints(run_dir: Path, cfg: RunConfig) -> tuple[Path, Path, str]:
 def _dataset_adds_bos(run_dir: Path) -> bool:
     """Whether the run's activations were taken with BOS first (its dataset says; a dataset
     from before the BOS rule, or one that is gone, was not)."""
-    dataset = (read_run_record(run_dir) or {}).get("dataset")
-    path = Path(dataset) / "dataset.yaml" if dataset else None
-    if path is None or not path.is_file():
+    dataset = (read_run_record(run_dir) or RunRecord()).dataset
+    if not dataset or not (Path(dataset) / DatasetSidecar.FILE).is_file():
         return False
-    side = read_yaml_mapping(path, "dataset sidecar")
-    return bool((side.get("tokenization") or {}).get("add_bos", False))
+    return DatasetSidecar.read(dataset).add_bos
 
 
 def locate_run(run_dir: Path) -> NLARef:
@@ -244,44 +249,38 @@ def locate_run(run_dir: Path) -> NLARef:
         target.layer,
         diff_model=target.diff_model,
         add_bos=_dataset_adds_bos(run_dir),
-        target_fingerprint=read_yaml_mapping(av / SIDECAR, "checkpoint")["model_fingerprint"],
+        target_fingerprint=CheckpointSidecar.read(av).model_fingerprint,
         detail={"config": cfg, "av": av, "ar": ar, "weights": weights},
     )
 
 
-def _train_mean(path: Path) -> torch.Tensor:
-    """The mean training direction (the FVE baseline): read only when a score needs it."""
-    from nla_variants.core.vectors import mean_direction
-    from nla_variants.data.store import StoredDataset
-
-    return mean_direction(torch.from_numpy(StoredDataset.open(path).training_vectors()))
-
-
 def _provenance(path: Path) -> dict[str, Any]:
     """What the model card says about the dataset, from its sidecar alone."""
-    side = read_yaml_mapping(path / "dataset.yaml", "dataset sidecar")
     keep = ("name", "model", "layer", "vectors", "corpus", "sampling", "teacher", "splits")
-    return {k: side[k] for k in keep if k in side}
+    return DatasetSidecar.read(path).as_written(*keep)
 
 
 def load_run(ref: NLARef) -> NLA:
+    from nla_variants.data.store import StoredDataset
+
     cfg: RunConfig = ref.detail["config"]
     source = resolve_model(ref.target)
     ctx = BuildContext(source, ref.layer, source.d_model)
     av, _ = load_component(ref.detail["av"], ctx)
     ar, _ = load_component(ref.detail["ar"], ctx)
-    record = read_run_record(ref.path) or {}
-    dataset = Path(record["dataset"]) if record.get("dataset") else None
-    if dataset is None or not (dataset / "dataset.yaml").is_file():
+    record = read_run_record(ref.path) or RunRecord()
+    dataset = Path(record.dataset) if record.dataset else None
+    if dataset is None or not (dataset / DatasetSidecar.FILE).is_file():
         log.warning("the run's dataset is gone: scores are cosines only (no FVE)")
         dataset = None
     return NLA(
         av,
         ar,
         ref,
-        mean=(lambda: _train_mean(dataset)) if dataset else None,
+        # the FVE baseline, read only when a score needs it
+        mean=(lambda: StoredDataset.open(dataset).training_mean()) if dataset else None,
         teacher={**cfg.data.teacher.model_dump(mode="json"), "seed": cfg.data.seed},
-        metrics=dict(record.get("metrics", {})),
+        metrics=dict(record.metrics),
         data=_provenance(dataset) if dataset else {},
         note=ref.detail["weights"],
     )

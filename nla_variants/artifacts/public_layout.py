@@ -23,7 +23,6 @@ own token sequences (`nla_variants.variants.testing.ReleaseFormatReader` reads a
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +37,8 @@ from nla_variants import __version__
 from nla_variants.artifacts.hf_checkpoints import (
     blocks_of,
     build_component,
-    dir_source,
+    directory_context,
+    hf_layers,
     merge_lora,
     own_tensors,
     save_backbone_dir,
@@ -46,17 +46,14 @@ from nla_variants.artifacts.hf_checkpoints import (
 )
 from nla_variants.common.errors import NLAError
 from nla_variants.common.io import atomic_dir
-from nla_variants.config import read_yaml_mapping
-from nla_variants.target import config_dims, layer_from_release, release_layer_index
+from nla_variants.common.schema import ReleaseSidecar
+from nla_variants.target import layer_from_release, release_layer_index
 from nla_variants.variants.ar.release import release_token_ids
 from nla_variants.variants.pair import NLA, NLARef
-from nla_variants.variants.registry import BuildContext
 
-META = "nla_meta.yaml"
+META = ReleaseSidecar.FILE
 VALUE_HEAD = "value_head.safetensors"
 VALUE_HEAD_BIAS = "value_head_bias.safetensors"  # earlier exports' head bias: refused on load
-ROLES = {"av": "av", "actor": "av", "ar": "ar", "critic": "ar"}
-SQRT_D = "sqrt_d_model"
 MAX_RESPONSE_TOKENS = 150  # the release's RL response cap
 FIX = "export with --layout nla_variants"
 
@@ -64,92 +61,46 @@ FIX = "export with --layout nla_variants"
 # -- reading ------------------------------------------------------------------------------------
 
 
-_TOKEN_KEYS = (
-    "injection_char",
-    "injection_token_id",
-    "injection_left_neighbor_id",
-    "injection_right_neighbor_id",
-)
-
-
-def _meta(directory: Path) -> dict[str, Any]:
-    meta = read_yaml_mapping(directory / META, "NLA sidecar")
-    if meta.get("kind") != "nla_model" or meta.get("role") not in ROLES:
-        raise NLAError(
-            f"{directory / META} is not an NLA model sidecar (kind {meta.get('kind')!r}, "
-            f"role {meta.get('role')!r})",
-            "point at the NLA's av/ and ar/ directories",
-        )
-    role = ROLES[meta["role"]]
-    tokens = meta.get("tokens") if isinstance(meta.get("tokens"), dict) else {}
-    need = {"d_model": meta.get("d_model")}
-    if role == "av":
-        need.update({f"tokens.{k}": tokens.get(k) for k in _TOKEN_KEYS})
-    for name, value in need.items():
-        if not isinstance(value, str if name == "tokens.injection_char" else int):
-            raise NLAError(f"{directory / META} has no valid {name}", "fix the sidecar")
-    return meta
-
-
-def _pair(path: Path) -> dict[str, Path]:
-    """role -> directory: `path` holds both (as subdirectories) or is one of them, its partner a
-    sibling for the same base model and width."""
+def _pair(path: Path) -> tuple[dict[str, Path], dict[str, ReleaseSidecar]]:
+    """role -> directory and its sidecar: `path` holds both (as subdirectories) or is one of
+    them, its partner a sibling for the same base model and width."""
     own = (path / META).is_file()
     candidates = [path] if own else []
     candidates += [c for c in sorted((path.parent if own else path).iterdir()) if c.is_dir()]
-    found: dict[str, Path] = {}
-    first: dict[str, Any] | None = None
+    dirs: dict[str, Path] = {}
+    metas: dict[str, ReleaseSidecar] = {}
+    first: tuple | None = None
     for d in candidates:
         if not (d / META).is_file():
             continue
-        meta = _meta(d)
-        key = {k: meta.get(k) for k in ("base_checkpoint", "d_model")}
+        meta = ReleaseSidecar.read(d)
+        key = (meta.base_checkpoint, meta.d_model)
         first = first or key
-        if key == first:
-            found.setdefault(ROLES[meta["role"]], d)
-    if "av" not in found:
+        if key == first and meta.component not in dirs:
+            dirs[meta.component], metas[meta.component] = d, meta
+    if "av" not in dirs:
         raise NLAError(f"{path} holds no AV (actor) with an {META}", "pass the NLA's directory")
-    return found
+    return dirs, metas
 
 
-def _scale(raw: Any, d_model: int, where: str) -> float:
-    if raw == SQRT_D:
-        return math.sqrt(d_model)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not math.isfinite(value) or value <= 0:
-        raise NLAError(
-            f"{where}: extraction.injection_scale {raw!r} is not a positive number",
-            "this AV needs the norm it was trained with; fix the sidecar",
-        )
-    return value
-
-
-def _layer_index(metas: dict[str, dict], dirs: dict[str, Path]) -> int:
+def _layer_index(metas: dict[str, ReleaseSidecar], dirs: dict[str, Path]) -> int:
     for meta in metas.values():
-        for keys in (("extraction_layer_index",), ("critic", "extraction_layer_index")):
-            node: Any = meta
-            for k in keys:
-                node = node.get(k) if isinstance(node, dict) else None
-            if isinstance(node, int):
-                return node
+        if meta.layer_index is not None:
+            return meta.layer_index
     if "ar" in dirs and (dirs["ar"] / "config.json").is_file():
-        return _hf_layers(dirs["ar"]) - 1
+        return hf_layers(dirs["ar"]) - 1
     raise NLAError(
         f"{dirs['av'] / META} does not say its extraction layer", "add extraction_layer_index: K"
     )
 
 
 def locate_public(path: Path) -> NLARef:
-    dirs = _pair(path)
-    metas = {role: _meta(d) for role, d in dirs.items()}
-    av = metas["av"]
-    base = av.get("base_checkpoint") or metas.get("ar", {}).get("base_checkpoint")
+    dirs, metas = _pair(path)
+    ar = metas.get("ar")
+    base = metas["av"].base_checkpoint or (ar.base_checkpoint if ar else None)
     if not base:
         raise NLAError(f"{dirs['av'] / META} names no base_checkpoint", "pass --target MODEL")
-    if "ar" in metas and metas["ar"].get("extraction", {}).get("mse_scale", 0) is None:
+    if ar is not None and ar.extraction.mse_scale is None:
         raise NLAError(
             f"{dirs['ar'] / META}: the AR was trained on raw vectors (mse_scale: null)",
             "use an AR trained on normalised vectors; nla_variants scores directions",
@@ -165,10 +116,10 @@ def locate_public(path: Path) -> NLARef:
     )
 
 
-def _template(meta: dict, role: str, field: str, slot: str, where: Path) -> str:
+def _template(meta: ReleaseSidecar, role: str, field: str, slot: str, where: Path) -> str:
     """The sidecar's str.format template for `role` (public or training name) with its one
     field turned into our literal slot."""
-    templates = meta.get("prompt_templates") or {}
+    templates = meta.prompt_templates
     template = templates.get(role) or templates.get({"av": "actor", "ar": "critic"}[role])
     try:
         if not isinstance(template, str) or template.count("{" + field + "}") != 1:
@@ -181,19 +132,17 @@ def _template(meta: dict, role: str, field: str, slot: str, where: Path) -> str:
         ) from None
 
 
-def _av_section(meta: dict, where: Path) -> dict[str, Any]:
+def _av_section(meta: ReleaseSidecar, where: Path) -> dict[str, Any]:
     prompt = _template(meta, "av", "injection_char", "{placeholder}", where)
     return {
         "variant": "baseline",
         "system": "",  # the release renders the prompt as the only, user, message
         "prompt": prompt,
-        "placeholder": meta["tokens"]["injection_char"],
+        "placeholder": meta.tokens.injection_char,
         "injection": {
             "site": "embedding",
             "mode": "replace",
-            "scale": _scale(
-                meta.get("extraction", {}).get("injection_scale"), meta["d_model"], where
-            ),
+            "scale": meta.injection_scale(where),
             "center": "none",
         },
         "finetune": "full",
@@ -201,18 +150,14 @@ def _av_section(meta: dict, where: Path) -> dict[str, Any]:
     }
 
 
-def _recorded_placeholder(meta: dict) -> dict[str, Any]:
-    t = meta["tokens"]
+def _recorded_placeholder(meta: ReleaseSidecar) -> dict[str, Any]:
+    t = meta.tokens
     return {
-        "text": t["injection_char"],
-        "token_id": t["injection_token_id"],
-        "left_id": t["injection_left_neighbor_id"],
-        "right_id": t["injection_right_neighbor_id"],
+        "text": t.injection_char,
+        "token_id": t.injection_token_id,
+        "left_id": t.injection_left_neighbor_id,
+        "right_id": t.injection_right_neighbor_id,
     }
-
-
-def _hf_layers(directory: Path) -> int:
-    return config_dims(json.loads((directory / "config.json").read_text()))[0]
 
 
 def load_public(ref: NLARef) -> NLA:
@@ -222,7 +167,7 @@ def load_public(ref: NLARef) -> NLA:
 
     dirs, metas = ref.detail["dirs"], ref.detail["metas"]
     meta, av_dir = metas["av"], dirs["av"]
-    d = int(meta["d_model"])
+    d = meta.d_model
     section = _av_section(meta, av_dir / META)
     verify_placeholder(
         AutoTokenizer.from_pretrained(av_dir),
@@ -231,16 +176,16 @@ def load_public(ref: NLARef) -> NLA:
         1,
         str(av_dir / META),
     )
-    ctx = BuildContext(dir_source(av_dir, _hf_layers(av_dir), d), ref.layer, d)
+    ctx = directory_context(av_dir, ref.layer, d)
     av = build_component("av", section, ctx)
     ar = _load_release_ar(dirs["ar"], metas["ar"], ref.layer, d) if "ar" in dirs else None
-    note = f"public release layout ({meta.get('stage') or 'final'})"
-    return NLA(av, ar, ref, data={"trained_on": meta.get("trained_on")}, note=note)
+    note = f"public release layout ({meta.stage or 'final'})"
+    return NLA(av, ar, ref, data={"trained_on": meta.trained_on}, note=note)
 
 
-def _load_release_ar(directory: Path, meta: dict, layer: int, d: int) -> nn.Module:
+def _load_release_ar(directory: Path, meta: ReleaseSidecar, layer: int, d: int) -> nn.Module:
     where = directory / META
-    blocks = _hf_layers(directory)
+    blocks = hf_layers(directory)
     if blocks != layer:
         raise NLAError(
             f"{directory}: the AR has {blocks} blocks but reads layer index "
@@ -250,9 +195,9 @@ def _load_release_ar(directory: Path, meta: dict, layer: int, d: int) -> nn.Modu
         )
     template = _template(meta, "ar", "explanation", "{explanation}", where)
     section = {"variant": "release", "template": template, "max_explanation_tokens": 4096}
-    ctx = BuildContext(dir_source(directory, blocks, d), layer, d)
+    ctx = directory_context(directory, layer, d)
     ar = build_component("ar", section, ctx)
-    suffix = meta.get("tokens", {}).get("critic_suffix_ids")
+    suffix = meta.tokens.critic_suffix_ids
     if suffix and ar.sequences(["x"])[0][-len(suffix) :] != list(suffix):
         raise NLAError(
             f"{where}: critic_suffix_ids {suffix} is not how the tokenizer ends the AR template",
@@ -447,6 +392,7 @@ def export_public(nla: NLA, out: Path) -> Path:
             meta = _meta_common(nla, role)
             if role == "ar":
                 meta["critic"] = {"extraction_layer_index": meta["extraction_layer_index"]}
+            ReleaseSidecar.parse(meta, out / role / META)  # nothing a reader would refuse
             (tmp / role / META).write_text(
                 yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
             )

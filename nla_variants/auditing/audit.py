@@ -43,11 +43,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from tqdm.auto import tqdm
 
 from nla_variants.auditing.reveal import Naming, Reveal, hint_rate, reveal_rate, says, wilson
 from nla_variants.common.errors import NLAError
+from nla_variants.common.schema import FinetuneSidecar
 from nla_variants.core.padding import pad_left
 from nla_variants.core.ridge import Ridge
 from nla_variants.core.vectors import derangement
@@ -131,28 +131,26 @@ def resolve_organism(spec: str) -> Organism:
     config = spec.endswith((".yaml", ".yml")) and not spec.startswith(FINETUNE_SPEC_PREFIX)
     # a config resolves to the dir `nla finetune` saved, or an error naming that command
     path = Path(resolve_finetune_spec(FINETUNE_SPEC_PREFIX + spec if config else spec))
-    meta_path = path / FINETUNE_META
-    if not meta_path.is_file():
+    if not (path / FINETUNE_META).is_file():
         raise NLAError(
             f"--organism {spec} is not a fine-tune `nla finetune` saved (no {FINETUNE_META})",
             "pass an organism config such as configs/organism_gold.yaml, or its checkpoint dir",
         )
-    meta = yaml.safe_load(meta_path.read_text()) or {}
-    secret, genre = meta.get("secret_word"), meta.get("genre")
+    meta = FinetuneSidecar.read(path)
+    secret, genre = meta.secret_word, meta.genre
     if not secret and not genre:
         raise NLAError(
             f"--organism {spec} hides no secret word and was tuned on no genre (its "
             f"{FINETUNE_META} has neither)",
             "build an organism: nla finetune configs/organism_gold.yaml (or a genre fine-tune)",
         )
-    base = meta.get("base") or {}
     return Organism(
         spec,
         path,
-        str(secret) if secret else None,
-        str(base.get("spec")),
-        str(base.get("fingerprint")),
-        None if secret else str(genre),
+        secret or None,
+        meta.base.spec,
+        str(meta.base.fingerprint),
+        None if secret else genre,
     )
 
 

@@ -42,6 +42,7 @@ import torch
 
 from nla_variants.common.errors import NLAError
 from nla_variants.common.hashing import hash_obj
+from nla_variants.common.schema import FinetuneSidecar
 from nla_variants.config import TargetConfig
 from nla_variants.target import (
     ModelSource,
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 _CALL_STATE = ("truncation", "padding")
 FINETUNE_HINT = "use a fine-tune of target.model, e.g. one made by `nla finetune`"
 FINETUNE_SPEC_PREFIX = "finetune:"  # target.diff_model: finetune:configs/finetune_narrative.yaml
-FINETUNE_META = "finetune.yaml"  # what `nla finetune` records in the checkpoint dir it saves
+FINETUNE_META = FinetuneSidecar.FILE  # what `nla finetune` records in the checkpoint it saves
 
 
 def _arch(source: ModelSource) -> tuple[str, int]:

@@ -38,6 +38,7 @@ from nla_variants.common.hashing import hash_obj
 from nla_variants.common.io import write_yaml_atomic
 from nla_variants.common.masking import mask_tree
 from nla_variants.common.paths import cache_root
+from nla_variants.common.schema import DatasetSidecar
 from nla_variants.config import PrepareConfig
 from nla_variants.data.corpus import corpus_sources, load_corpus, manifest_hash
 from nla_variants.data.diffing import diff_sidecar, load_extractor, resolve_diff_model
@@ -82,7 +83,11 @@ CHARS_PER_TOKEN_BOUND = 16  # texts are cut to max_tokens * this before tokenisi
 class PrepareResult:
     path: Path
     cache_hit: bool
-    sidecar: dict
+    sidecar: dict  # as written
+
+    @property
+    def meta(self) -> DatasetSidecar:
+        return DatasetSidecar.parse(self.sidecar, self.path / SIDECAR)
 
 
 def dataset_address(
@@ -328,6 +333,7 @@ def prepare(cfg: PrepareConfig, progress: bool = True, wait: bool = False) -> Pr
                 cfg, directory, source, target, diff, teacher, docs, manifest, address, progress
             )
             sidecar["timings"] = {"total_s": round(time.perf_counter() - t0, 2)}
+            DatasetSidecar.parse(sidecar, directory / SIDECAR)  # nothing a reader would refuse
             write_yaml_atomic(directory / SIDECAR, sidecar)  # inside the lock: waiters see it
     finally:
         teacher.close()

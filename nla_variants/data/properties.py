@@ -35,9 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nla_variants.common.errors import NLAError
+from nla_variants.common.schema import DatasetSidecar, FinetuneSidecar
 
 PROPERTIES_VERSION = 1
 
@@ -232,15 +231,9 @@ def property_columns(
 
 def finetune_genre(spec: str | None) -> str | None:
     """The genre a second model was fine-tuned on (`nla finetune` records it), or None."""
-    from nla_variants.data.diffing import FINETUNE_META as META
-
-    if not spec:
+    if not spec or not (Path(spec) / FinetuneSidecar.FILE).is_file():
         return None
-    meta = Path(spec) / META
-    if not meta.is_file():
-        return None
-    genre = (yaml.safe_load(meta.read_text(encoding="utf-8")) or {}).get("genre")
-    return str(genre) if genre else None
+    return FinetuneSidecar.read(spec).genre
 
 
 @dataclass
@@ -271,9 +264,9 @@ class PropertyTable:
         return PropertyTable(list(ids), values, self.computed)
 
 
-def stored(sidecar: dict) -> bool:
+def stored(meta: DatasetSidecar) -> bool:
     """Does the dataset hold property columns of the current rules?"""
-    return (sidecar.get("properties") or {}).get("version") == PROPERTIES_VERSION
+    return meta.properties is not None and meta.properties.version == PROPERTIES_VERSION
 
 
 def load_properties(dataset, split: str | None = None) -> PropertyTable:
@@ -281,7 +274,7 @@ def load_properties(dataset, split: str | None = None) -> PropertyTable:
     dataset written before them (or under other rules), computed now from the stored prefix,
     next token id and genre with the dataset's tokenizer."""
     base = ["example_id", "genre", "prefix", "next_token_id"]
-    if stored(dataset.sidecar):
+    if stored(dataset.meta):
         table = dataset.table(split, ["example_id", "genre", *STORED])
         values = {name: table.column(name).to_pylist() for name in ("genre", *STORED)}
         return PropertyTable(table.column("example_id").to_pylist(), values, False)
@@ -289,7 +282,7 @@ def load_properties(dataset, split: str | None = None) -> PropertyTable:
     prefixes = table.column("prefix").to_pylist()
     genres = table.column("genre").to_pylist()
     tokens, next_tokens = _token_texts(dataset, prefixes, table.column("next_token_id").to_pylist())
-    spec = (dataset.sidecar.get("diff_model") or {}).get("spec")
+    spec = dataset.meta.diff_model.spec if dataset.meta.diff_model else None
     values = {"genre": genres, **property_columns(prefixes, genres, tokens, next_tokens)}
     values["tuned_genre"] = [finetune_genre(spec)] * len(prefixes)
     return PropertyTable(table.column("example_id").to_pylist(), values, True)
@@ -303,7 +296,7 @@ def _token_texts(
 
     from nla_variants.target import load_tokenizer, resolve_model
 
-    spec = dataset.sidecar["model"]["spec"]
+    spec = dataset.meta.model.spec
     try:
         tokenizer = load_tokenizer(resolve_model(spec).load_path)
     except (OSError, ValueError, NLAError) as e:

@@ -14,19 +14,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
+import torch
 
-from nla_variants.common.errors import NLAError
 from nla_variants.common.io import atomic_path
+from nla_variants.common.schema import DatasetSidecar
+from nla_variants.core.vectors import mean_direction
 from nla_variants.data.properties import BY_NAME, LABEL, STORED
 
 FORMAT_VERSION = 1
-SIDECAR = "dataset.yaml"
+SIDECAR = DatasetSidecar.FILE
 CONFIG = "config.yaml"
 TRAINING_SPLITS = ("av_sft", "ar_sft")  # the rows a trial's statistics come from
 
@@ -94,7 +96,8 @@ def shard_rows(path: Path) -> int | None:
 
 @dataclass
 class StoredDataset:
-    """A complete dataset on disk: its sidecar and lazy access to its rows."""
+    """A complete dataset on disk: its sidecar and lazy access to its rows. `sidecar` is the
+    record as written (what tests and people read); the code reads `meta`, its typed view."""
 
     path: Path
     sidecar: dict
@@ -102,18 +105,19 @@ class StoredDataset:
 
     @classmethod
     def open(cls, path: str | Path) -> StoredDataset:
-        path = Path(path)
-        meta = path / SIDECAR
-        if not meta.is_file():
-            raise NLAError(
-                f"{path} is not a complete dataset (no {SIDECAR})",
-                "run `nla prepare` on its config to finish it",
-            )
-        return cls(path, yaml.safe_load(meta.read_text()))
+        """The dataset at `path`; an incomplete or unreadable one is a one-line NLAError."""
+        meta = DatasetSidecar.read(path)
+        dataset = cls(Path(path), meta.as_written())
+        dataset.__dict__["meta"] = meta  # already validated: the cached view
+        return dataset
+
+    @cached_property
+    def meta(self) -> DatasetSidecar:
+        return DatasetSidecar.parse(self.sidecar, self.path / SIDECAR)
 
     @property
     def shards(self) -> list[Path]:
-        return [self.path / s for s in self.sidecar["shards"]]
+        return [self.path / s for s in self.meta.shards]
 
     def table(self, split: str | None = None, columns: list[str] | None = None) -> pa.Table:
         filters = [("split", "=", split)] if split else None
@@ -136,6 +140,11 @@ class StoredDataset:
         if self._training is None:
             self._training = np.concatenate([self.vectors(split) for split in TRAINING_SPLITS])
         return self._training
+
+    def training_mean(self) -> torch.Tensor:
+        """The mean direction of the training vectors [d]: the predict-the-mean baseline that
+        FVE and the centred reward are measured against, by a trial and by a loaded run."""
+        return mean_direction(torch.from_numpy(self.training_vectors()))
 
 
 @dataclass

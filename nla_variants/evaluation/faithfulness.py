@@ -474,8 +474,8 @@ class Faithfulness:
         names = [n for n in evaluation.present() if n in table.present()]
         probes, standardise = fit_probes(vectors[keep], table, names, seed)
         baseline = None
-        teacher = dataset.sidecar.get("teacher") or {}
-        if text_only and needs_text_only(teacher.get("kind"), teacher.get("splits") or []):
+        teacher = dataset.meta.teacher
+        if text_only and needs_text_only(teacher.kind, teacher.splits):
             baseline = _heuristic_explanations(dataset, seed)
         return cls(evaluation, probes, standardise, baseline)
 

@@ -116,13 +116,14 @@ def _aligned(readings: list[Reading]) -> tuple[list[Reading], list[str]]:
 
 def _eval_rows(run_dir: Path, ids: list[str]) -> tuple[torch.Tensor, list[str]]:
     """The eval vectors and source prefixes of `ids`, from the dataset the run trained on."""
+    from nla_variants.common.schema import DatasetSidecar, RunRecord
     from nla_variants.data.store import StoredDataset
     from nla_variants.training.data import load_split
     from nla_variants.training.runs import read_run_record
 
-    record = read_run_record(run_dir) or {}
-    path = Path(record.get("dataset") or "")
-    if not record.get("dataset") or not (path / "dataset.yaml").is_file():
+    record = read_run_record(run_dir) or RunRecord()
+    path = Path(record.dataset or "")
+    if not record.dataset or not (path / DatasetSidecar.FILE).is_file():
         raise NLAError(
             f"the dataset of run {run_dir} is gone ({path})",
             "prepare it again (nla prepare with the sweep's data settings), then rerun --cross",

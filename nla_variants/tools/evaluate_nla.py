@@ -18,6 +18,7 @@ import torch
 
 from nla_variants.checks import check_device
 from nla_variants.common.errors import NLAError
+from nla_variants.common.schema import DatasetSidecar
 from nla_variants.evaluation.row_scores import FILE as ROW_SCORES
 from nla_variants.evaluation.row_scores import RowScores
 
@@ -51,31 +52,30 @@ def _dataset_path(ref, dataset: str | None) -> Path:
         path = Path(dataset)
     else:
         record = read_run_record(ref.path) if ref.kind == "run" else None
-        if not record or not record.get("dataset"):
+        if not record or not record.dataset:
             raise NLAError(
                 f"{ref.path} records no dataset", "pass --dataset DIR (a prepared dataset)"
             )
-        path = Path(record["dataset"])
-    if not (path / "dataset.yaml").is_file():
+        path = Path(record.dataset)
+    if not (path / DatasetSidecar.FILE).is_file():
         raise NLAError(f"dataset {path} is not a complete dataset", "pass a prepared dataset")
     return path
 
 
-def check_match(ref, sidecar: dict, path: Path) -> None:
-    model = sidecar.get("model") or {}
-    fingerprint = model.get("fingerprint")
+def check_match(ref, meta: DatasetSidecar, path: Path) -> None:
+    fingerprint = meta.model.fingerprint
     if ref.target_fingerprint and fingerprint and fingerprint != ref.target_fingerprint:
         raise NLAError(
-            f"dataset {path} holds activations of {model.get('spec')}, not of this NLA's target "
+            f"dataset {path} holds activations of {meta.model.spec}, not of this NLA's target "
             f"{ref.target}",
             "pass a dataset prepared with the NLA's target model",
         )
-    if sidecar.get("layer") != ref.layer:
+    if meta.layer != ref.layer:
         raise NLAError(
-            f"dataset {path} is layer {sidecar.get('layer')}, the NLA reads layer {ref.layer}",
+            f"dataset {path} is layer {meta.layer}, the NLA reads layer {ref.layer}",
             "pass a dataset of the NLA's layer",
         )
-    if (sidecar.get("vectors") == "diff") != bool(ref.diff_model):
+    if (meta.vectors == "diff") != bool(ref.diff_model):
         raise NLAError(
             f"dataset {path} and the NLA disagree on difference vectors (diffing)",
             "pass a dataset of the same kind of vectors the NLA was trained on",
@@ -110,7 +110,7 @@ def evaluate_nla(
     ref = locate(nla_path, target)
     path = _dataset_path(ref, dataset)
     ds = StoredDataset.open(path)
-    check_match(ref, ds.sidecar, path)
+    check_match(ref, ds.meta, path)
     rows = load_split(ds, "eval")
     if len(rows) < 2:
         raise NLAError(f"dataset {path} has {len(rows)} eval rows", "prepare more documents")

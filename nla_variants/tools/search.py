@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from nla_variants.common.errors import NLAError
+from nla_variants.common.schema import DatasetSidecar
 
 
 @dataclass
@@ -66,13 +67,13 @@ def open_dataset(path: str, split: str | None):
     from nla_variants.data.store import StoredDataset
 
     p = Path(path)
-    if not (p / "dataset.yaml").is_file():
+    if not (p / DatasetSidecar.FILE).is_file():
         raise NLAError(f"--dataset {path} is not a prepared dataset", "pass a dataset directory")
     ds = StoredDataset.open(p)
     if not ds.has_column("vector"):
         raise NLAError(f"dataset {path} holds no vectors", "prepare one with nla prepare")
-    if split is not None and split not in (ds.sidecar.get("splits") or {}):
-        known = ", ".join(ds.sidecar.get("splits") or {})
+    if split is not None and split not in ds.meta.splits:
+        known = ", ".join(ds.meta.splits)
         raise NLAError(f"--split {split} is not a split of {path}", f"pass one of: {known}")
     return ds
 
@@ -170,7 +171,7 @@ def searcher(
 
     ref = locate(nla_path, target)
     ds = open_dataset(dataset, split)
-    check_match(ref, ds.sidecar, ds.path)
+    check_match(ref, ds.meta, ds.path)
     dev = torch.device(device) if device else default_device()
     return Searcher(load(ref, dev), ds, split, dev, precision)
 

@@ -26,9 +26,10 @@ from torch import nn
 
 from nla_variants.common.errors import NLAError
 from nla_variants.common.io import atomic_dir
+from nla_variants.common.schema import CheckpointSidecar
 from nla_variants.variants.registry import BuildContext, build
 
-SIDECAR = "checkpoint.yaml"
+SIDECAR = CheckpointSidecar.FILE
 WEIGHTS = "weights.safetensors"
 OPTIMIZER = "optimizer.safetensors"
 CONTEXT = "context.safetensors"
@@ -113,32 +114,29 @@ def save_checkpoint(
                 k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"
             }
         meta.update(extra or {})
+        CheckpointSidecar.parse(meta, directory / SIDECAR)  # nothing a reader would refuse
         (tmp / SIDECAR).write_text(yaml.safe_dump(meta, sort_keys=False))
     return directory
 
 
-def read_sidecar(directory: str | Path) -> dict:
-    path = Path(directory) / SIDECAR
-    if not path.is_file():
-        raise NLAError(
-            f"{directory} is not a checkpoint (no {SIDECAR})",
-            "point at a directory written by nla train",
-        )
-    return yaml.safe_load(path.read_text())
+def read_sidecar(directory: str | Path) -> CheckpointSidecar:
+    return CheckpointSidecar.read(directory)
 
 
-def load_component(directory: str | Path, ctx: BuildContext) -> tuple[nn.Module, dict]:
+def load_component(directory: str | Path, ctx: BuildContext) -> tuple[nn.Module, CheckpointSidecar]:
     """Rebuild a component from its checkpoint; the base model must be the recorded one."""
     meta = read_sidecar(directory)
-    if meta["model_fingerprint"] != ctx.source.fingerprint or meta["layer"] != ctx.layer:
+    if meta.model_fingerprint != ctx.source.fingerprint or meta.layer != ctx.layer:
         raise NLAError(
-            f"checkpoint {directory} was trained on {meta['model_spec']} layer {meta['layer']}, "
+            f"checkpoint {directory} was trained on {meta.model_spec} layer {meta.layer}, "
             f"not {ctx.source.spec} layer {ctx.layer}",
             "use the same target model and layer as the checkpoint",
         )
     stats = load_file(Path(directory) / CONTEXT) if (Path(directory) / CONTEXT).is_file() else {}
-    ctx = replace(ctx, data_norm=meta.get("data_norm", ctx.data_norm), **stats)
-    component = build(meta["kind"], {"variant": meta["variant"], **meta["config"]}, ctx)
+    # the norm the component was built with (a checkpoint before it was recorded: the caller's)
+    norm = meta.data_norm if "data_norm" in meta.model_fields_set else ctx.data_norm
+    ctx = replace(ctx, data_norm=norm, **stats)
+    component = build(meta.kind, {"variant": meta.variant, **meta.config}, ctx)
     load_weights(component, Path(directory) / WEIGHTS)
     return component, meta
 
@@ -179,5 +177,9 @@ def _copy_weights(component: nn.Module, tensors: dict[str, torch.Tensor], what: 
 
 def load_optimizer_state(directory: str | Path, optimizer: torch.optim.Optimizer) -> None:
     meta = read_sidecar(directory)
+    if meta.optimizer is None:
+        raise NLAError(
+            f"checkpoint {directory} holds no optimiser state", "resume from a periodic checkpoint"
+        )
     tensors = load_file(Path(directory) / OPTIMIZER)
-    optimizer.load_state_dict(_optimizer_state(tensors, meta["optimizer"]))
+    optimizer.load_state_dict(_optimizer_state(tensors, meta.optimizer))

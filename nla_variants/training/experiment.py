@@ -32,7 +32,6 @@ from nla_variants.common.errors import TrialStopped, one_line
 from nla_variants.common.io import write_text_atomic, write_yaml_atomic
 from nla_variants.common.masking import SECRET_WORDS, mask, mask_tree
 from nla_variants.config import ARSFTConfig, AVSFTConfig, SFTConfig, TrialConfig
-from nla_variants.core.vectors import mean_direction
 from nla_variants.data.prepare import prepare
 from nla_variants.data.store import SplitRows, StoredDataset
 from nla_variants.evaluation.evaluation import NLL_GAP, evaluate
@@ -272,7 +271,7 @@ def _cache_hit(
     t.checkpoints[f"{kind}_checkpoint"] = cached
     if t.leader:
         mlflow.set_tag(f"{kind}_sft.cache", f"hit {cached}")
-    figures = {**meta.get("figures", {}), "cache_hit": 1.0}
+    figures = {**meta.figures, "cache_hit": 1.0}
     return component.to(t.device).eval(), {f"{kind}_sft/{k}": v for k, v in figures.items()}
 
 
@@ -287,7 +286,7 @@ def _start(
     callbacks: list[L.Callback] = []
     if sft.resume_from:
         component, meta = load_component(sft.resume_from, t.ctx)
-        offset = int(meta["step"])
+        offset = meta.step
         callbacks.append(ResumeOptimizer(sft.resume_from))
     else:
         component = section.build(t.ctx)
@@ -358,20 +357,44 @@ def _finish(
     return component, {f"{kind}_sft/{k}": v for k, v in figures.items()}
 
 
-def _warm_start_av(t: _Trial) -> tuple[torch.nn.Module, dict[str, float]]:
-    """Warm-start the AV on av_sft (with its held-out NLL-gap check on ar_sft rows, which it
-    never trains on), or load the identical finished one from the cache: same dataset, variant
-    config, SFT settings, precision and seed, so trials that differ only downstream share it."""
-    sft = t.cfg.train.av_sft
-    key = _cache_key(t, t.cfg.av, sft)
+# what a stage's fit does with the component, its resumed step and its callbacks: the trainer
+# and the figures, or None when nothing is left to train
+Fit = Callable[
+    [torch.nn.Module, int, list[L.Callback]], tuple[L.Trainer | None, dict[str, float]] | None
+]
+
+
+def _warm_start(
+    t: _Trial, section: VariantSection, sft: SFTConfig, fit: Fit, reads: dict | None = None
+) -> tuple[torch.nn.Module, dict[str, float]]:
+    """One warm start, the AV's or the AR's: the identical finished one from the cache (the key
+    holds the dataset, variant config, SFT settings, precision, seed and what it `reads`, so
+    trials that differ only downstream share it), or the component built (or resumed), fitted by
+    the stage's `fit`, kept and handed over for evaluation."""
+    kind = section.kind
+    key = _cache_key(t, section, sft, reads)
     L.seed_everything(t.cfg.seed, workers=True, verbose=False)  # independent of the other stage
-    hit = _cache_hit(t, "av", key)
+    hit = _cache_hit(t, kind, key)
     if hit is not None:
         return hit
-    av, offset, callbacks = _start(t, t.cfg.av, sft)
+    component, offset, callbacks = _start(t, section, sft)
     figures = {"steps": float(offset)}
-    ckpt_dir = t.run_dir / "av_checkpoint"
-    if sft.steps > offset:
+    ckpt_dir = t.run_dir / f"{kind}_checkpoint"
+    done = fit(component, offset, callbacks)
+    if done is not None:
+        trainer, figures = done
+        ckpt_dir = _keep(t, kind, component, sft, key, trainer, figures)
+    return _finish(t, kind, component, figures, ckpt_dir)
+
+
+def _warm_start_av(t: _Trial) -> tuple[torch.nn.Module, dict[str, float]]:
+    """Warm-start the AV on av_sft, with its held-out NLL-gap check on ar_sft rows (which it
+    never trains on)."""
+    sft = t.cfg.train.av_sft
+
+    def fit(av, offset: int, callbacks: list[L.Callback]):
+        if sft.steps <= offset:
+            return None
         start = time.perf_counter()
         keep_best = _held_out_check(sft, callbacks) if sft.eval_every else None
         module = AVWarmStart(av, sft.lr, sft.weight_decay, sft.warmup_steps, sft.steps, offset)
@@ -396,32 +419,28 @@ def _warm_start_av(t: _Trial) -> tuple[torch.nn.Module, dict[str, float]]:
         if keep_best is not None and keep_best.best is not None:
             figures.update(best_nll_gap=keep_best.best, best_step=float(keep_best.best_step))
         figures["wall_s"] = time.perf_counter() - start
-        ckpt_dir = _keep(t, "av", av, sft, key, trainer, figures)
-    return _finish(t, "av", av, figures, ckpt_dir)
+        return trainer, figures
+
+    return _warm_start(t, t.cfg.av, sft, fit)
 
 
 def _warm_start_ar(t: _Trial, av) -> tuple[torch.nn.Module, dict[str, float]]:
     """Warm-start the AR on ar_sft in the AV's output format (with `av_text`, on the AV's own
-    explanations too; with `ridge`, ending on the closed-form head), or load the identical
-    finished one from the cache (its key includes what it learns to read)."""
+    explanations too; with `ridge`, ending on the closed-form head). Its cache key includes
+    what it learns to read."""
     sft = t.cfg.train.ar_sft
     render = av.render_target  # e.g. a structured AV's schema
     reads = av.metadata().get("schema")
     if sft.av_text:  # the AR also reads this AV's own explanations
         reads = {"schema": reads, "av": t.cache.key("av", t.cfg.av, t.cfg.train.av_sft)}
-    key = _cache_key(t, t.cfg.ar, sft, reads)
-    L.seed_everything(t.cfg.seed, workers=True, verbose=False)  # independent of the other stage
-    hit = _cache_hit(t, "ar", key)
-    if hit is not None:
-        return hit
-    ar, offset, callbacks = _start(t, t.cfg.ar, sft)
-    figures = {"steps": float(offset)}
-    ckpt_dir = t.run_dir / "ar_checkpoint"
-    remaining = max(0, sft.steps - offset)
-    if remaining or sft.ridge:
+
+    def fit(ar, offset: int, callbacks: list[L.Callback]):
+        remaining = max(0, sft.steps - offset)
+        if not remaining and not sft.ridge:
+            return None
         av_rows = _av_explanations(t, av, sft) if sft.av_text else None
         start = time.perf_counter()
-        trainer = None
+        trainer, figures = None, {"steps": float(offset)}
         if remaining:
             module = ARWarmStart(
                 ar, sft.lr, sft.weight_decay, sft.warmup_steps, sft.steps, offset, render=render
@@ -444,8 +463,9 @@ def _warm_start_ar(t: _Trial, av) -> tuple[torch.nn.Module, dict[str, float]]:
         if sft.ridge:
             figures.update(_ridge_readout(t, ar, sft, av_rows, render))
         figures["wall_s"] = time.perf_counter() - start
-        ckpt_dir = _keep(t, "ar", ar, sft, key, trainer, figures)
-    return _finish(t, "ar", ar, figures, ckpt_dir)
+        return trainer, figures
+
+    return _warm_start(t, t.cfg.ar, sft, fit, reads)
 
 
 def _teacher_rows(t: _Trial, n: int, render) -> tuple[list[str], np.ndarray, list[str]]:
@@ -699,7 +719,7 @@ def run_trial(
         dataset,
         frozen_weight_dtype(device, resolve_trainer_precision(cfg.train.precision, device)),
     )
-    train_mean = mean_direction(torch.from_numpy(dataset.training_vectors()))
+    train_mean = dataset.training_mean()
     if not leader:
         with tempfile.TemporaryDirectory(prefix="nla-follower-") as scratch:
             t = _Trial(

@@ -40,6 +40,7 @@ from nla_variants.common.hashing import hash_obj
 from nla_variants.common.io import atomic_dir
 from nla_variants.common.masking import mask_tree
 from nla_variants.common.paths import cache_root
+from nla_variants.common.schema import FinetuneSidecar
 from nla_variants.common.strict import Strict
 from nla_variants.config import CorpusConfig, Device, PrepareConfig
 from nla_variants.core.padding import pad_right
@@ -96,7 +97,7 @@ class FinetuneConfig(Strict):
 class FinetuneResult:
     path: Path  # a checkpoint dir usable as target.model or target.diff_model
     cache_hit: bool
-    meta: dict
+    meta: FinetuneSidecar
 
 
 @dataclass
@@ -232,9 +233,7 @@ def finetune_target(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResul
     plan = _plan(cfg)
     if (plan.out / FINETUNE_META).is_file():
         log.info("cache hit: fine-tune %s already exists", plan.out)
-        return FinetuneResult(
-            plan.out, True, yaml.safe_load((plan.out / FINETUNE_META).read_text())
-        )
+        return FinetuneResult(plan.out, True, FinetuneSidecar.read(plan.out))
     return _train_and_save(cfg, plan, progress, t0)
 
 
@@ -276,6 +275,7 @@ def _train_and_save(cfg: FinetuneConfig, plan: _Plan, progress: bool, t0: float)
         "wall_s": round(time.perf_counter() - t0, 2),
         "config": mask_tree(cfg.model_dump(mode="json")),
     }
+    record = FinetuneSidecar.parse(meta, out / FINETUNE_META)  # nothing a reader would refuse
     # Makes config.json (and so resolve_model's local fingerprint) differ between fine-tunes.
     model.config.nla_finetune = {"address": plan.address, "base": plan.base_fp}
     with atomic_dir(out, replace=False) as tmp:  # a concurrent identical run may win; fine
@@ -283,7 +283,7 @@ def _train_and_save(cfg: FinetuneConfig, plan: _Plan, progress: bool, t0: float)
         _fresh_tokenizer(source).save_pretrained(tmp)  # without the truncation state set above
         (tmp / FINETUNE_META).write_text(yaml.safe_dump(meta, sort_keys=False))
     log.info("saved fine-tune to %s (loss %.3f -> %.3f)", out, head, tail)
-    return FinetuneResult(out, False, meta)
+    return FinetuneResult(out, False, record)
 
 
 def resolve_finetune_spec(spec: str) -> str:

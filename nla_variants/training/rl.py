@@ -499,7 +499,7 @@ class RLCheckpoint(L.Callback):
             for opt, sched, kind in parts:
                 load_optimizer_state(Path(self.resume_from) / kind, getattr(opt, "optimizer", opt))
                 # the schedule's position (updates done so far), not the RL step
-                saved = read_sidecar(Path(self.resume_from) / kind)["scheduler"]
+                saved = read_sidecar(Path(self.resume_from) / kind).scheduler
                 sched.load_state_dict({**saved, "lr_lambdas": [None]})
             state = yaml.safe_load((Path(self.resume_from) / STATE).read_text())
             restore_rng(Path(self.resume_from), state)

@@ -12,11 +12,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nla_variants.common.io import write_yaml_atomic
+from nla_variants.common.schema import RunRecord
 
-RECORD = "nla_run.yaml"
+RECORD = RunRecord.FILE
 
 
 def write_run_record(
@@ -39,14 +38,11 @@ def write_run_record(
             for k, v in metrics.items()
             if isinstance(v, int | float) and math.isfinite(float(v))
         }
+    RunRecord.parse(record, Path(run_dir) / RECORD)  # nothing a reader would refuse
     write_yaml_atomic(Path(run_dir) / RECORD, record)
 
 
-def read_run_record(run_dir: Path) -> dict[str, Any] | None:
+def read_run_record(run_dir: Path) -> RunRecord | None:
     """The run's record, or None for a run written before records existed (or still in its
     warm start)."""
-    path = Path(run_dir) / RECORD
-    if not path.is_file():
-        return None
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return data if isinstance(data, dict) else None
+    return RunRecord.read(run_dir) if (Path(run_dir) / RECORD).is_file() else None

@@ -23,6 +23,7 @@ from pydantic_core import core_schema
 
 from nla_variants.common.errors import NLAError, format_validation_error
 from nla_variants.common.plugins import load_entry_points
+from nla_variants.common.schema import DatasetSidecar
 
 Kind = Literal["av", "ar"]
 ENTRY_POINT_GROUP = "nla_variants.variants"
@@ -55,13 +56,13 @@ class BuildContext:
         (the injection's centring)."""
         import torch
 
-        side = dataset.sidecar
+        side = dataset.meta
         vectors = torch.from_numpy(dataset.training_vectors())
         return cls(
             source,
-            side["layer"],
-            side["d_model"],
-            side["norms"]["all"]["p50"],
+            side.layer,
+            side.d_model,
+            side.injection_norm,
             data_mean=vectors.mean(0),
             data_std=vectors.std(0),
             frozen_dtype=frozen_dtype,
@@ -72,7 +73,8 @@ class HoldsTrainingVectors(Protocol):
     """What `BuildContext.from_dataset` reads: `nla_variants.data.store.StoredDataset` (a room
     above this one, so named by what it offers, not imported)."""
 
-    sidecar: dict
+    @property
+    def meta(self) -> DatasetSidecar: ...
 
     def training_vectors(self) -> Any: ...
 

@@ -600,7 +600,7 @@ def _check_save_load(case: _Case) -> None:
     _seed_all(SEED + 1)  # the reload must not depend on the RNG
     loaded, meta = load_component(directory, case.ctx)
     assert type(loaded) is type(m), f"reloaded as {type(loaded).__name__}"
-    assert meta["variant"] == case.name and loaded.cfg == m.cfg, "config lost in the round trip"
+    assert meta.variant == case.name and loaded.cfg == m.cfg, "config lost in the round trip"
     assert loaded.metadata() == m.metadata(), "metadata() differs after reload"
     _assert_same(want, case.outputs(loaded), "after save/load")
 
