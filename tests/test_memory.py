@@ -97,6 +97,20 @@ def test_estimate_grows_with_batch_and_model_size():
     )
 
 
+def test_an_ar_that_declares_its_memory_is_sized_by_it():
+    """The flowchart AR's word tree runs no target block: its config says what it holds, and
+    the AR warm start's weights and optimiser state follow that, not the target's blocks."""
+    tree = {"variant": "flowchart", "depth": 4, "vocab_size": 512}
+    small = estimate(TrialConfig.model_validate({"ar": tree}))
+    shape = ModelShape.from_config(SMOL)
+    own = TrialConfig.model_validate({"ar": tree}).ar.config.memory_shape(shape)
+    assert own.trainable == 16 * (512 + shape.d_model) and own.blocks == 0
+    assert small.stages["AR warm start"] < estimate(trial()).stages["AR warm start"]
+    bigger = estimate(TrialConfig.model_validate({"ar": {**tree, "depth": 8}}))
+    grown = 16 * (256 - 16) * (512 + shape.d_model)  # fp32 weights + AdamW: 16 bytes a weight
+    assert bigger.stages["AR warm start"] - small.stages["AR warm start"] == grown
+
+
 def test_lora_and_checkpointing_reduce_the_estimate():
     # the baseline AR is always a full fine-tune; the small AR (all blocks by default) has auto
     ar = {"variant": "small"}

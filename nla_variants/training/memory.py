@@ -23,6 +23,7 @@ import torch
 from nla_variants.common.errors import NLAError
 from nla_variants.config import TrialConfig
 from nla_variants.target import resolve_model, resolve_precision
+from nla_variants.variants.interfaces import DeclaresMemory
 from nla_variants.variants.large_models import (
     LORA_AUTO_THRESHOLD,
     ModelShape,
@@ -129,16 +130,15 @@ def estimate_trial_memory(
     def av_act(rows: int, response: int) -> float:
         return rows * ((prompt + response) * av_tok + response * logit_b)
 
-    # the AR: the target's first blocks plus a d x d head (a flowchart AR is a small tree)
+    # the AR: the target's first blocks plus a d x d head, unless it says otherwise
     ar = cfg.ar.config
     ar_ft = getattr(ar, "finetune", "full")
     ar_ft = ("lora" if big else "full") if ar_ft == "auto" else ar_ft
     n_blocks = getattr(ar, "n_layers", None) or cfg.data.target.layer
-    if cfg.ar.variant.name == "flowchart":
-        leaves = 2 ** getattr(ar, "depth", 3)
-        words = getattr(ar, "vocab_size", None) or shape.vocab
-        ar_train, ar_frozen, n_blocks = float(leaves * (words + d)), 0.0, 0
-        ar_embed = 0.0
+    if isinstance(ar, DeclaresMemory):
+        own = ar.memory_shape(shape)
+        ar_train, ar_frozen, ar_embed = own.trainable, own.frozen, own.frozen_embedding
+        n_blocks = own.blocks
     else:
         backbone = embed + n_blocks * per_block
         head = d * d + d

@@ -219,10 +219,11 @@ class RLModule(L.LightningModule):
         return count * world / n if n else 0.0
 
     def training_step(self, batch, batch_idx):
-        """One GRPO step. With several ranks, each takes its contiguous share of the step's
-        rows with all their G samples (a group never spans ranks), losses are weighted so the
-        averaged gradients are those of the whole batch, and every skip decision is taken on
-        all ranks or on none."""
+        """One GRPO step: rollouts, the policy update, the AR update, the non-finite accounting
+        and the step's metrics. With several ranks, each takes its contiguous share of the
+        step's rows with all their G samples (a group never spans ranks), losses are weighted
+        so the averaged gradients are those of the whole batch, and every skip decision is
+        taken on all ranks or on none."""
         cfg = self.cfg
         opt_av, opt_ar = self.optimizers()
         sched_av, sched_ar = self.lr_schedulers()
@@ -236,77 +237,25 @@ class RLModule(L.LightningModule):
 
         ro, rewards = self.rollout(vectors, prefixes, seeds)
         t0 = time.perf_counter()
-        adv = group_advantages(rewards, cfg.group_size).to(self.device)
-        responses = [t if t else [self.av.eos_id] for t in ro.tokens]
-        vec_rep = ro.targets.to(self.device)
-        with torch.no_grad():
-            logp_ref, mask = self.reference.response_logprobs(vec_rep, responses)
-            logp_old = None
-            if cfg.inner_epochs > 1:
-                logp_old, _ = self.av.response_logprobs(vec_rep, responses)
-
         metrics: dict[str, float] = {}
-        stepped = {"av": False, "ar": False}  # a schedule advances only after its update
         finite = distributed.everywhere(bool(torch.isfinite(rewards).all()))
-        av_params = [p for p in self.av.parameters() if p.requires_grad]
-        tokens = float(mask.sum())
-        weight = self._share_weight(tokens)
-        for _ in range(cfg.inner_epochs):
-            logp, _ = self.av.response_logprobs(vec_rep, responses)
-            old = logp.detach() if logp_old is None else logp_old
-            pg, clip_frac = clipped_policy_loss(logp, old, adv, mask, cfg.clip_eps)
-            kl = kl_penalty(logp, logp_ref, mask)
-            loss = pg + cfg.kl_coef * kl
-            if not distributed.everywhere(finite and bool(torch.isfinite(loss))):
-                finite = False
-                break
-            opt_av.zero_grad(set_to_none=True)
-            self.manual_backward(loss * weight if weight != 1.0 else loss)
-            metrics["grad_norm/av"] = _grad_norm(av_params, cfg.grad_clip)
-            metrics["lr/av"] = opt_av.optimizer.param_groups[0]["lr"]
-            opt_av.step()
-            stepped["av"] = True
-            metrics.update(
-                {
-                    "loss/policy": self._global(pg.item(), tokens),
-                    "kl": self._global(kl.item(), tokens),
-                    "clip_frac": self._global(clip_frac.item(), tokens),
-                }
-            )
-        keep = ro.closed
-        if finite and cfg.train_ar and distributed.total(len(keep)) > 0:
-            ar_loss = self._ar_loss(ro, keep, vec_rep)
-            if distributed.everywhere(bool(torch.isfinite(ar_loss))):
-                opt_ar.zero_grad(set_to_none=True)
-                self.manual_backward(ar_loss * self._share_weight(len(keep)))
-                metrics["grad_norm/ar"] = _grad_norm(list(self.ar.parameters()), cfg.grad_clip)
-                metrics["lr/ar"] = opt_ar.optimizer.param_groups[0]["lr"]
-                opt_ar.step()
-                stepped["ar"] = True
-                metrics["loss/ar"] = self._global(ar_loss.item(), len(keep))
-            else:
-                finite = False
+        stepped_av = False
+        if finite:
+            stepped_av, finite = self._policy_update(ro, rewards, opt_av, metrics)
+        stepped_ar = False
+        if finite and cfg.train_ar and distributed.total(len(ro.closed)) > 0:
+            stepped_ar = self._ar_update(ro, opt_ar, metrics)
+            finite = stepped_ar
         t_train = time.perf_counter() - t0
 
         self.step_no += 1
         if cfg.ar_ridge is not None and self.step_no % cfg.ar_refit_every == 0:
             metrics.update(self.refit_ar())
-        if stepped["av"]:
+        if stepped_av:  # a schedule advances only after its update
             sched_av.step()
-        if stepped["ar"]:
+        if stepped_ar:
             sched_ar.step()
-        if not finite:
-            self.skipped += 1
-            self.nonfinite_in_a_row += 1
-            log.warning("RL step %d skipped: non-finite loss or reward", step)
-            if self.nonfinite_in_a_row >= cfg.max_nonfinite:
-                raise NonFiniteError(
-                    f"{self.nonfinite_in_a_row} consecutive RL steps had a non-finite loss or "
-                    f"reward (last at step {step}); lower rl.av_lr / rl.ar_lr or check the data"
-                )
-        else:
-            self.nonfinite_in_a_row = 0
-
+        self._count_nonfinite(finite, step)
         metrics.update(self._batch_metrics(ro, rewards))
         metrics.update(
             {
@@ -317,6 +266,80 @@ class RLModule(L.LightningModule):
                 "kl_coef": cfg.kl_coef,
             }
         )
+        self._log_step(metrics, step)
+
+    def _policy_update(
+        self, ro: Rollouts, rewards: torch.Tensor, opt_av, metrics: dict[str, float]
+    ) -> tuple[bool, bool]:
+        """The AV's clipped policy-gradient steps (`inner_epochs` of them) with the KL penalty
+        to the frozen reference. Returns (whether it stepped, whether every loss was finite on
+        every rank): the first non-finite loss ends the update."""
+        cfg = self.cfg
+        adv = group_advantages(rewards, cfg.group_size).to(self.device)
+        responses = [t if t else [self.av.eos_id] for t in ro.tokens]
+        vec_rep = ro.targets.to(self.device)
+        with torch.no_grad():
+            logp_ref, mask = self.reference.response_logprobs(vec_rep, responses)
+            logp_old = None
+            if cfg.inner_epochs > 1:
+                logp_old, _ = self.av.response_logprobs(vec_rep, responses)
+        av_params = [p for p in self.av.parameters() if p.requires_grad]
+        tokens = float(mask.sum())
+        weight = self._share_weight(tokens)
+        stepped = False
+        for _ in range(cfg.inner_epochs):
+            logp, _ = self.av.response_logprobs(vec_rep, responses)
+            old = logp.detach() if logp_old is None else logp_old
+            pg, clip_frac = clipped_policy_loss(logp, old, adv, mask, cfg.clip_eps)
+            kl = kl_penalty(logp, logp_ref, mask)
+            loss = pg + cfg.kl_coef * kl
+            if not distributed.everywhere(bool(torch.isfinite(loss))):
+                return stepped, False
+            opt_av.zero_grad(set_to_none=True)
+            self.manual_backward(loss * weight if weight != 1.0 else loss)
+            metrics["grad_norm/av"] = _grad_norm(av_params, cfg.grad_clip)
+            metrics["lr/av"] = opt_av.optimizer.param_groups[0]["lr"]
+            opt_av.step()
+            stepped = True
+            metrics.update(
+                {
+                    "loss/policy": self._global(pg.item(), tokens),
+                    "kl": self._global(kl.item(), tokens),
+                    "clip_frac": self._global(clip_frac.item(), tokens),
+                }
+            )
+        return stepped, True
+
+    def _ar_update(self, ro: Rollouts, opt_ar, metrics: dict[str, float]) -> bool:
+        """One AdamW step of the AR on the closed rollouts; False where its loss is not finite
+        on some rank."""
+        keep = ro.closed
+        ar_loss = self._ar_loss(ro, keep, ro.targets.to(self.device))
+        if not distributed.everywhere(bool(torch.isfinite(ar_loss))):
+            return False
+        opt_ar.zero_grad(set_to_none=True)
+        self.manual_backward(ar_loss * self._share_weight(len(keep)))
+        metrics["grad_norm/ar"] = _grad_norm(list(self.ar.parameters()), self.cfg.grad_clip)
+        metrics["lr/ar"] = opt_ar.optimizer.param_groups[0]["lr"]
+        opt_ar.step()
+        metrics["loss/ar"] = self._global(ar_loss.item(), len(keep))
+        return True
+
+    def _count_nonfinite(self, finite: bool, step: int) -> None:
+        """A skipped step is counted; `max_nonfinite` of them in a row stop the run."""
+        if finite:
+            self.nonfinite_in_a_row = 0
+            return
+        self.skipped += 1
+        self.nonfinite_in_a_row += 1
+        log.warning("RL step %d skipped: non-finite loss or reward", step)
+        if self.nonfinite_in_a_row >= self.cfg.max_nonfinite:
+            raise NonFiniteError(
+                f"{self.nonfinite_in_a_row} consecutive RL steps had a non-finite loss or "
+                f"reward (last at step {step}); lower rl.av_lr / rl.ar_lr or check the data"
+            )
+
+    def _log_step(self, metrics: dict[str, float], step: int) -> None:
         if distributed.world_size() > 1:
             metrics = _mean_over_ranks(metrics)
         # straight to the loggers (rank 0's), at the RL step: `self.log` would re-log every key

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import torch
     from pydantic import BaseModel
 
+    from nla_variants.variants.large_models import ComponentMemory, ModelShape
     from nla_variants.variants.registry import TargetDims
 
 
@@ -147,6 +148,17 @@ class ChecksTarget(Protocol):
 
     def check_target(self, dims: TargetDims) -> None:
         """Raise an NLAError naming the key (e.g. `av.injection.site`) and the valid range."""
+        ...
+
+
+@runtime_checkable
+class DeclaresMemory(Protocol):
+    """A variant *config* whose component is not built of the target's blocks (the flowchart
+    AR's word tree): it says what it holds, so the memory estimate
+    (`nla_variants.training.memory`) sizes it without knowing the variant."""
+
+    def memory_shape(self, shape: ModelShape) -> ComponentMemory:
+        """Its parameters and the target blocks it runs, on a target of this shape."""
         ...
 
 

@@ -27,6 +27,18 @@ _NOT_GATED = {"gpt2", "gpt_neox", "gptj", "opt", "bloom", "falcon", "phi", "gpt_
 
 
 @dataclass(frozen=True)
+class ComponentMemory:
+    """What a component holds and runs, as the memory estimate sizes it: its trainable and
+    frozen parameters (of them, the frozen embedding, which stays fp32) and the target blocks it
+    runs per token (their activations)."""
+
+    trainable: float
+    frozen: float = 0.0
+    frozen_embedding: float = 0.0
+    blocks: int = 0
+
+
+@dataclass(frozen=True)
 class ModelShape:
     """What the memory estimate needs of a decoder-only LM, read from its config.json."""
 

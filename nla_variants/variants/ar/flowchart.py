@@ -32,6 +32,7 @@ from torch import nn
 from nla_variants.common.strict import Strict
 from nla_variants.core.vectors import normalized_mse
 from nla_variants.target import load_tokenizer
+from nla_variants.variants.large_models import ComponentMemory, ModelShape
 from nla_variants.variants.registry import BuildContext, register_ar
 
 _WORD = re.compile(r"[a-z]+")
@@ -47,6 +48,12 @@ class FlowchartARConfig(Strict):
     extra_words: list[str] = Field(default_factory=list, description="words added to the vocab")
     lr_multiplier: float = Field(300.0, gt=0, description="tree lr = the AR lr x this")
     print_words: int = Field(4, ge=1, description="words shown per test in flowchart()")
+
+    def memory_shape(self, shape: ModelShape) -> ComponentMemory:
+        """A word table and a leaf direction per leaf, all trained; no target block runs."""
+        leaves = 2**self.depth
+        words = self.vocab_size or shape.vocab
+        return ComponentMemory(trainable=float(leaves * (words + shape.d_model)))
 
 
 def tokenizer_words(tokenizer, min_len: int, limit: int | None) -> list[str]:
