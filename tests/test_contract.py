@@ -194,6 +194,22 @@ def test_an_av_that_ignores_the_vector_is_caught(restore_registry, tiny_model_di
     _fails("av", name, "input_dependence", "never sees the vector", tiny_model_dir, tmp_path)
 
 
+def test_an_av_whose_samples_share_one_random_stream_is_caught(
+    restore_registry, tiny_model_dir, tmp_path
+):
+    """The seed check runs in float64 (so fp32 rounding cannot flip a draw on another CPU); a
+    batch drawing from one stream still fails it."""
+    base = variants("av")["baseline"].cls
+
+    def one_stream(self, vectors, max_new_tokens=None, temperature=0.0, num_samples=1, seeds=None):
+        if seeds is not None:
+            torch.manual_seed(seeds[0])  # the whole batch from the first row's seed
+        return base.generate(self, vectors, max_new_tokens, temperature, num_samples)
+
+    name = _register_broken("av", base, "one_stream_av", generate=one_stream)
+    _fails("av", name, "shapes", "must depend on its seed alone", tiny_model_dir, tmp_path)
+
+
 def test_check_variant_lists_every_failed_check(example, tiny_model_dir, tmp_path):
     base = example.MeanPoolAR
 

@@ -35,6 +35,7 @@ any `config` overrides) and two optional class attributes:
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -484,10 +485,17 @@ def _check_av_shapes(case: _Case, m: ActivationVerbalizer, b: int) -> None:
     )
     assert len(texts) == 2 * b, "generate: num_samples=2 must give 2 rows per vector"
     _token_lists(tokens, 2 * b, "sampled tokens")
+    # In float64: a batch of b rows and a batch of one take different matmul kernels, whose
+    # fp32 rounding differs by CPU model; at temperature 1 the tiny random model's next-token
+    # distribution is nearly flat (49k boundaries 2e-5 apart), so that rounding alone moves a
+    # draw to the adjacent token id now and then (seen on an EPYC). A batch-coupled random
+    # stream changes every draw, in any precision.
+    m64, vectors = copy.deepcopy(m).double(), case.vectors.double()
     seeds, kw = list(range(7, 7 + b)), {"max_new_tokens": GEN_TOKENS, "temperature": 1.0}
-    _, together = m.generate(case.vectors, num_samples=2, seeds=seeds, **kw)
-    alone = [m.generate(case.vectors[i : i + 1], num_samples=2, seeds=seeds[i : i + 1], **kw)[1]
+    _, together = m64.generate(vectors, num_samples=2, seeds=seeds, **kw)
+    alone = [m64.generate(vectors[i : i + 1], num_samples=2, seeds=seeds[i : i + 1], **kw)[1]
              for i in range(b)]  # fmt: skip
+    del m64
     assert together == sum(alone, []), (
         "generate(seeds=...): a row's samples must depend on its seed alone, not on its batch "
         "(RL's ranks and resumes rely on it; core/sampling.py does it for a HF generate)"
