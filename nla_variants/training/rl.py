@@ -23,6 +23,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import lightning as L
+import mlflow
 import numpy as np
 import torch
 import yaml
@@ -30,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nla_variants.common import distributed
+from nla_variants.common.errors import TrialStopped
 from nla_variants.common.io import atomic_path, write_yaml_atomic
 from nla_variants.config import RLConfig
 from nla_variants.core.grpo import clipped_policy_loss, group_advantages, kl_penalty
@@ -41,14 +43,23 @@ from nla_variants.core.vectors import (
 )
 from nla_variants.data.store import SplitRows
 from nla_variants.evaluation.rollouts import Rollouts, score_rollouts
+from nla_variants.training.callbacks import PeriodicEval
 from nla_variants.training.checkpoint import (
     load_component,
     load_optimizer_state,
     read_sidecar,
+    rebuilt,
     save_checkpoint,
 )
+from nla_variants.training.data import load_split
 from nla_variants.training.optim import adamw
-from nla_variants.training.readout import fit_head, head_inputs, linear_head
+from nla_variants.training.readout import fit_head, head_features, head_inputs, linear_head
+from nla_variants.training.trial import Trial
+from nla_variants.variants.large_models import (
+    enable_gradient_checkpointing,
+    hold_frozen_weights,
+    train_attention,
+)
 from nla_variants.variants.registry import BuildContext
 
 log = logging.getLogger(__name__)
@@ -544,3 +555,122 @@ def load_ridge_rows(directory: Path) -> tuple[torch.Tensor, torch.Tensor] | None
         return None
     saved = load_file(path)
     return saved["features"], saved["vectors"]
+
+
+# -- the stage's driver ----------------------------------------------------------------------
+
+# What RL reports (`metric_names` lists them before a trial runs).
+RL_FIGURES = (
+    "steps",
+    "wall_s",
+    "skipped_steps",
+    "step_generate_s",
+    "step_score_s",
+    "step_train_s",
+)
+RL_STEP_PARTS = ("generate", "score", "train")  # RL_FIGURES' step_PART_s
+
+EVAL_CURVE = (
+    "roundtrip_fve",
+    "roundtrip_shuffled_fve",
+    "roundtrip_gap",
+    "tag_failure_rate",
+    "schema_violation_rate",
+    "ar_empty_fve",
+    "prompt_fve",
+    "beats_prompt",
+    "beats_prompt_low",
+    "beats_prompt_high",
+    "av_nll_gap",
+    "quote_rate",
+    "length_mean",
+)
+
+
+def _rl_ridge_rows(t: Trial, av, ar, resume: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where RL's closed-form AR refit starts: a resumed run's rows, else the fixed AR's
+    features of `ar_ridge_rows` teacher rows."""
+    saved = load_ridge_rows(resume) if resume is not None else None
+    if saved is not None:
+        return saved
+    rl = t.cfg.train.rl
+    texts, vectors, sources = t.teacher_rows(rl.ar_ridge_rows, av.render_target)
+    bar = "RL: AR features of teacher rows" if t.bars else None
+    feats = head_features(ar, texts, sources, t.cfg.eval.batch_size, t.autocast, bar)
+    return feats, torch.from_numpy(vectors.copy())
+
+
+def run_rl(t: Trial, av, ar) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, float]]:
+    """GRPO on the warm-started AV with the AR trained online (skipped when rl.steps is 0)."""
+    rl = t.cfg.train.rl
+    start = 0
+    resume = Path(rl.resume_from) if rl.resume_from else None
+    if resume is not None:
+        av, ar, state = load_rl_checkpoint(resume, t.ctx)
+        start = int(state["step"])
+        reference_dir = Path(state["reference"])
+        reference, _ = load_component(reference_dir, t.ctx)
+    else:  # the warm AV as it is saved there, without reading it back (every rank holds it)
+        reference_dir = t.checkpoints.get("av_checkpoint", t.run_dir / "av_checkpoint")
+        reference = rebuilt(av, "av", t.ctx)
+    av.to(t.device).train()
+    ar.to(t.device).train()
+    reference.to(t.device).requires_grad_(False)
+    hold_frozen_weights(reference, t.ctx.frozen_dtype)  # built trainable, so not cast then
+    for component in (av, ar, reference):
+        train_attention(component, t.device)
+    if t.cfg.train.gradient_checkpointing:  # cache hits and resumes too; idempotent
+        enable_gradient_checkpointing(av)
+        enable_gradient_checkpointing(ar)
+    rows = load_split(t.dataset, "rl")
+
+    def on_eval(step: int) -> dict[str, float]:
+        av.eval()
+        ar.eval()
+        scores, *_ = t.evaluate(av, ar, t.cfg.train.rl.eval_samples)
+        av.train()
+        ar.train()
+        picked = {k: scores[k] for k in EVAL_CURVE if k in scores}
+        stop = None
+        if t.leader:
+            mlflow.log_metrics({f"rl/eval/{k}": v for k, v in picked.items()}, step=step)
+            try:
+                if t.reporter is not None:
+                    t.reporter(step, picked)
+            except TrialStopped as e:
+                stop = e
+        if distributed.broadcast(stop is not None):  # a pruned trial stops on every rank
+            raise stop or TrialStopped(f"pruned at RL step {step} (by rank 0)")
+        return picked
+
+    ridge_rows = _rl_ridge_rows(t, av, ar, resume) if rl.ar_ridge is not None else None
+    module = RLModule(av, ar, reference, rows, t.train_mean, rl, t.cfg.seed, start, ridge_rows)
+    # the leader's: every rank writes its own RNG states there (a shared filesystem on nodes)
+    ckpt_dir = Path(distributed.agree("rl_checkpoint", str(t.run_dir / "rl_checkpoint")))
+    callbacks = [
+        RLCheckpoint(rl.checkpoint_every, ckpt_dir, t.ctx, reference_dir, resume, t.leader),
+        PeriodicEval(rl.eval_every, on_eval),
+    ]
+    figures: dict[str, float] = {"steps": float(start)}
+    if rl.eval_every and rl.steps > start:  # the curve starts at the warm start (or resume point)
+        first = on_eval(start)
+        figures.update({f"eval_start/{k}": v for k, v in first.items()})
+    if rl.steps > start:
+        trainer = t.trainer("", -1, rl.max_minutes, callbacks)
+        begin = time.perf_counter()
+        trainer.fit(module, steps_loader(start, rl.steps))
+        keep = t.cfg.train.save_checkpoints
+        if keep is True or rl.checkpoint_every:
+            save_rl_checkpoint(ckpt_dir, module, t.ctx, reference_dir, t.leader)
+            t.checkpoints["rl_checkpoint"] = ckpt_dir
+        elif keep == "weights":  # the NLA the evaluation scores, for explain and export
+            if t.leader:
+                save_rl_weights(ckpt_dir, module, t.ctx)
+            t.checkpoints["rl_checkpoint"] = ckpt_dir
+        hist = module.history
+        parts = [float(np.mean([h[f"time/{p}_s"] for h in hist])) for p in RL_STEP_PARTS]
+        steps, wall = float(module.step_no), time.perf_counter() - begin
+        figures = dict(zip(RL_FIGURES, (steps, wall, float(module.skipped), *parts), strict=True))
+    av.eval()
+    ar.eval()
+    return av, ar, {f"rl/{k}": v for k, v in figures.items()}
