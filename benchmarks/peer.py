@@ -135,7 +135,7 @@ from torch import nn
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, StoppingCriteriaList
 from transformers.utils import logging as hf_logging
 
-from nla_variants.config import PrepareConfig, RLConfig, TrialConfig, load_config
+from nla_variants.config import PrepareConfig, TrialConfig, load_config
 from nla_variants.core.grpo import clipped_policy_loss, group_advantages, kl_penalty
 from nla_variants.core.padding import pad_right
 from nla_variants.core.vectors import mean_direction
@@ -147,6 +147,7 @@ from nla_variants.training.checkpoint import rebuilt
 from nla_variants.training.data import load_split
 from nla_variants.training.optim import adamw
 from nla_variants.training.rl import RLModule, batch_indices
+from nla_variants.training.rl_config import RLConfig
 from nla_variants.variants.ar.baseline import EXPLANATION_SLOT, BaselineARConfig
 from nla_variants.variants.av.baseline import CloseTagStop
 from nla_variants.variants.large_models import (

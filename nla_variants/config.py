@@ -27,6 +27,8 @@ from pydantic import (
 from nla_variants.common.errors import NLAError, format_validation_error
 from nla_variants.common.plugins import load_entry_points
 from nla_variants.common.strict import Strict
+from nla_variants.training.rl_config import RLConfig
+from nla_variants.training.warm_start_config import ARSFTConfig, AVSFTConfig
 from nla_variants.variants.registry import ARSection, AVSection
 
 SPLITS = ("av_sft", "ar_sft", "rl", "eval")
@@ -413,106 +415,6 @@ def load_config(path: str | Path | None, model: type[T], overrides: list[str] | 
             f"config error: {format_validation_error(e)}",
             "correct that key (see configs/ for examples)",
         ) from None
-
-
-class SFTConfig(Strict):
-    steps: int = Field(100, ge=1)
-    batch_size: int = Field(8, ge=1)
-    lr: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    warmup_steps: int = Field(10, ge=0)
-    max_minutes: float | None = Field(None, gt=0, description="stop early after this wall time")
-    checkpoint_every: int = Field(0, ge=0, description="save a resumable checkpoint every N steps")
-    resume_from: str | None = Field(None, description="a checkpoint dir to continue from")
-
-
-class AVSFTConfig(SFTConfig):
-    """The AV warm start, with its held-out check: the NLL gap (shuffled - matching vectors) on
-    `ar_sft` rows, which the AV never trains on."""
-
-    eval_every: int = Field(0, ge=0, description="held-out NLL gap every N steps (0: never)")
-    eval_samples: int = Field(128, ge=2, description="held-out rows of that check")
-    keep_best: bool = Field(False, description="end with the weights of the best check")
-    stop_patience: int = Field(0, ge=0, description="stop after N checks without a better gap")
-    stop_at_gap: float | None = Field(None, gt=0, description="stop once the gap reaches this")
-
-
-class ARSFTConfig(SFTConfig):
-    """The AR warm start. With `av_text` > 0 it also reads the warm AV's own (greedy)
-    explanations of `av_text_rows` ar_sft rows, that share of every batch: the AR learns the
-    dialect it will be scored on (RL trains it the same way, online), not only the teacher's.
-    With `ridge` it ends by refitting its linear head in closed form on those rows
-    (training/readout.py): the best linear readout of its features, at the cost of one forward
-    pass per row, where a short SGD run barely moves the head."""
-
-    steps: int = Field(100, ge=0, description="SGD steps (0: only the ridge readout)")
-    batch_size: int = Field(16, ge=1)
-    av_text: float = Field(0.0, ge=0, le=1, description="share of batches from AV explanations")
-    av_text_rows: int = Field(512, ge=1, description="ar_sft rows the AV explains for that")
-    ridge: float | None = Field(
-        None, gt=0, description="end on the closed-form linear head: ridge penalty (relative)"
-    )
-    ridge_rows: int = Field(2048, ge=1, description="teacher rows of that fit (+ AV-text rows)")
-
-    @model_validator(mode="after")
-    def _trains_something(self) -> ARSFTConfig:
-        if self.steps == 0 and self.ridge is None:
-            raise ValueError("steps: 0 trains nothing; set steps >= 1 or a ridge penalty")
-        return self
-
-
-class RLConfig(Strict):
-    """GRPO on the AV with an online AR (the paper's second stage). steps: 0 skips RL. The AR
-    learns from the rollouts by SGD (`train_ar`), by a closed-form refit of its head
-    (`ar_ridge`), or not at all."""
-
-    steps: int = Field(0, ge=0)
-    batch_size: int = Field(4, ge=1, description="activations per step (B)")
-    group_size: int = Field(8, ge=2, description="sampled explanations per activation (G)")
-    av_lr: float = Field(1e-5, gt=0)
-    ar_lr: float = Field(5e-5, gt=0, description="the paper's working point: ~5x the AV's")
-    warmup_steps: int = Field(0, ge=0)
-    kl_coef: float = Field(0.05, ge=0, description="penalty to the frozen warm-start AV")
-    clip_eps: float = Field(0.2, gt=0)
-    inner_epochs: int = Field(1, ge=1)
-    temperature: float = Field(1.0, gt=0)
-    max_response_tokens: int = Field(96, ge=8, description="hard cap; a cut response fails")
-    grad_clip: float = Field(1.0, gt=0)
-    train_ar: bool = True
-    reward: Literal["mse", "centered_cosine"] = Field(
-        "mse",
-        description="mse: -normalised MSE (the paper); centered_cosine: cosine of prediction and "
-        "target minus the training mean direction, which pays nothing for hedging towards it",
-    )
-    contrast: float = Field(
-        0.0,
-        ge=0,
-        description="reward += contrast x the mean normalised MSE to other rows' vectors",
-    )
-    contrast_rows: int = Field(16, ge=1, description="random rl rows that term compares with")
-    ar_ridge: float | None = Field(
-        None,
-        gt=0,
-        description="refit the fixed AR's linear head in closed form (ridge penalty, relative) "
-        "on ar_ridge_rows teacher rows plus every closed rollout so far; needs train_ar: false",
-    )
-    ar_refit_every: int = Field(10, ge=1, description="RL steps between those refits")
-    ar_ridge_rows: int = Field(2048, ge=1, description="ar_sft teacher rows in every refit")
-    eval_every: int = Field(10, ge=0, description="eval round-trip FVE every N steps (0: never)")
-    eval_samples: int = Field(64, ge=2)
-    max_nonfinite: int = Field(3, ge=1, description="consecutive skipped steps before failing")
-    checkpoint_every: int = Field(0, ge=0)
-    resume_from: str | None = None
-    max_minutes: float | None = Field(None, gt=0)
-
-    @model_validator(mode="after")
-    def _one_ar_update(self) -> RLConfig:
-        if self.ar_ridge is not None and self.train_ar:
-            raise ValueError(
-                "ar_ridge refits the head of a fixed AR, train_ar trains it by SGD; "
-                "set train.rl.train_ar: false (or drop ar_ridge)"
-            )
-        return self
 
 
 class TrainConfig(Strict):

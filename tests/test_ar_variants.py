@@ -357,8 +357,8 @@ def test_beats_prompt_is_the_round_trip_minus_the_text_only_reading_on_the_same_
 
 
 def test_rl_rollout_scores_with_each_samples_prefix(ctx, monkeypatch):
-    from nla_variants.config import RLConfig
     from nla_variants.training.rl import RLModule
+    from nla_variants.training.rl_config import RLConfig
 
     ar = build("ar", {"variant": "context"}, ctx)
     seen: list = []

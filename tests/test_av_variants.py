@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from nla_variants.common.errors import NLAError
-from nla_variants.config import RLConfig
 from nla_variants.core.text import extract_explanation, wrap_explanation
 from nla_variants.core.vectors import ORTHOGONAL_MSE, normalized_mse
 from nla_variants.data.store import SplitRows
@@ -17,6 +16,7 @@ from nla_variants.evaluation.evaluation import evaluate
 from nla_variants.target import resolve_model
 from nla_variants.training.checkpoint import load_component, save_checkpoint
 from nla_variants.training.rl import RLModule
+from nla_variants.training.rl_config import RLConfig
 from nla_variants.training.warm_start import ARWarmStart
 from nla_variants.variants.av.structured import parse_fields, render_explanation
 from nla_variants.variants.registry import BuildContext, build

@@ -111,6 +111,8 @@ LAYERS = (
     "core",  # tensor and text functions: normalisation, MSE/FVE, ridge, injection, GRPO
     "target",  # the target model: loading, early-exit extraction
     "variants",  # the registry, the interfaces, the AV and AR variants, the pair, large targets
+    "training.warm_start_config",  # each stage's config, beside its driver in training/ ...
+    "training.rl_config",  # ... and below the trial config that composes them
     "config",  # the trial config, whose av/ar sections select the variants
     "checks",  # cheap input checks before any stage
     "data",  # activation datasets: corpus, sampling, teachers, the store
@@ -150,6 +152,8 @@ def test_layer_of_reads_rooms_and_root_modules():
     assert layer_of("nla_variants.common.errors") == LAYERS.index("common")
     assert layer_of("nla_variants.variants.av.baseline") == LAYERS.index("variants")
     assert layer_of("nla_variants.variants.testing") == LAYERS.index("variants.testing")
+    assert layer_of("nla_variants.training.rl_config") < LAYERS.index("config")
+    assert layer_of("nla_variants.training.rl") == LAYERS.index("training")
     assert layer_of("nla_variants.cli") == LAYERS.index("cli")
     assert layer_of("nla_variants.elsewhere") is None
     graph = {"nla_variants.data.a": {"nla_variants.training.b"}, "nla_variants.training.b": set()}

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from nla_variants.common.errors import NLAError
-from nla_variants.config import ARSFTConfig
 from nla_variants.core.vectors import normalized_mse
 from nla_variants.target import resolve_model
 from nla_variants.training.readout import head_features, refit_head
+from nla_variants.training.warm_start_config import ARSFTConfig
 from nla_variants.variants.registry import BuildContext, build
 
 WORDS = ["harbor", "python", "table", "river", "price", "garden", "engine", "winter"]

@@ -11,7 +11,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from nla_variants.config import RLConfig, TrialConfig, load_config
+from nla_variants.config import TrialConfig, load_config
 from nla_variants.core.ridge import Ridge
 from nla_variants.core.vectors import (
     ORTHOGONAL_MSE,
@@ -25,6 +25,7 @@ from nla_variants.target import resolve_model
 from nla_variants.training.experiment import run_trial
 from nla_variants.training.readout import head_features
 from nla_variants.training.rl import NonFiniteError, RLModule, steps_loader
+from nla_variants.training.rl_config import RLConfig
 from nla_variants.variants.av.baseline import BaselineAV
 from nla_variants.variants.registry import BuildContext, build
 from nla_variants.variants.testing import closing_generate

@@ -33,7 +33,6 @@ from torch import nn
 from nla_variants.common import distributed
 from nla_variants.common.errors import TrialStopped
 from nla_variants.common.io import atomic_path, write_yaml_atomic
-from nla_variants.config import RLConfig
 from nla_variants.core.grpo import clipped_policy_loss, group_advantages, kl_penalty
 from nla_variants.core.sampling import seed_of
 from nla_variants.core.vectors import (
@@ -54,6 +53,7 @@ from nla_variants.training.checkpoint import (
 from nla_variants.training.data import load_split
 from nla_variants.training.optim import adamw
 from nla_variants.training.readout import fit_head, head_features, head_inputs, linear_head
+from nla_variants.training.rl_config import RLConfig
 from nla_variants.training.trial import Trial
 from nla_variants.variants.large_models import (
     enable_gradient_checkpointing,

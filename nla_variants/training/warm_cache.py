@@ -21,8 +21,8 @@ from torch import nn
 from nla_variants import __version__
 from nla_variants.common.errors import NLAError
 from nla_variants.common.hashing import hash_obj
-from nla_variants.config import ARSFTConfig, SFTConfig
 from nla_variants.training.checkpoint import SIDECAR, save_checkpoint
+from nla_variants.training.warm_start_config import ARSFTConfig, SFTConfig
 from nla_variants.variants.registry import BuildContext, Kind, get_variant
 
 _NOT_IN_KEY = {"checkpoint_every", "resume_from"}  # where checkpoints go, not what is learned

@@ -25,7 +25,6 @@ from torch import nn
 
 from nla_variants.common import distributed
 from nla_variants.common.io import write_text_atomic
-from nla_variants.config import ARSFTConfig, AVSFTConfig, SFTConfig
 from nla_variants.data.store import SplitRows
 from nla_variants.evaluation.evaluation import nll_gap_scores, nll_rows
 from nla_variants.evaluation.rollouts import explain
@@ -40,6 +39,7 @@ from nla_variants.training.data import NLADataModule, load_split
 from nla_variants.training.optim import adamw
 from nla_variants.training.readout import refit_head
 from nla_variants.training.trial import Trial
+from nla_variants.training.warm_start_config import ARSFTConfig, AVSFTConfig, SFTConfig
 from nla_variants.variants.interfaces import VerifiesInjection
 from nla_variants.variants.large_models import enable_gradient_checkpointing, train_attention
 from nla_variants.variants.registry import Kind, VariantSection
