@@ -26,7 +26,7 @@ from pydantic import (
 
 from nla_variants.common.errors import NLAError, format_validation_error
 from nla_variants.common.plugins import load_entry_points
-from nla_variants.common.strict import Strict
+from nla_variants.common.strict import Seed, Strict
 from nla_variants.training.rl_config import RLConfig
 from nla_variants.training.warm_start_config import ARSFTConfig, AVSFTConfig
 from nla_variants.variants.registry import ARSection, AVSection
@@ -279,7 +279,7 @@ class PrepareConfig(Strict):
     """Everything `nla prepare` needs: target, corpus, sampling, teacher, store."""
 
     name: str = Field("dataset", pattern=r"^[A-Za-z0-9_.-]+$")
-    seed: int = 0
+    seed: Seed = 0
     target: TargetConfig = Field(default_factory=TargetConfig)
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
@@ -469,7 +469,7 @@ class TrialConfig(Strict):
     """One trial: data (prepared or found in the cache), AV and AR variants, training, eval."""
 
     name: str = Field("trial", pattern=r"^[A-Za-z0-9_.-]+$")
-    seed: int = 0
+    seed: Seed = 0
     data: PrepareConfig = Field(default_factory=PrepareConfig)
     # the sections as written (what is dumped and hashed) with their validated variant config
     av: AVSection = Field(default_factory=lambda: AVSection({"variant": "baseline"}))

@@ -35,6 +35,8 @@ def test_defaults_and_overrides(tmp_path):
         ("a: [1,\n", [], r"not valid YAML at line"),
         ("- 1\n", [], r"must be a YAML mapping"),
         ("", ["novalue"], r"not key=value"),
+        ("", ["seed=-1"], r"seed: Input should be greater than or equal to 0"),
+        ("", [f"seed={2**64}"], r"seed: Input should be less than 4294967296"),
     ],
 )
 def test_bad_configs_raise_one_line_errors(tmp_path, text, overrides, match):
@@ -43,6 +45,14 @@ def test_bad_configs_raise_one_line_errors(tmp_path, text, overrides, match):
     with pytest.raises(NLAError, match=match) as info:
         load_config(path, PrepareConfig, overrides)
     assert "\n" not in str(info.value) and "fix:" in str(info.value)
+
+
+def test_a_trial_seed_a_generator_cannot_take_is_refused_on_load():
+    """RL's batch seed is seed x 1,000,003 + step: a seed of 2**40 overflowed a torch generator
+    deep inside RL; it is refused where the config is read."""
+    with pytest.raises(NLAError, match=r"^config error: seed: Input should be less than"):
+        load_config(None, TrialConfig, [f"seed={2**40}"])
+    assert load_config(None, TrialConfig, [f"seed={2**32 - 1}"]).seed == 2**32 - 1
 
 
 def test_missing_config_file(tmp_path):

@@ -41,7 +41,7 @@ from nla_variants.common.io import atomic_dir
 from nla_variants.common.masking import mask_tree
 from nla_variants.common.paths import cache_root
 from nla_variants.common.schema import FinetuneSidecar
-from nla_variants.common.strict import Strict
+from nla_variants.common.strict import Seed, Strict
 from nla_variants.config import CorpusConfig, Device, PrepareConfig
 from nla_variants.core.padding import pad_right
 from nla_variants.data.corpus import load_corpus, manifest_hash
@@ -69,7 +69,7 @@ class FinetuneConfig(Strict):
     """`nla finetune`: which base, which documents, how long."""
 
     name: str = Field("finetune", pattern=r"^[A-Za-z0-9_.-]+$")
-    seed: int = 0
+    seed: Seed = 0
     model: str = Field("embedded", description="the base model; same forms as target.model")
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)
     genre: str | None = Field("narrative", description="train on this genre only; None: all")
