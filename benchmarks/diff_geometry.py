@@ -11,11 +11,27 @@ from the difference recovers on held-out rows (fit on av_sft, scored on ar_sft).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from nla_variants.core.ridge import Ridge
 from nla_variants.data.store import StoredDataset
+
+ROW_KEYS = ("example_id", "token_position", "split")  # where a diff row and its twin must agree
+
+
+def split_vectors(dataset: StoredDataset, split: str) -> torch.Tensor:
+    return torch.from_numpy(np.array(dataset.vectors(split), dtype=np.float64))
+
+
+def bridge(d: torch.Tensor, h: torch.Tensor, penalty: float = 1.0) -> Callable:
+    """The ridge map from a difference to the base activation of the same row (`core.ridge`),
+    on differences standardised per dimension so the penalty weighs every dimension alike."""
+    scale = d.std(0).clamp_min(1e-6)
+    weight, bias = Ridge(d / scale).solve(h, penalty)
+    return lambda x: (x.double() / scale) @ weight + bias
 
 
 def top_share(x: torch.Tensor, ks: tuple[int, ...] = (1, 5, 20)) -> list[float]:
@@ -24,15 +40,13 @@ def top_share(x: torch.Tensor, ks: tuple[int, ...] = (1, 5, 20)) -> list[float]:
     return [float(ev[:k].sum() / ev.sum()) for k in ks]
 
 
-def ridge_fve(x: torch.Tensor, y: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor, lam: float):
-    """Held-out FVE and mean cosine of the ridge map x -> y (x standardised, both centred with
-    the training statistics; the penalty is relative to the rows)."""
-    mx, sx, my = x.mean(0), x.std(0).clamp_min(1e-6), y.mean(0)
-    a, b, at, bt = (x - mx) / sx, y - my, (xt - mx) / sx, yt - my
-    w = torch.linalg.solve(a.T @ a + lam * len(a) * torch.eye(a.shape[1], dtype=a.dtype), a.T @ b)
-    p = at @ w
-    fve = 1 - float(((p - bt) ** 2).sum() / (bt**2).sum())
-    return fve, float(torch.nn.functional.cosine_similarity(p, bt, dim=1).mean())
+def held_out(
+    predicted: torch.Tensor, truth: torch.Tensor, mean: torch.Tensor
+) -> tuple[float, float]:
+    """FVE against the training mean, and the mean cosine, both centred on that mean."""
+    p, t = predicted - mean, truth - mean
+    fve = 1 - float(((p - t) ** 2).sum() / (t**2).sum())
+    return fve, float(torch.nn.functional.cosine_similarity(p, t, dim=1).mean())
 
 
 def main() -> None:
@@ -41,17 +55,10 @@ def main() -> None:
     parser.add_argument("base")
     args = parser.parse_args()
     diff, base = StoredDataset.open(args.diff), StoredDataset.open(args.base)
-    for column in ("doc_id", "position", "split"):
-        if column in diff.table().column_names:
-            a = diff.table(columns=[column]).column(0).to_pylist()
-            if a != base.table(columns=[column]).column(0).to_pylist():
-                raise SystemExit(f"the datasets' rows differ in {column}: prepare the base twin")
-
-    def split(ds: StoredDataset, name: str) -> torch.Tensor:
-        return torch.from_numpy(np.array(ds.vectors(name), dtype=np.float64))
-
-    d, h = split(diff, "av_sft"), split(base, "av_sft")
-    dt, ht = split(diff, "ar_sft"), split(base, "ar_sft")
+    if diff.table(columns=list(ROW_KEYS)) != base.table(columns=list(ROW_KEYS)):
+        raise SystemExit("the datasets' rows differ: prepare the base twin of the diff dataset")
+    d, h = split_vectors(diff, "av_sft"), split_vectors(base, "av_sft")
+    dt, ht = split_vectors(diff, "ar_sft"), split_vectors(base, "ar_sft")
     print(f"rows: {len(d)} av_sft (fit), {len(dt)} ar_sft (held out)")
     for name, x in (("difference", d), ("base activation", h)):
         shares = ", ".join(f"{s:.2f}" for s in top_share(x))
@@ -59,10 +66,11 @@ def main() -> None:
         print(
             f"{name}: variance in the top 1/5/20 directions {shares}; |mean| / mean |x| {ratio:.2f}"
         )
-    for lam in (1e-3, 1e-2, 1e-1, 1.0):
-        fve, cos = ridge_fve(d, h, dt, ht, lam)
+    for penalty in (1e-3, 1e-2, 1e-1, 1.0):
+        fve, cos = held_out(bridge(d, h, penalty)(dt), ht, h.mean(0))
         print(
-            f"difference -> base activation, ridge {lam:g}: held-out FVE {fve:.3f}, cosine {cos:.3f}"
+            f"difference -> base activation, ridge {penalty:g}: "
+            f"held-out FVE {fve:.3f}, cosine {cos:.3f}"
         )
 
 

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pyarrow as pa
 import torch
+from diff_geometry import bridge, split_vectors
 
 from nla_variants.cli import setup_logging
 from nla_variants.config import TrialConfig, load_config
@@ -31,23 +31,21 @@ from nla_variants.data.store import StoredDataset, vector_matrix
 from nla_variants.training.experiment import run_trial
 
 
-def read_through_base(diff: Path, base: Path, lam: float = 1.0) -> None:
+def read_through_base(diff: Path, base: Path, penalty: float = 1.0) -> None:
     """Every read of the diff dataset's vectors returns ridge(difference) -> base activation
     instead (fit on av_sft; the AV never trains on ar_sft, its held-out rows)."""
-    d = torch.from_numpy(np.array(StoredDataset.open(diff).vectors("av_sft"), np.float64))
-    h = torch.from_numpy(np.array(StoredDataset.open(base).vectors("av_sft"), np.float64))
-    md, sd, mh = d.mean(0), d.std(0).clamp_min(1e-6), h.mean(0)
-    a = (d - md) / sd
-    eye = torch.eye(a.shape[1], dtype=a.dtype)
-    w = torch.linalg.solve(a.T @ a + lam * len(a) * eye, a.T @ (h - mh))
+    to_base = bridge(
+        split_vectors(StoredDataset.open(diff), "av_sft"),
+        split_vectors(StoredDataset.open(base), "av_sft"),
+        penalty,
+    )
     table = StoredDataset.table
 
     def translated(self, split=None, columns=None) -> pa.Table:
         out = table(self, split, columns)
         if self.path.resolve() != diff.resolve() or "vector" not in out.column_names:
             return out
-        x = torch.from_numpy(vector_matrix(out).astype(np.float64))
-        y = (((x - md) / sd) @ w + mh).float().numpy()
+        y = to_base(torch.tensor(vector_matrix(out))).float().numpy()
         col = pa.array(list(y), type=out.schema.field("vector").type)
         return out.set_column(out.column_names.index("vector"), "vector", col)
 
